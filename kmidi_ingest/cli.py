@@ -1,0 +1,166 @@
+"""Command line: ``kmidi-ingest ROOT SAMPLE_RATE [options]``.
+
+The only module that knows argv, progress bars, printing and exit codes:
+0 all good, 1 something failed (see the summary), 2 usage or configuration error, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import MATCHERS, load_settings, mask_url
+from .errors import ConfigError, DiscoverError, KmidiError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmidi-ingest",
+        description="Ingest film/TV music cues (MIDI + printed stems) into a database.",
+    )
+    parser.add_argument("root", metavar="ROOT", help="folder holding cue folders (any depth)")
+    parser.add_argument(
+        "sample_rate",
+        metavar="SAMPLE_RATE",
+        type=_positive_int,
+        help="sample rate in Hz of the composite mono used for features, e.g. 48000",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL (default: $DATABASE_URL or sqlite:///kmidi.sqlite)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="processes computing cues in parallel (default: 1, or $KMIDI_WORKERS)",
+    )
+    parser.add_argument(
+        "--matcher", choices=MATCHERS, help="track/stem matcher (default: $KMIDI_MATCHER or fuzzy)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-ingest every cue, even those stored with the same content",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level",
+    )
+    parser.add_argument("--version", action="version", version=f"kmidi-ingest {__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number, got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
+        return int(exc.code or 0)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings().with_overrides(
+            database_url=args.database_url, matcher=args.matcher, workers=args.workers
+        )
+    except ConfigError as exc:
+        print(f"kmidi-ingest: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_ingest(args, settings)
+
+
+def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
+    from .pipeline import ingest
+
+    bar: Any = None
+    show = not args.quiet and not args.json and sys.stderr.isatty()
+
+    def on_start(total: int) -> None:
+        nonlocal bar
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="cue", desc="cues", file=sys.stderr)
+
+    def progress(cue: str, outcome: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{outcome}: {cue}"[-60:], refresh=False)
+            bar.update(1)
+
+    try:
+        summary = ingest(
+            args.root,
+            args.sample_rate,
+            settings=settings,
+            force=args.force,
+            workers=settings.workers or 1,
+            progress=progress,
+            on_start=on_start,
+        )
+    except (ConfigError, DiscoverError) as exc:
+        print(f"kmidi-ingest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KmidiError as exc:
+        print(f"kmidi-ingest: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # database unreachable, permission denied, ...
+        message = str(exc).replace(settings.database_url, mask_url(settings.database_url))
+        print(f"kmidi-ingest: {type(exc).__name__}: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        print(format_summary(summary))
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def format_summary(summary: Any) -> str:
+    """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
+    lines = [
+        f"kmidi-ingest {__version__}: {summary.root} at {summary.sample_rate_hz} Hz "
+        f"→ {summary.database}",
+        f"  cues        {summary.cues_found} found, {summary.cues_ingested} ingested, "
+        f"{summary.cues_skipped} skipped (already stored), {summary.cues_failed} failed",
+        f"  MIDI        {summary.midi_files} files, {summary.tracks} instrument tracks, "
+        f"{summary.notes} notes",
+        f"  audio       {summary.stems} stems, {summary.final_mixes} final mixes",
+        f"  matches     {summary.matches} tracks matched to stems",
+        f"  problems    {len(summary.errors)} errors, {len(summary.warnings)} warnings",
+        f"  elapsed     {summary.elapsed_s:.1f} s",
+    ]
+    for problem in summary.problems:
+        tag = "ERROR" if problem.severity == "error" else "warning"
+        lines.append(f"  {tag} [{problem.stage}] {problem.path}: {problem.message}")
+    if summary.interrupted:
+        lines.append("  interrupted: stopped after the cue in flight; re-run to finish")
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""Discover stage: walk a tree, find cue folders by their content, group audio channel files.
+
+A cue is a folder holding a MIDI folder, MIDI files, or an audio folder (``Audio Files`` …). Its
+MIDI and audio files are every such file below it (a cue is not searched for nested cues).
+Multi-mono channel files (``Strings.L.wav``, ``Strings.R.wav``) are grouped into one stem by the
+name before the channel suffix; names matching a final-mix pattern (``6mx``) become final mixes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DiscoverError
+from .midi import MIDI_SUFFIXES
+
+AUDIO_SUFFIXES = (".wav", ".wave", ".bwf", ".aif", ".aiff", ".aifc", ".flac", ".w64", ".rf64")
+MIDI_FOLDER_NAMES = ("midi", "midi files")
+AUDIO_FOLDER_NAMES = ("audio files", "audio", "stems", "bounced files", "bounces", "prints")
+
+# Pro Tools multi-mono suffixes (5.1, 7.1, 7.1.4 and ambisonic/aux numbering), matched
+# case-insensitively; the spelling here is the label stored.
+CHANNEL_LABELS = (
+    "L", "R", "C", "LFE", "Ls", "Rs", "Lss", "Rss", "Lsr", "Rsr", "Lrs", "Rrs", "Cs", "Lc",
+    "Rc", "Lw", "Rw", "Ltf", "Rtf", "Ltr", "Rtr", "M", "S",
+    *(f"A{i}" for i in range(1, 17)),
+)  # fmt: skip
+LFE_LABELS = frozenset({"LFE"})
+# Position of each label in a canonical film order, so channels are stored L, R, C, LFE, Ls, Rs...
+CHANNEL_ORDER = {label.upper(): i for i, label in enumerate(CHANNEL_LABELS)}
+DEFAULT_FINAL_MIX_PATTERNS = (r"6mx",)
+CUE_CODE = re.compile(r"^\s*\d+[mM]\d+[a-zA-Z]?(?:[\s._-]+|$)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupingRules:
+    """How channel files are grouped into stems (configurable, Pro Tools defaults)."""
+
+    channel_labels: tuple[str, ...] = CHANNEL_LABELS
+    separators: str = "._- "
+    final_mix_patterns: tuple[str, ...] = DEFAULT_FINAL_MIX_PATTERNS
+    exclude_from_mono: frozenset[str] = LFE_LABELS
+
+    def suffix_regex(self) -> re.Pattern[str]:
+        labels = "|".join(
+            sorted((re.escape(x) for x in self.channel_labels), key=len, reverse=True)
+        )
+        seps = re.escape(self.separators)
+        return re.compile(rf"^(?P<base>.+?)[{seps}](?P<label>{labels})$", re.IGNORECASE)
+
+    def is_final_mix(self, name: str) -> bool:
+        return any(re.search(p, name, re.IGNORECASE) for p in self.final_mix_patterns)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelFile:
+    """One audio file of a stem; ``label`` is its channel suffix (``None`` when it has none)."""
+
+    path: Path
+    rel_path: str  # relative to the cue folder
+    label: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StemGroup:
+    """Audio files that together form one stem or one final mix."""
+
+    key: str  # file name without extension and channel suffix
+    name: str  # canonical name: key without a leading cue code such as "1M01"
+    is_final_mix: bool
+    files: tuple[ChannelFile, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CueSource:
+    """A cue folder and the files found in it."""
+
+    path: Path
+    rel_path: str  # relative to the root, "." for the root itself
+    name: str
+    midi_files: tuple[Path, ...]
+    audio_files: tuple[Path, ...]
+    problems: tuple[tuple[str, str], ...] = field(default=())  # (path, reason) found while walking
+
+
+def canonical_name(key: str) -> str:
+    """Strip a leading cue code (``1M01``, ``2m03b``) and separators; keep the rest as written."""
+    stripped = CUE_CODE.sub("", key, count=1).strip(" ._-")
+    return stripped or key.strip()
+
+
+def split_channel_suffix(stem: str, rules: GroupingRules) -> tuple[str, str | None]:
+    """``"1M01 Strings.L"`` → ``("1M01 Strings", "L")``; no suffix → ``(stem, None)``."""
+    match = rules.suffix_regex().match(stem)
+    if not match:
+        return stem, None
+    label = match.group("label")
+    canonical = next(x for x in rules.channel_labels if x.lower() == label.lower())
+    return match.group("base"), canonical
+
+
+def group_channels(
+    files: list[tuple[Path, str]], rules: GroupingRules | None = None
+) -> list[StemGroup]:
+    """Group ``(path, rel_path)`` audio files into stems and final mixes.
+
+    Files sharing the name before their channel suffix form one group, ordered L R C LFE Ls Rs …
+    A file without a suffix is a stem on its own (mono or interleaved).
+    """
+    rules = rules or GroupingRules()
+    regex = rules.suffix_regex()
+    buckets: dict[str, list[ChannelFile]] = {}
+    keys: dict[str, str] = {}
+    for path, rel_path in files:
+        stem = Path(path.name).stem
+        match = regex.match(stem)
+        base, label = (match.group("base"), match.group("label")) if match else (stem, None)
+        if label is not None:
+            label = next(x for x in rules.channel_labels if x.lower() == label.lower())
+        # Suffix-less files never merge with a multi-mono group of the same base name.
+        bucket = base.lower().strip() + ("\0" if label is None else "")
+        buckets.setdefault(bucket, []).append(
+            ChannelFile(path=path, rel_path=rel_path, label=label)
+        )
+        keys.setdefault(bucket, base.strip())
+    groups = []
+    for bucket, members in buckets.items():
+        members.sort(key=lambda f: (CHANNEL_ORDER.get((f.label or "").upper(), 99), f.rel_path))
+        key = keys[bucket]
+        groups.append(
+            StemGroup(
+                key=key,
+                name=canonical_name(key),
+                is_final_mix=rules.is_final_mix(key),
+                files=tuple(members),
+            )
+        )
+    groups.sort(key=lambda g: (g.is_final_mix, g.key.lower()))
+    return groups
+
+
+def _is_midi(name: str) -> bool:
+    return name.lower().endswith(MIDI_SUFFIXES)
+
+
+def _is_audio(name: str) -> bool:
+    return name.lower().endswith(AUDIO_SUFFIXES) and not name.startswith("._")
+
+
+def _is_cue_dir(dirnames: list[str], filenames: list[str]) -> bool:
+    lowered = {d.lower() for d in dirnames}
+    return any(name in lowered for name in MIDI_FOLDER_NAMES + AUDIO_FOLDER_NAMES) or any(
+        _is_midi(f) for f in filenames
+    )
+
+
+def find_cues(root: str | Path) -> list[CueSource]:
+    """Return every cue below ``root`` (``root`` itself may be a cue), sorted by relative path.
+
+    Symlinked folders are not followed (no loops); unreadable folders are reported as problems
+    of the nearest cue, or raise :class:`DiscoverError` when the root itself cannot be read.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DiscoverError("root folder does not exist or is not a folder", path=root)
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise DiscoverError(f"cannot read root folder: {exc.strerror}", path=root) from exc
+
+    cues: list[CueSource] = []
+    for dirpath, dirnames, filenames in _walk(root):
+        if not _is_cue_dir(dirnames, filenames):
+            continue
+        cue_dir = Path(dirpath)
+        dirnames.clear()  # the cue owns everything below it
+        cues.append(_collect(root, cue_dir))
+    cues.sort(key=lambda c: c.rel_path)
+    return cues
+
+
+def _walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        dirnames.sort()
+        filenames.sort()
+        yield dirpath, dirnames, filenames
+
+
+def _collect(root: Path, cue_dir: Path) -> CueSource:
+    midi: list[Path] = []
+    audio: list[Path] = []
+    problems: list[tuple[str, str]] = []
+
+    def on_error(exc: OSError) -> None:
+        problems.append((str(exc.filename), f"cannot read folder: {exc.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(cue_dir, onerror=on_error, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if _is_midi(name):
+                midi.append(path)
+            elif _is_audio(name):
+                audio.append(path)
+    rel = cue_dir.relative_to(root).as_posix()
+    return CueSource(
+        path=cue_dir,
+        rel_path=rel,
+        name=cue_dir.name if rel != "." else root.resolve().name,
+        midi_files=tuple(midi),
+        audio_files=tuple(audio),
+        problems=tuple(problems),
+    )
+
+
+def stat_fingerprint(cue: CueSource) -> str:
+    """Cheap fingerprint from names, sizes and modification times (no file is read)."""
+    digest = hashlib.sha256()
+    for path in sorted(cue.midi_files + cue.audio_files):
+        try:
+            st = path.stat()
+            entry = f"{path.relative_to(cue.path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+        except OSError:
+            entry = f"{path.relative_to(cue.path).as_posix()}\0missing\n"
+        digest.update(entry.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def content_fingerprint(cue: CueSource) -> str:
+    """Fingerprint from names, sizes and the SHA-256 of every file's content."""
+    digest = hashlib.sha256()
+    for path in sorted(cue.midi_files + cue.audio_files):
+        rel = path.relative_to(cue.path).as_posix()
+        try:
+            file_hash = sha256_file(path)
+        except OSError:
+            file_hash = "missing"
+        digest.update(f"{rel}\0{file_hash}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path, *, block_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,53 @@
+"""Alembic environment: uses a connection handed in by kmidi_ingest (``config.attributes``), or
+builds one from ``sqlalchemy.url`` / ``DATABASE_URL`` when run through the ``alembic`` command."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from kmidi_ingest.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from kmidi_ingest.config import load_settings
+    from kmidi_ingest.db import make_engine
+
+    url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def run_migrations_offline() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,429 @@
+"""The ORM schema. Alembic (``migrations/``) owns it in the database; ``alembic check`` keeps the two
+in step.
+
+Naming rules analysts rely on: every time column says its unit (``*_tick``, ``*_s``, ``tempo_us``,
+``bpm``), bars and beats are 1-based, ids are integers, and "part of" foreign keys cascade on delete
+(deleting a cue deletes everything that came from it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT identity on PostgreSQL (Aurora DSQL accepts identity, not SERIAL); SQLite's INTEGER
+# PRIMARY KEY is its rowid alias and autoincrements by itself.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(Id, Identity(), primary_key=True)
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> Mapped[int]:
+    return mapped_column(Id, ForeignKey(target, ondelete=ondelete), nullable=nullable)
+
+
+class IngestRun(Base):
+    """One invocation of the ingest job."""
+
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[int] = _pk()
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    root: Mapped[str] = mapped_column(Text)
+    sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    matcher: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(32))
+    parameters_json: Mapped[str] = mapped_column(Text, default="{}")
+    cues_found: Mapped[int] = mapped_column(Integer, default=0)
+    cues_ingested: Mapped[int] = mapped_column(Integer, default=0)
+    cues_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    cues_failed: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    elapsed_s: Mapped[float | None] = mapped_column(Float)
+
+
+class Cue(Base):
+    """A cue folder. Its children become visible together when ``status`` is ``complete``."""
+
+    __tablename__ = "cues"
+    __table_args__ = (UniqueConstraint("rel_path"),)
+
+    id: Mapped[int] = _pk()
+    name: Mapped[str] = mapped_column(Text)
+    rel_path: Mapped[str] = mapped_column(Text)
+    abs_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    stat_fingerprint: Mapped[str] = mapped_column(String(64))
+    content_fingerprint: Mapped[str] = mapped_column(String(64))
+    sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = _fk("ingest_runs.id", nullable=True, ondelete="SET NULL")
+    midi_file_count: Mapped[int] = mapped_column(Integer, default=0)
+    stem_count: Mapped[int] = mapped_column(Integer, default=0)
+    final_mix_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    midi_offset_s: Mapped[float | None] = mapped_column(Float)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IngestError(Base):
+    """A failure or warning, tied to the run, and to the cue and file where known."""
+
+    __tablename__ = "ingest_errors"
+
+    id: Mapped[int] = _pk()
+    run_id: Mapped[int | None] = _fk("ingest_runs.id", nullable=True, ondelete="CASCADE")
+    cue_id: Mapped[int | None] = _fk("cues.id", nullable=True, ondelete="CASCADE")
+    cue_path: Mapped[str | None] = mapped_column(Text)
+    file_path: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(8), default="error")
+    error_type: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MidiFile(Base):
+    __tablename__ = "midi_files"
+    __table_args__ = (Index(None, "cue_id"),)
+
+    id: Mapped[int] = _pk()
+    cue_id: Mapped[int] = _fk("cues.id")
+    rel_path: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    midi_format: Mapped[int] = mapped_column(SmallInteger)
+    timing: Mapped[str] = mapped_column(String(8))  # "ppq" (ticks per quarter) or "smpte"
+    ticks_per_beat: Mapped[int | None] = mapped_column(Integer)
+    smpte_fps: Mapped[float | None] = mapped_column(Float)
+    smpte_ticks_per_frame: Mapped[int | None] = mapped_column(Integer)
+    smpte_offset_s: Mapped[float | None] = mapped_column(Float)
+    track_count: Mapped[int] = mapped_column(Integer)
+    note_count: Mapped[int] = mapped_column(Integer)
+    length_tick: Mapped[int] = mapped_column(BigInteger)
+    length_s: Mapped[float] = mapped_column(Float)
+    lenient: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MidiTrack(Base):
+    __tablename__ = "midi_tracks"
+    __table_args__ = (Index(None, "midi_file_id"),)
+
+    id: Mapped[int] = _pk()
+    midi_file_id: Mapped[int] = _fk("midi_files.id")
+    track_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+    is_conductor: Mapped[bool] = mapped_column(Boolean)
+    channel: Mapped[int | None] = mapped_column(SmallInteger)  # most used channel, 0-based
+    program: Mapped[int | None] = mapped_column(SmallInteger)  # first program change, 0-based
+    is_drum: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str | None] = mapped_column(String(32))
+    category_source: Mapped[str | None] = mapped_column(String(16))
+    note_count: Mapped[int] = mapped_column(Integer)
+    sysex_count: Mapped[int] = mapped_column(Integer, default=0)
+    stray_note_off_count: Mapped[int] = mapped_column(Integer, default=0)
+    end_tick: Mapped[int] = mapped_column(BigInteger)
+    end_s: Mapped[float] = mapped_column(Float)
+
+
+class MidiNote(Base):
+    """A paired note. ``end_inferred`` marks a note never released, closed at the end of its track."""
+
+    __tablename__ = "midi_notes"
+    __table_args__ = (Index(None, "track_id"), Index(None, "pitch"), Index(None, "start_s"))
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    channel: Mapped[int] = mapped_column(SmallInteger)
+    pitch: Mapped[int] = mapped_column(SmallInteger)
+    velocity: Mapped[int] = mapped_column(SmallInteger)
+    release_velocity: Mapped[int | None] = mapped_column(SmallInteger)
+    start_tick: Mapped[int] = mapped_column(BigInteger)
+    end_tick: Mapped[int] = mapped_column(BigInteger)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    end_sustain_s: Mapped[float] = mapped_column(Float)
+    start_bar: Mapped[int | None] = mapped_column(Integer)
+    start_beat: Mapped[float | None] = mapped_column(Float)
+    end_inferred: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class _ChannelEvent:
+    """Columns shared by the per-event tables (tick, seconds, bar/beat, channel)."""
+
+    channel: Mapped[int] = mapped_column(SmallInteger)
+    tick: Mapped[int] = mapped_column(BigInteger)
+    time_s: Mapped[float] = mapped_column(Float)
+    bar: Mapped[int | None] = mapped_column(Integer)
+    beat: Mapped[float | None] = mapped_column(Float)
+
+
+class MidiCC(_ChannelEvent, Base):
+    __tablename__ = "midi_cc"
+    __table_args__ = (Index(None, "track_id"),)
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    controller: Mapped[int] = mapped_column(SmallInteger)
+    value: Mapped[int] = mapped_column(SmallInteger)
+
+
+class MidiProgramChange(_ChannelEvent, Base):
+    __tablename__ = "midi_program_changes"
+    __table_args__ = (Index(None, "track_id"),)
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    program: Mapped[int] = mapped_column(SmallInteger)
+
+
+class MidiPitchBend(_ChannelEvent, Base):
+    __tablename__ = "midi_pitch_bends"
+    __table_args__ = (Index(None, "track_id"),)
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    value: Mapped[int] = mapped_column(Integer)  # -8192 .. 8191, 0 = centre
+
+
+class MidiAftertouch(_ChannelEvent, Base):
+    """Channel pressure (``pitch`` NULL) and polyphonic key pressure."""
+
+    __tablename__ = "midi_aftertouch"
+    __table_args__ = (Index(None, "track_id"),)
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    pitch: Mapped[int | None] = mapped_column(SmallInteger)
+    value: Mapped[int] = mapped_column(SmallInteger)
+
+
+class _FileEvent:
+    tick: Mapped[int] = mapped_column(BigInteger)
+    time_s: Mapped[float] = mapped_column(Float)
+    track_index: Mapped[int] = mapped_column(Integer)
+
+
+class TempoChange(_FileEvent, Base):
+    """The effective tempo map (after merging tracks; at one tick the last event wins)."""
+
+    __tablename__ = "tempo_changes"
+    __table_args__ = (Index(None, "midi_file_id"),)
+
+    id: Mapped[int] = _pk()
+    midi_file_id: Mapped[int] = _fk("midi_files.id")
+    tempo_us: Mapped[int] = mapped_column(Integer)  # microseconds per quarter note
+    bpm: Mapped[float] = mapped_column(Float)
+    bar: Mapped[int | None] = mapped_column(Integer)
+    beat: Mapped[float | None] = mapped_column(Float)
+
+
+class TimeSignature(_FileEvent, Base):
+    __tablename__ = "time_signatures"
+    __table_args__ = (Index(None, "midi_file_id"),)
+
+    id: Mapped[int] = _pk()
+    midi_file_id: Mapped[int] = _fk("midi_files.id")
+    bar: Mapped[int | None] = mapped_column(Integer)
+    numerator: Mapped[int] = mapped_column(SmallInteger)
+    denominator: Mapped[int] = mapped_column(SmallInteger)
+    clocks_per_click: Mapped[int] = mapped_column(SmallInteger)
+    notated_32nds_per_beat: Mapped[int] = mapped_column(SmallInteger)
+
+
+class KeySignature(_FileEvent, Base):
+    __tablename__ = "key_signatures"
+    __table_args__ = (Index(None, "midi_file_id"),)
+
+    id: Mapped[int] = _pk()
+    midi_file_id: Mapped[int] = _fk("midi_files.id")
+    key: Mapped[str] = mapped_column(String(8))  # e.g. "C", "F#m", "Bb"
+
+
+class Marker(_FileEvent, Base):
+    """Markers, cue points, text, lyrics, copyright and other text meta events."""
+
+    __tablename__ = "markers"
+    __table_args__ = (Index(None, "midi_file_id"),)
+
+    id: Mapped[int] = _pk()
+    midi_file_id: Mapped[int] = _fk("midi_files.id")
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    bar: Mapped[int | None] = mapped_column(Integer)
+    beat: Mapped[float | None] = mapped_column(Float)
+
+
+class _Stem:
+    name: Mapped[str] = mapped_column(Text)  # canonical name (channel suffix and cue code removed)
+    group_key: Mapped[str] = mapped_column(Text)  # file name stem without the channel suffix
+    channel_count: Mapped[int] = mapped_column(Integer)
+    channel_layout: Mapped[str] = mapped_column(Text)  # e.g. "L,R" or "L,R,C,LFE,Ls,Rs"
+    source_sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[float] = mapped_column(Float)
+    peak: Mapped[float] = mapped_column(Float)  # of the composite mono, linear full scale
+    rms: Mapped[float] = mapped_column(Float)
+
+
+class AudioFile(_Stem, Base):
+    """An instrument stem: one or more channel files grouped under one canonical name."""
+
+    __tablename__ = "audio_files"
+    __table_args__ = (Index(None, "cue_id"),)
+
+    id: Mapped[int] = _pk()
+    cue_id: Mapped[int] = _fk("cues.id")
+    category: Mapped[str | None] = mapped_column(String(32))
+    category_source: Mapped[str | None] = mapped_column(String(16))
+
+
+class FinalMix(_Stem, Base):
+    """A final mix (by default a name containing ``6mx``); never an instrument stem."""
+
+    __tablename__ = "final_mixes"
+    __table_args__ = (Index(None, "cue_id"),)
+
+    id: Mapped[int] = _pk()
+    cue_id: Mapped[int] = _fk("cues.id")
+
+
+_ONE_OWNER = "(audio_file_id IS NULL) <> (final_mix_id IS NULL)"
+
+
+class AudioChannel(Base):
+    """One channel of a stem or mix: a mono file, or one channel of an interleaved file."""
+
+    __tablename__ = "audio_channels"
+    __table_args__ = (
+        CheckConstraint(_ONE_OWNER, name="one_owner"),
+        Index(None, "audio_file_id"),
+        Index(None, "final_mix_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    audio_file_id: Mapped[int | None] = _fk("audio_files.id", nullable=True)
+    final_mix_id: Mapped[int | None] = _fk("final_mixes.id", nullable=True)
+    channel_order: Mapped[int] = mapped_column(Integer)  # 0-based position in the group
+    label: Mapped[str] = mapped_column(String(8))  # L, R, C, LFE, Ls, ... or M for mono
+    rel_path: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(Text)
+    file_channel: Mapped[int] = mapped_column(Integer)  # 0-based channel within the file
+    file_channels: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    audio_format: Mapped[str] = mapped_column(String(16))  # soundfile format, e.g. WAV, AIFF
+    subtype: Mapped[str] = mapped_column(String(16))  # e.g. PCM_24, FLOAT
+    sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    frames: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[float] = mapped_column(Float)
+    peak: Mapped[float] = mapped_column(Float)
+    rms: Mapped[float] = mapped_column(Float)
+    in_mono: Mapped[bool] = mapped_column(Boolean)  # False for LFE (excluded from the composite)
+
+
+class AudioFeature(Base):
+    """A feature matrix of a stem or mix; its bytes live in ``audio_feature_chunks``."""
+
+    __tablename__ = "audio_features"
+    __table_args__ = (
+        CheckConstraint(_ONE_OWNER, name="one_owner"),
+        Index(None, "audio_file_id"),
+        Index(None, "final_mix_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    audio_file_id: Mapped[int | None] = _fk("audio_files.id", nullable=True)
+    final_mix_id: Mapped[int | None] = _fk("final_mixes.id", nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "log_mel"
+    sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    n_fft: Mapped[int] = mapped_column(Integer)
+    hop_length: Mapped[int] = mapped_column(Integer)
+    n_mels: Mapped[int] = mapped_column(Integer)
+    fmin_hz: Mapped[float] = mapped_column(Float)
+    fmax_hz: Mapped[float] = mapped_column(Float)
+    db_ref: Mapped[float] = mapped_column(Float)  # dB = 10*log10(max(power, amin) / db_ref)
+    db_amin: Mapped[float] = mapped_column(Float)
+    centered: Mapped[bool] = mapped_column(Boolean)  # frame k centred on sample k*hop_length
+    dtype: Mapped[str] = mapped_column(String(16))  # e.g. "float16"
+    encoding: Mapped[str] = mapped_column(String(16))  # "npy"
+    n_frames: Mapped[int] = mapped_column(Integer)
+    byte_count: Mapped[int] = mapped_column(BigInteger)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class AudioFeatureChunk(Base):
+    """At most 1 MiB of a feature's encoded bytes (fits every target database's column limit)."""
+
+    __tablename__ = "audio_feature_chunks"
+    __table_args__ = (UniqueConstraint("feature_id", "chunk_index"),)
+
+    id: Mapped[int] = _pk()
+    feature_id: Mapped[int] = _fk("audio_features.id")
+    chunk_index: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TrackMatch(Base):
+    """The stem a MIDI track was printed to (one row per matched or considered track)."""
+
+    __tablename__ = "track_matches"
+    __table_args__ = (UniqueConstraint("track_id"), Index(None, "audio_file_id"))
+
+    id: Mapped[int] = _pk()
+    track_id: Mapped[int] = _fk("midi_tracks.id")
+    audio_file_id: Mapped[int | None] = _fk("audio_files.id", nullable=True)
+    method: Mapped[str] = mapped_column(String(16))  # fuzzy | llm | fuzzy_fallback
+    score: Mapped[float] = mapped_column(Float)  # 0..100
+    fallback_reason: Mapped[str | None] = mapped_column(Text)
+    onset_correlation: Mapped[float | None] = mapped_column(Float)
+    lag_s: Mapped[float | None] = mapped_column(Float)
+    verified: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class LlmCache(Base):
+    """LLM answers keyed by a hash of (model, prompt), so a re-run costs no request."""
+
+    __tablename__ = "llm_cache"
+    __table_args__ = (UniqueConstraint("cache_key"),)
+
+    id: Mapped[int] = _pk()
+    cache_key: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(Text)
+    request_json: Mapped[str] = mapped_column(Text)
+    response_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,60 @@
+"""Plain data passed from the compute stages to the store: one :class:`CueResult` per cue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .audio import StemData
+from .categories import CategoryGuess
+from .discover import CueSource
+from .midi import MidiData
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """A failure (``severity="error"``) or a survivable oddity (``"warning"``) met in a cue."""
+
+    stage: str
+    error_type: str
+    message: str
+    path: str | None = None
+    severity: str = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackMatchRow:
+    """The match of one instrument track; ``stem_index`` indexes :attr:`CueResult.stems`."""
+
+    midi_index: int
+    track_index: int
+    stem_index: int | None
+    score: float
+    method: str
+    fallback_reason: str | None = None
+    onset_correlation: float | None = None
+    lag_s: float | None = None
+    verified: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CueResult:
+    """Everything computed for one cue, ready to be written in one transaction."""
+
+    source: CueSource
+    stat_fingerprint: str
+    content_fingerprint: str
+    sample_rate_hz: int
+    midi: tuple[MidiData, ...]
+    stems: tuple[StemData, ...]
+    mixes: tuple[StemData, ...]
+    track_categories: dict[tuple[int, int], CategoryGuess]
+    stem_categories: tuple[CategoryGuess, ...]
+    matches: tuple[TrackMatchRow, ...]
+    file_hashes: dict[str, str] = field(default_factory=dict)  # rel_path → sha256
+    problems: tuple[Problem, ...] = field(default=())
+    midi_offset_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")

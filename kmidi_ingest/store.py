@@ -1,0 +1,570 @@
+"""Store stage: write a :class:`~kmidi_ingest.results.CueResult` in one transaction.
+
+Parent rows (cue, files, tracks, stems) go through Core ``INSERT … RETURNING`` to learn their ids;
+the large event tables go in bulk: DB-API ``executemany`` on SQLite and ``COPY … FROM STDIN`` on
+PostgreSQL, both inside the same transaction, never row by row through the ORM.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import features as feature_codec
+from . import models as m
+from .audio import StemData
+from .midi import NO_BAR, MidiData, Track
+from .results import CueResult, Problem
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredCue:
+    """What the database knows of a cue (to decide skip / replace)."""
+
+    id: int
+    status: str
+    stat_fingerprint: str
+    content_fingerprint: str
+    sample_rate_hz: int
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_run(
+    engine: Engine,
+    *,
+    root: str,
+    sample_rate_hz: int,
+    matcher: str,
+    version: str,
+    parameters: dict[str, Any],
+) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(m.IngestRun).returning(m.IngestRun.id),
+                {
+                    "started_at": now(),
+                    "status": "running",
+                    "root": root,
+                    "sample_rate_hz": sample_rate_hz,
+                    "matcher": matcher,
+                    "version": version,
+                    "parameters_json": json.dumps(parameters, sort_keys=True, default=str),
+                    "cues_found": 0,
+                    "cues_ingested": 0,
+                    "cues_skipped": 0,
+                    "cues_failed": 0,
+                    "error_count": 0,
+                },
+            ).scalar_one()
+        )
+
+
+def finish_run(engine: Engine, run_id: int, *, status: str, counts: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(m.IngestRun)
+            .where(m.IngestRun.id == run_id)
+            .values(finished_at=now(), status=status, **counts)
+        )
+
+
+def stored_cues(engine: Engine) -> dict[str, StoredCue]:
+    """Every cue in the database by relative path."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                m.Cue.id,
+                m.Cue.rel_path,
+                m.Cue.status,
+                m.Cue.stat_fingerprint,
+                m.Cue.content_fingerprint,
+                m.Cue.sample_rate_hz,
+            )
+        ).all()
+    return {
+        row.rel_path: StoredCue(
+            id=row.id,
+            status=row.status,
+            stat_fingerprint=row.stat_fingerprint,
+            content_fingerprint=row.content_fingerprint,
+            sample_rate_hz=row.sample_rate_hz,
+        )
+        for row in rows
+    }
+
+
+def touch_cue(engine: Engine, cue_id: int, *, stat_fingerprint: str) -> None:
+    """Record a new stat fingerprint for a cue whose content did not change (e.g. a copy)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(m.Cue).where(m.Cue.id == cue_id).values(stat_fingerprint=stat_fingerprint)
+        )
+
+
+def record_problems(
+    engine: Engine, run_id: int, problems: Iterable[Problem], *, cue_path: str | None = None
+) -> None:
+    """Store problems that belong to no stored cue (e.g. a cue that failed as a whole)."""
+    rows = [_problem_row(p, run_id=run_id, cue_id=None, cue_path=cue_path) for p in problems]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(m.IngestError), rows)
+
+
+def _problem_row(p: Problem, *, run_id: int, cue_id: int | None, cue_path: str | None) -> dict:
+    return {
+        "run_id": run_id,
+        "cue_id": cue_id,
+        "cue_path": cue_path,
+        "file_path": p.path,
+        "stage": p.stage,
+        "severity": p.severity,
+        "error_type": p.error_type,
+        "message": p.message,
+        "created_at": now(),
+    }
+
+
+class CueConflict(Exception):
+    """Another writer stored the same cue first (its row is kept; ours is dropped)."""
+
+
+def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int | None) -> int:
+    """Write one cue and everything below it in one transaction; return the cue id.
+
+    ``replace_id`` names the stored version of this cue to delete first (cascading to its rows).
+    Raises :class:`CueConflict` when a concurrent writer inserted the same cue meanwhile.
+    """
+    try:
+        with engine.begin() as conn:
+            if replace_id is not None:
+                conn.execute(delete(m.Cue).where(m.Cue.id == replace_id))
+            cue_id = _insert_cue(conn, result, run_id)
+            _write_children(conn, cue_id, result, run_id)
+            conn.execute(update(m.Cue).where(m.Cue.id == cue_id).values(status="complete"))
+            return cue_id
+    except IntegrityError as exc:
+        if "rel_path" in str(exc.orig) or "UNIQUE" in str(exc.orig).upper():
+            raise CueConflict(result.source.rel_path) from exc
+        raise
+
+
+def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
+    source = result.source
+    return int(
+        conn.execute(
+            insert(m.Cue).returning(m.Cue.id),
+            {
+                "name": source.name,
+                "rel_path": source.rel_path,
+                "abs_path": str(source.path),
+                "status": "pending",
+                "stat_fingerprint": result.stat_fingerprint,
+                "content_fingerprint": result.content_fingerprint,
+                "sample_rate_hz": result.sample_rate_hz,
+                "run_id": run_id,
+                "midi_file_count": len(result.midi),
+                "stem_count": len(result.stems),
+                "final_mix_count": len(result.mixes),
+                "error_count": result.error_count,
+                "midi_offset_s": result.midi_offset_s,
+                "ingested_at": now(),
+            },
+        ).scalar_one()
+    )
+
+
+def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: int) -> None:
+    track_ids: dict[tuple[int, int], int] = {}
+    for midi_index, midi in enumerate(result.midi):
+        file_id = _insert_midi_file(conn, cue_id, midi, result)
+        for track in midi.tracks:
+            guess = result.track_categories.get((midi_index, track.index))
+            track_id = _insert_track(conn, file_id, track, guess)
+            track_ids[(midi_index, track.index)] = track_id
+        _write_midi_events(conn, file_id, midi, track_ids, midi_index)
+
+    hashes = result.file_hashes
+    stem_ids = [
+        _insert_stem(conn, m.AudioFile, cue_id, stem, result.stem_categories[i], hashes)
+        for i, stem in enumerate(result.stems)
+    ]
+    for mix in result.mixes:
+        _insert_stem(conn, m.FinalMix, cue_id, mix, None, hashes)
+
+    if result.matches:
+        conn.execute(
+            insert(m.TrackMatch),
+            [
+                {
+                    "track_id": track_ids[(row.midi_index, row.track_index)],
+                    "audio_file_id": None if row.stem_index is None else stem_ids[row.stem_index],
+                    "method": row.method,
+                    "score": row.score,
+                    "fallback_reason": row.fallback_reason,
+                    "onset_correlation": row.onset_correlation,
+                    "lag_s": row.lag_s,
+                    "verified": row.verified,
+                }
+                for row in result.matches
+            ],
+        )
+    rows = [
+        _problem_row(p, run_id=run_id, cue_id=cue_id, cue_path=result.source.rel_path)
+        for p in result.problems
+    ]
+    if rows:
+        conn.execute(insert(m.IngestError), rows)
+
+
+def _rel(result: CueResult, path: Any) -> str:
+    try:
+        return path.relative_to(result.source.path).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _insert_midi_file(conn: Connection, cue_id: int, midi: MidiData, result: CueResult) -> int:
+    return int(
+        conn.execute(
+            insert(m.MidiFile).returning(m.MidiFile.id),
+            {
+                "cue_id": cue_id,
+                "rel_path": _rel(result, midi.path),
+                "file_name": midi.path.name,
+                "size_bytes": midi.size_bytes,
+                "sha256": midi.sha256,
+                "midi_format": midi.midi_format,
+                "timing": midi.timing,
+                "ticks_per_beat": midi.ticks_per_beat,
+                "smpte_fps": midi.smpte_fps,
+                "smpte_ticks_per_frame": midi.smpte_ticks_per_frame,
+                "smpte_offset_s": midi.smpte_offset_s,
+                "track_count": len(midi.tracks),
+                "note_count": midi.notes_total,
+                "length_tick": midi.length_tick,
+                "length_s": midi.length_s,
+                "lenient": midi.lenient,
+            },
+        ).scalar_one()
+    )
+
+
+def _insert_track(conn: Connection, file_id: int, track: Track, guess: Any) -> int:
+    return int(
+        conn.execute(
+            insert(m.MidiTrack).returning(m.MidiTrack.id),
+            {
+                "midi_file_id": file_id,
+                "track_index": track.index,
+                "name": track.name,
+                "is_conductor": track.is_conductor,
+                "channel": track.channel,
+                "program": track.program,
+                "is_drum": track.is_drum,
+                "category": None if guess is None else guess.category,
+                "category_source": None if guess is None else guess.source,
+                "note_count": len(track.notes),
+                "sysex_count": track.sysex_count,
+                "stray_note_off_count": track.stray_note_off_count,
+                "end_tick": track.end_tick,
+                "end_s": track.end_s,
+            },
+        ).scalar_one()
+    )
+
+
+def _nullable(values: list[Any], sentinel: Any) -> list[Any]:
+    return [None if v == sentinel else v for v in values]
+
+
+def _beats(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in values.tolist()]  # NaN → NULL
+
+
+def _event_columns(array: np.ndarray, extra: Sequence[str]) -> list[list[Any]]:
+    return [
+        array["channel"].tolist(),
+        array["tick"].tolist(),
+        array["time_s"].tolist(),
+        _nullable(array["bar"].tolist(), NO_BAR),
+        _beats(array["beat"]),
+        *(array[name].tolist() for name in extra),
+    ]
+
+
+_EVENT_COLUMNS = ("track_id", "channel", "tick", "time_s", "bar", "beat")
+NOTE_COLUMNS = (
+    "track_id",
+    "channel",
+    "pitch",
+    "velocity",
+    "release_velocity",
+    "start_tick",
+    "end_tick",
+    "start_s",
+    "end_s",
+    "end_sustain_s",
+    "start_bar",
+    "start_beat",
+    "end_inferred",
+)
+
+
+def note_rows(track_id: int, notes: np.ndarray) -> list[tuple[Any, ...]]:
+    """Rows for ``midi_notes`` in :data:`NOTE_COLUMNS` order."""
+    n = len(notes)
+    return list(
+        zip(
+            [track_id] * n,
+            notes["channel"].tolist(),
+            notes["pitch"].tolist(),
+            notes["velocity"].tolist(),
+            _nullable(notes["release_velocity"].tolist(), -1),
+            notes["start_tick"].tolist(),
+            notes["end_tick"].tolist(),
+            notes["start_s"].tolist(),
+            notes["end_s"].tolist(),
+            notes["end_sustain_s"].tolist(),
+            _nullable(notes["start_bar"].tolist(), NO_BAR),
+            _beats(notes["start_beat"]),
+            notes["end_inferred"].tolist(),
+            strict=True,
+        )
+    )
+
+
+def _write_midi_events(
+    conn: Connection,
+    file_id: int,
+    midi: MidiData,
+    track_ids: dict[tuple[int, int], int],
+    midi_index: int,
+) -> None:
+    notes: list[tuple[Any, ...]] = []
+    cc: list[tuple[Any, ...]] = []
+    programs: list[tuple[Any, ...]] = []
+    bends: list[tuple[Any, ...]] = []
+    touch: list[tuple[Any, ...]] = []
+    for track in midi.tracks:
+        track_id = track_ids[(midi_index, track.index)]
+        notes.extend(note_rows(track_id, track.notes))
+        for target, array, extra in (
+            (cc, track.cc, ("controller", "value")),
+            (programs, track.program_changes, ("program",)),
+            (bends, track.pitch_bends, ("value",)),
+        ):
+            if len(array):
+                target.extend(
+                    zip([track_id] * len(array), *_event_columns(array, extra), strict=True)
+                )
+        if len(track.aftertouch):
+            cols = _event_columns(track.aftertouch, ())
+            cols.append(_nullable(track.aftertouch["pitch"].tolist(), -1))
+            cols.append(track.aftertouch["value"].tolist())
+            touch.extend(zip([track_id] * len(track.aftertouch), *cols, strict=True))
+    bulk_insert(conn, "midi_notes", NOTE_COLUMNS, notes)
+    bulk_insert(conn, "midi_cc", (*_EVENT_COLUMNS, "controller", "value"), cc)
+    bulk_insert(conn, "midi_program_changes", (*_EVENT_COLUMNS, "program"), programs)
+    bulk_insert(conn, "midi_pitch_bends", (*_EVENT_COLUMNS, "value"), bends)
+    bulk_insert(conn, "midi_aftertouch", (*_EVENT_COLUMNS, "pitch", "value"), touch)
+
+    file_rows: list[tuple[type[m.Base], list[dict[str, Any]]]] = [
+        (
+            m.TempoChange,
+            [
+                {
+                    "midi_file_id": file_id,
+                    "tick": t.tick,
+                    "time_s": t.time_s,
+                    "track_index": t.track_index,
+                    "tempo_us": t.tempo_us,
+                    "bpm": t.bpm,
+                    "bar": t.bar or None,
+                    "beat": None if t.beat != t.beat else t.beat,
+                }
+                for t in midi.tempo_changes
+            ],
+        ),
+        (
+            m.TimeSignature,
+            [
+                {
+                    "midi_file_id": file_id,
+                    "tick": t.tick,
+                    "time_s": t.time_s,
+                    "track_index": t.track_index,
+                    "bar": t.bar or None,
+                    "numerator": t.numerator,
+                    "denominator": t.denominator,
+                    "clocks_per_click": t.clocks_per_click,
+                    "notated_32nds_per_beat": t.notated_32nds_per_beat,
+                }
+                for t in midi.time_signatures
+            ],
+        ),
+        (
+            m.KeySignature,
+            [
+                {
+                    "midi_file_id": file_id,
+                    "tick": k.tick,
+                    "time_s": k.time_s,
+                    "track_index": k.track_index,
+                    "key": k.key,
+                }
+                for k in midi.key_signatures
+            ],
+        ),
+        (
+            m.Marker,
+            [
+                {
+                    "midi_file_id": file_id,
+                    "tick": x.tick,
+                    "time_s": x.time_s,
+                    "track_index": x.track_index,
+                    "kind": x.kind,
+                    "text": x.text,
+                    "bar": x.bar or None,
+                    "beat": None if x.beat != x.beat else x.beat,
+                }
+                for x in midi.markers
+            ],
+        ),
+    ]
+    for model, rows in file_rows:
+        if rows:
+            conn.execute(insert(model), rows)
+
+
+def bulk_insert(
+    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows of plain numbers (and NULLs) the fastest way the backend offers."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        buffer.seek(0)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+        finally:
+            cursor.close()
+    else:
+        marks = ", ".join("?" * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+def _insert_stem(
+    conn: Connection,
+    model: type[m.AudioFile] | type[m.FinalMix],
+    cue_id: int,
+    stem: StemData,
+    guess: Any,
+    hashes: dict[str, str],
+) -> int:
+    values: dict[str, Any] = {
+        "cue_id": cue_id,
+        "name": stem.name,
+        "group_key": stem.key,
+        "channel_count": len(stem.channels),
+        "channel_layout": stem.layout,
+        "source_sample_rate_hz": stem.source_sample_rate_hz,
+        "duration_s": stem.duration_s,
+        "peak": stem.peak,
+        "rms": stem.rms,
+    }
+    if model is m.AudioFile:
+        values["category"] = None if guess is None else guess.category
+        values["category_source"] = None if guess is None else guess.source
+    stem_id = int(conn.execute(insert(model).returning(model.id), values).scalar_one())
+    owner = "audio_file_id" if model is m.AudioFile else "final_mix_id"
+    other = "final_mix_id" if model is m.AudioFile else "audio_file_id"
+    conn.execute(
+        insert(m.AudioChannel),
+        [
+            {
+                owner: stem_id,
+                other: None,
+                "channel_order": c.order,
+                "label": c.label,
+                "rel_path": c.rel_path,
+                "file_name": c.path.name,
+                "file_channel": c.file_channel,
+                "file_channels": c.file_channels,
+                "size_bytes": c.size_bytes,
+                "sha256": hashes.get(c.rel_path, ""),
+                "audio_format": c.audio_format,
+                "subtype": c.subtype,
+                "sample_rate_hz": c.sample_rate_hz,
+                "frames": c.frames,
+                "duration_s": c.duration_s,
+                "peak": c.peak,
+                "rms": c.rms,
+                "in_mono": c.in_mono,
+            }
+            for c in stem.channels
+        ],
+    )
+    feature = stem.feature
+    chunks, digest = feature_codec.encode(feature.values)
+    feature_id = int(
+        conn.execute(
+            insert(m.AudioFeature).returning(m.AudioFeature.id),
+            {
+                owner: stem_id,
+                other: None,
+                "kind": feature.kind,
+                "sample_rate_hz": feature.sample_rate_hz,
+                "n_fft": feature.n_fft,
+                "hop_length": feature.hop_length,
+                "n_mels": feature.n_mels,
+                "fmin_hz": feature.fmin_hz,
+                "fmax_hz": feature.fmax_hz,
+                "db_ref": feature.db_ref,
+                "db_amin": feature.db_amin,
+                "centered": feature.centered,
+                "dtype": str(feature.values.dtype),
+                "encoding": "npy",
+                "n_frames": int(feature.values.shape[1]),
+                "byte_count": sum(len(c) for c in chunks),
+                "chunk_count": len(chunks),
+                "sha256": digest,
+            },
+        ).scalar_one()
+    )
+    conn.execute(
+        insert(m.AudioFeatureChunk),
+        [{"feature_id": feature_id, "chunk_index": i, "data": c} for i, c in enumerate(chunks)],
+    )
+    return stem_id
+
+
+def read_feature(conn: Connection, feature_id: int) -> np.ndarray:
+    """Return a stored feature matrix, bit-exact, verified against its sha256."""
+    digest = conn.execute(
+        select(m.AudioFeature.sha256).where(m.AudioFeature.id == feature_id)
+    ).scalar_one()
+    chunks = conn.execute(
+        select(m.AudioFeatureChunk.data)
+        .where(m.AudioFeatureChunk.feature_id == feature_id)
+        .order_by(m.AudioFeatureChunk.chunk_index)
+    ).scalars()
+    return feature_codec.decode(chunks, sha256=digest)
