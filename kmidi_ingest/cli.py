@@ -19,6 +19,10 @@ from .errors import ConfigError, DiscoverError, KmidiError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+# Subcommands: ``kmidi-ingest NAME ...`` runs ``main(argv) -> int`` of the module named here.
+# Anything else is the ingest command (``kmidi-ingest ROOT SAMPLE_RATE``).
+SUBCOMMANDS: dict[str, str] = {}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -77,6 +81,11 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in SUBCOMMANDS:
+        import importlib
+
+        module = importlib.import_module(SUBCOMMANDS[args_list[0]])
+        return int(module.main(args_list[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
