@@ -9,15 +9,19 @@ MIDI facts this module relies on:
   A note-off with nothing open is ignored and counted (``stray_note_off_count``).
 - Tempo events may sit in any track of a format 0/1 file and apply to all tracks; in format 2 each
   track is its own sequence with its own tempo and meter.
-- Text in meta events is raw bytes; mido hands them over decoded as latin-1, which never fails. We
-  re-decode as UTF-8 where that is valid, so both old latin-1 names and modern UTF-8 names read right.
+- Text in meta events is raw bytes: decoded as UTF-8 where that is valid, else latin-1 (which never
+  fails), so both old latin-1 names and modern UTF-8 names read right.
+- Running status carries over meta events; sysex cancels it.
+
+The bytes are decoded by :mod:`kmidi_ingest.smf` (lean, strict); :func:`from_mido` converts a parsed
+``mido.MidiFile`` through the same semantic pass and is kept as the reference the tests compare
+against.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MidiError
+from .smf import META, Event, SmfError, parse_smf
 from .timing import SMPTE_FPS, MeterMap, TempoMap, last_per_tick
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
@@ -54,27 +59,25 @@ BEND_DTYPE = np.dtype([*_EVENT_FIELDS, ("value", "i4")])
 TOUCH_DTYPE = np.dtype([*_EVENT_FIELDS, ("pitch", "i2"), ("value", "i2")])  # pitch -1: channel
 
 SUSTAIN_CC = 64
+# Meta type byte -> markers.kind. 0x03 (track name) names the track instead.
 MARKER_KINDS = {
-    "marker": "marker",
-    "cue_marker": "cue_point",
-    "text": "text",
-    "lyrics": "lyrics",
-    "copyright": "copyright",
-    "instrument_name": "instrument",
-    "program_name": "program_name",
-    "device_name": "device_name",
+    0x01: "text",
+    0x02: "copyright",
+    0x04: "instrument",
+    0x05: "lyrics",
+    0x06: "marker",
+    0x07: "cue_point",
+    0x08: "program_name",
+    0x09: "device_name",
 }
-CHANNEL_TYPES = frozenset(
-    {
-        "note_on",
-        "note_off",
-        "control_change",
-        "program_change",
-        "pitchwheel",
-        "aftertouch",
-        "polytouch",
-    }
+_KEYS_MAJOR = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
+_KEYS_MINOR = tuple(
+    f"{k}m"
+    for k in ("Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#", "G#", "D#", "A#")
 )
+SMPTE_OFFSET_FPS = (Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30))
+# A film cue lasts minutes; an event a day into the file means a corrupt delta time.
+MAX_LENGTH_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,36 +167,43 @@ class MidiData:
     markers: tuple[MarkerEvent, ...]
     length_tick: int = 0
     length_s: float = 0.0
-    notes_total: int = field(default=0)
+    notes_total: int = 0
+    clipped_data_bytes: int = 0  # data bytes > 127 clipped to 127 (``lenient`` read)
 
     @property
     def instrument_tracks(self) -> tuple[Track, ...]:
         return tuple(track for track in self.tracks if not track.is_conductor)
 
 
-def decode_text(text: str) -> str:
-    """Re-decode a latin-1 decoded meta text as UTF-8 when the bytes are valid UTF-8."""
-    try:
-        raw = text.encode("latin-1")
-    except UnicodeEncodeError:
-        return text
+def decode_text(raw: bytes) -> str:
+    """Decode meta-event text: UTF-8 when the bytes are valid UTF-8, else latin-1 (never fails)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return text
+        return raw.decode("latin-1")
 
 
 def read_midi(path: str | Path) -> MidiData:
     """Read and convert one MIDI file.
 
+    Parameters
+    ----------
+    path : str or Path
+        The ``.mid`` file.
+
+    Returns
+    -------
+    MidiData
+        ``lenient`` is set (and ``clipped_data_bytes`` counts them) when data bytes above 127 had
+        to be clipped to 127 to read the file.
+
     Raises
     ------
     MidiError
-        When the file cannot be parsed; the message names the reason. A file whose only fault is
-        data bytes above 127 is read again with those bytes clipped and flagged ``lenient``.
+        When the file cannot be read or is corrupt; the message names the file and the reason
+        (truncated, wrong chunk length, running status without a status, absurd tick values,
+        zero ticks per beat, ...).
     """
-    import mido
-
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -201,52 +211,68 @@ def read_midi(path: str | Path) -> MidiData:
         raise MidiError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
     if not raw:
         raise MidiError("file is empty (0 bytes)", path=path)
-    lenient = False
     try:
-        mid = _parse(mido, raw, clip=False)
-    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeyError, ...
-        reason = _describe(exc)
-        if "data byte must be in range" not in reason:
-            raise MidiError(f"not a readable MIDI file: {reason}", path=path) from exc
-        try:
-            mid = _parse(mido, raw, clip=True)
-        except Exception as exc2:
-            raise MidiError(f"not a readable MIDI file: {_describe(exc2)}", path=path) from exc2
-        lenient = True
-    return from_mido(
-        mid,
+        smf = parse_smf(raw)
+    except SmfError as exc:
+        raise MidiError(str(exc), path=path) from None
+    return convert(
+        midi_format=smf.midi_format,
+        division=smf.division,
+        tracks=[track.events for track in smf.tracks],
         path=path,
         size_bytes=len(raw),
         sha256=hashlib.sha256(raw).hexdigest(),
-        lenient=lenient,
+        clipped_data_bytes=smf.clipped_data_bytes,
     )
 
 
-def _parse(mido: Any, raw: bytes, *, clip: bool) -> Any:
-    import io
+def mido_events(track: Iterable[Any]) -> list[Event]:
+    """The event tuples of :mod:`kmidi_ingest.smf` for one ``mido.MidiTrack``.
 
-    return mido.MidiFile(file=io.BytesIO(raw), clip=clip)
+    Meta events are re-encoded by mido, so their payload is what mido decoded (for example only
+    the first three bytes of an over-long tempo event).
+    """
+    events: list[Event] = []
+    tick = 0
+    for msg in track:
+        tick += msg.time
+        data = msg.bytes()
+        status = data[0]
+        if status == META:
+            at = 2
+            while data[at] & 0x80:  # skip the variable-length payload length
+                at += 1
+            events.append((tick, META, data[1], 0, bytes(data[at + 1 :])))
+        elif status in (0xF0, 0xF7):
+            events.append((tick, 0xF0, 0, 0, bytes(data[1:-1])))
+        else:
+            events.append((tick, status, data[1], data[2] if len(data) > 2 else 0, None))
+    return events
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, EOFError) or not text:
-        return (
-            f"{type(exc).__name__}: file is truncated"
-            if isinstance(exc, EOFError)
-            else (type(exc).__name__)
-        )
-    return text
+def from_mido(
+    mid: Any, *, path: Path, size_bytes: int = 0, sha256: str = "", lenient: bool = False
+) -> MidiData:
+    """Convert a parsed ``mido.MidiFile`` into :class:`MidiData` (pure; the reference path)."""
+    return convert(
+        midi_format=int(mid.type),
+        division=int(mid.ticks_per_beat),
+        tracks=[mido_events(track) for track in mid.tracks],
+        path=path,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        clipped_data_bytes=1 if lenient else 0,
+    )
 
 
 @dataclass
 class _RawTrack:
     name: str | None = None
-    notes: list[tuple[int, int, int, int, int, int, bool]] = field(default_factory=list)
-    cc: list[tuple[int, int, int, int]] = field(default_factory=list)
-    programs: list[tuple[int, int, int]] = field(default_factory=list)
-    bends: list[tuple[int, int, int]] = field(default_factory=list)
-    touch: list[tuple[int, int, int, int]] = field(default_factory=list)
+    notes: list[tuple[Any, ...]] = field(default_factory=list)
+    cc: list[tuple[Any, ...]] = field(default_factory=list)
+    programs: list[tuple[Any, ...]] = field(default_factory=list)
+    bends: list[tuple[Any, ...]] = field(default_factory=list)
+    touch: list[tuple[Any, ...]] = field(default_factory=list)
     tempos: list[tuple[int, int, int]] = field(default_factory=list)  # tick, order, tempo
     meters: list[tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=list)
     keys: list[tuple[int, str]] = field(default_factory=list)
@@ -254,21 +280,30 @@ class _RawTrack:
     smpte_offset_s: float | None = None
     sysex_count: int = 0
     stray_note_offs: int = 0
-    channel_events: int = 0
-    channels: Counter[int] = field(default_factory=Counter)
+    channel_counts: list[int] = field(default_factory=lambda: [0] * 16)
     end_tick: int = 0
 
 
-def from_mido(
-    mid: Any, *, path: Path, size_bytes: int = 0, sha256: str = "", lenient: bool = False
+def convert(
+    *,
+    midi_format: int,
+    division: int,
+    tracks: Sequence[Sequence[Event]],
+    path: Path,
+    size_bytes: int = 0,
+    sha256: str = "",
+    clipped_data_bytes: int = 0,
 ) -> MidiData:
-    """Convert a parsed ``mido.MidiFile`` into :class:`MidiData` (pure)."""
-    division = int(mid.ticks_per_beat)
-    if division == 0:
-        raise MidiError("header division (ticks per beat) is 0", path=path)
-    midi_format = int(mid.type)
-    raws = [_scan_track(track, order_base=i << 32) for i, track in enumerate(mid.tracks)]
+    """Turn decoded event tuples into :class:`MidiData`: pairing, tempo/meter maps, seconds, bars.
 
+    Raises
+    ------
+    MidiError
+        Zero ticks per beat, an invalid SMPTE division, a malformed tempo or time-signature event,
+        or absurd tick values (an event more than 24 h into the file).
+    """
+    if division == 0:
+        raise MidiError("zero ticks per beat: header division is 0", path=path)
     smpte_fps: Fraction | None = None
     tpf: int | None = None
     if division < 0:
@@ -276,32 +311,18 @@ def from_mido(
         tpf = division & 0xFF
         if fps_code not in SMPTE_FPS or tpf == 0:
             raise MidiError(
-                f"invalid SMPTE division: {fps_code} fps × {tpf} ticks per frame", path=path
+                f"invalid SMPTE division: {fps_code} frames/s × {tpf} ticks/frame "
+                "(frames/s must be 24, 25, 29 or 30 and ticks/frame > 0)",
+                path=path,
             )
         smpte_fps = SMPTE_FPS[fps_code]
-
-    def maps_for(members: list[int]) -> tuple[TempoMap, MeterMap | None, list, list]:
-        tempo_events = last_per_tick(
-            (tick, order, (tempo, i)) for i in members for tick, order, tempo in raws[i].tempos
-        )
-        meter_events = last_per_tick(
-            (tick, order, (meter, i)) for i in members for tick, order, meter in raws[i].meters
-        )
-        if smpte_fps is not None:
-            assert tpf is not None
-            return TempoMap.smpte(smpte_fps, tpf), None, tempo_events, meter_events
-        tempo_map = TempoMap.from_events(
-            division, ((tick, value[0]) for tick, value in tempo_events)
-        )
-        meter_map = MeterMap.from_events(
-            division,
-            ((tick, value[0][:2]) for tick, value in meter_events),
-        )
-        return tempo_map, meter_map, tempo_events, meter_events
+    try:
+        raws = [_scan_track(events, index=i) for i, events in enumerate(tracks)]
+    except SmfError as exc:
+        raise MidiError(str(exc), path=path) from None
 
     groups = [[i] for i in range(len(raws))] if midi_format == 2 else [list(range(len(raws)))]
-
-    tracks: list[Track] = []
+    out_tracks: list[Track] = []
     tempo_rows: list[TempoChange] = []
     meter_rows: list[TimeSignatureChange] = []
     key_rows: list[KeySignatureChange] = []
@@ -309,48 +330,52 @@ def from_mido(
     length_tick = 0
     length_s = 0.0
     for members in groups:
-        tempo_map, meter_map, tempo_events, meter_events = maps_for(members)
+        tempo_events = last_per_tick(
+            (tick, order, (tempo, i)) for i in members for tick, order, tempo in raws[i].tempos
+        )
+        meter_events = last_per_tick(
+            (tick, order, (meter, i)) for i in members for tick, order, meter in raws[i].meters
+        )
+        meter_map: MeterMap | None = None
+        if smpte_fps is not None:
+            assert tpf is not None
+            tempo_map = TempoMap.smpte(smpte_fps, tpf)
+        else:
+            tempo_map = TempoMap.from_events(division, ((t, v[0]) for t, v in tempo_events))
+            meter_map = MeterMap.from_events(division, ((t, v[0][:2]) for t, v in meter_events))
+        bar_beat = _bar_beat_function(meter_map)
 
-        def bar_beat(
-            ticks: np.ndarray, meter_map: MeterMap | None = meter_map
-        ) -> tuple[np.ndarray, np.ndarray]:
-            if meter_map is None:
-                return np.full(len(ticks), NO_BAR, np.int64), np.full(len(ticks), np.nan)
-            return meter_map.bar_beat(ticks)
-
-        if smpte_fps is None:
+        if smpte_fps is None:  # SMPTE timing ignores tempo events: none is in force
             ticks = np.array([tick for tick, _ in tempo_events], dtype=np.int64)
             seconds = tempo_map.seconds(ticks)
             bars, beats = bar_beat(ticks)
-            for k, (tick, value) in enumerate(tempo_events):
-                tempo, track_index = value
-                tempo_rows.append(
-                    TempoChange(
-                        tick=tick,
-                        time_s=float(seconds[k]),
-                        tempo_us=tempo,
-                        bar=int(bars[k]),
-                        beat=float(beats[k]),
-                        track_index=track_index,
-                    )
+            tempo_rows.extend(
+                TempoChange(
+                    tick=tick,
+                    time_s=float(seconds[k]),
+                    tempo_us=tempo,
+                    bar=int(bars[k]),
+                    beat=float(beats[k]),
+                    track_index=track_index,
                 )
+                for k, (tick, (tempo, track_index)) in enumerate(tempo_events)
+            )
         ticks = np.array([tick for tick, _ in meter_events], dtype=np.int64)
         seconds = tempo_map.seconds(ticks)
         bars, _ = bar_beat(ticks)
-        for k, (tick, value) in enumerate(meter_events):
-            (num, den, clocks, n32), track_index = value
-            meter_rows.append(
-                TimeSignatureChange(
-                    tick=tick,
-                    time_s=float(seconds[k]),
-                    bar=int(bars[k]),
-                    numerator=num,
-                    denominator=den,
-                    clocks_per_click=clocks,
-                    notated_32nds_per_beat=n32,
-                    track_index=track_index,
-                )
+        meter_rows.extend(
+            TimeSignatureChange(
+                tick=tick,
+                time_s=float(seconds[k]),
+                bar=int(bars[k]),
+                numerator=num,
+                denominator=den,
+                clocks_per_click=clocks,
+                notated_32nds_per_beat=n32,
+                track_index=track_index,
             )
+            for k, (tick, ((num, den, clocks, n32), track_index)) in enumerate(meter_events)
+        )
         for i in members:
             raw = raws[i]
             if raw.keys:
@@ -376,7 +401,13 @@ def from_mido(
                     for k, (tick, kind, text) in enumerate(raw.texts)
                 )
             track = _build_track(i, raw, tempo_map, bar_beat)
-            tracks.append(track)
+            if not track.end_s <= MAX_LENGTH_S:
+                raise MidiError(
+                    f"absurd tick values: track {i} ends at tick {track.end_tick}, "
+                    f"{track.end_s / 3600:.1f} h into the file (limit {MAX_LENGTH_S / 3600:g} h)",
+                    path=path,
+                )
+            out_tracks.append(track)
             length_tick = max(length_tick, track.end_tick)
             length_s = max(length_s, track.end_s)
 
@@ -391,143 +422,165 @@ def from_mido(
         smpte_fps=None if smpte_fps is None else float(smpte_fps),
         smpte_ticks_per_frame=tpf,
         smpte_offset_s=smpte_offset,
-        lenient=lenient,
-        tracks=tuple(tracks),
+        lenient=clipped_data_bytes > 0,
+        tracks=tuple(out_tracks),
         tempo_changes=tuple(tempo_rows),
         time_signatures=tuple(meter_rows),
         key_signatures=tuple(key_rows),
         markers=tuple(marker_rows),
         length_tick=length_tick,
         length_s=length_s,
-        notes_total=sum(len(t.notes) for t in tracks),
+        notes_total=sum(len(t.notes) for t in out_tracks),
+        clipped_data_bytes=clipped_data_bytes,
     )
 
 
-def _scan_track(track: Iterable[Any], *, order_base: int) -> _RawTrack:
-    """One pass over a track's messages: absolute ticks, FIFO note pairing, events by kind."""
+BarBeat = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _bar_beat_function(meter_map: MeterMap | None) -> BarBeat:
+    if meter_map is None:  # SMPTE: no beats, so no bars
+
+        def no_bars(ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            n = len(ticks)
+            return np.full(n, NO_BAR, np.int64), np.full(n, np.nan)
+
+        return no_bars
+    return meter_map.bar_beat
+
+
+def _scan_track(events: Sequence[Event], *, index: int) -> _RawTrack:
+    """One pass over a track's events: FIFO note pairing and events by kind."""
     raw = _RawTrack()
-    open_notes: dict[tuple[int, int], deque[tuple[int, int]]] = {}
+    notes_append = raw.notes.append
+    cc_append = raw.cc.append
+    counts = raw.channel_counts
+    open_notes: dict[int, list[tuple[int, int]]] = {}
+    order_base = index << 32
     tick = 0
-    for order, msg in enumerate(track):
-        tick += msg.time
-        kind = msg.type
-        if kind in CHANNEL_TYPES:
-            channel = msg.channel
-            raw.channel_events += 1
-            raw.channels[channel] += 1
-            if kind == "note_on" and msg.velocity > 0:
-                open_notes.setdefault((channel, msg.note), deque()).append((tick, msg.velocity))
-            elif kind in ("note_on", "note_off"):
-                queue = open_notes.get((channel, msg.note))
+    for order, (tick, status, a, b, payload) in enumerate(events):
+        if status < 0xF0:
+            kind = status & 0xF0
+            channel = status & 0x0F
+            counts[channel] += 1
+            if kind == 0x90 and b:
+                key = (channel << 7) | a
+                queue = open_notes.get(key)
+                if queue is None:
+                    open_notes[key] = [(tick, b)]
+                else:
+                    queue.append((tick, b))
+            elif kind == 0x80 or kind == 0x90:
+                queue = open_notes.get((channel << 7) | a)
                 if not queue:
                     raw.stray_note_offs += 1
                     continue
-                start, velocity = queue.popleft()
-                release = msg.velocity if kind == "note_off" else -1
-                raw.notes.append((channel, msg.note, velocity, release, start, tick, False))
-            elif kind == "control_change":
-                raw.cc.append((channel, tick, msg.control, msg.value))
-            elif kind == "program_change":
-                raw.programs.append((channel, tick, msg.program))
-            elif kind == "pitchwheel":
-                raw.bends.append((channel, tick, msg.pitch))
-            elif kind == "aftertouch":
-                raw.touch.append((channel, tick, -1, msg.value))
-            else:  # polytouch
-                raw.touch.append((channel, tick, msg.note, msg.value))
-        elif kind == "set_tempo":
-            raw.tempos.append((tick, order_base + order, msg.tempo))
-        elif kind == "time_signature":
-            meter = (
-                msg.numerator,
-                msg.denominator,
-                msg.clocks_per_click,
-                msg.notated_32nd_notes_per_beat,
-            )
-            raw.meters.append((tick, order_base + order, meter))
-        elif kind == "key_signature":
-            raw.keys.append((tick, msg.key))
-        elif kind == "track_name":
-            if raw.name is None:
-                raw.name = decode_text(msg.name)
-        elif kind in MARKER_KINDS:
-            text = (
-                msg.name
-                if kind in ("instrument_name", "program_name", "device_name")
-                else (msg.text)
-            )
-            raw.texts.append((tick, MARKER_KINDS[kind], decode_text(text)))
-        elif kind == "sysex":
+                start, velocity = queue.pop(0)  # FIFO: the oldest open note ends
+                release = b if kind == 0x80 else -1
+                notes_append(
+                    (channel, a, velocity, release, start, tick, 0.0, 0.0, 0.0, 0, 0.0, False)
+                )
+            elif kind == 0xB0:
+                cc_append((channel, tick, 0.0, 0, 0.0, a, b))
+            elif kind == 0xC0:
+                raw.programs.append((channel, tick, 0.0, 0, 0.0, a))
+            elif kind == 0xE0:
+                raw.bends.append((channel, tick, 0.0, 0, 0.0, ((b << 7) | a) - 8192))
+            elif kind == 0xD0:
+                raw.touch.append((channel, tick, 0.0, 0, 0.0, -1, a))
+            else:  # 0xA0 polyphonic key pressure
+                raw.touch.append((channel, tick, 0.0, 0, 0.0, a, b))
+        elif status == META:
+            assert payload is not None
+            _scan_meta(raw, tick, order_base + order, a, payload, index)
+        else:
             raw.sysex_count += 1
-        elif kind == "smpte_offset" and raw.smpte_offset_s is None:
-            fps = {24: 24.0, 25: 25.0, 29.97: 30000 / 1001, 30: 30.0}.get(msg.frame_rate, 30.0)
-            raw.smpte_offset_s = (
-                msg.hours * 3600
-                + msg.minutes * 60
-                + msg.seconds
-                + (msg.frames + msg.sub_frames / 100) / fps
-            )
     raw.end_tick = tick
     # Notes never released are closed at the end of the track, oldest first, and flagged.
-    for (channel, pitch), queue in open_notes.items():
+    for key, queue in open_notes.items():
         for start, velocity in queue:
-            raw.notes.append((channel, pitch, velocity, -1, start, tick, True))
+            notes_append(
+                (key >> 7, key & 0x7F, velocity, -1, start, tick, 0.0, 0.0, 0.0, 0, 0.0, True)
+            )
     return raw
 
 
-def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: Any) -> Track:
-    notes = np.zeros(len(raw.notes), dtype=NOTE_DTYPE)
-    if raw.notes:
-        raw.notes.sort(key=lambda n: (n[4], n[0], n[1], n[5]))
-        cols = list(zip(*raw.notes, strict=True))
-        for name, col in zip(
-            (
-                "channel",
-                "pitch",
-                "velocity",
-                "release_velocity",
-                "start_tick",
-                "end_tick",
-                "end_inferred",
-            ),
-            cols,
-            strict=True,
-        ):
-            notes[name] = col
+def _scan_meta(
+    raw: _RawTrack, tick: int, order: int, meta_type: int, data: bytes, index: int
+) -> None:
+    if meta_type == 0x51:
+        if len(data) < 3:
+            raise SmfError(
+                f"malformed set_tempo event in track {index} at tick {tick}: "
+                f"{len(data)} data bytes, needs 3"
+            )
+        tempo = (data[0] << 16) | (data[1] << 8) | data[2]
+        if tempo == 0:
+            raise SmfError(f"set_tempo of 0 µs per quarter note in track {index} at tick {tick}")
+        raw.tempos.append((tick, order, tempo))
+    elif meta_type == 0x58:
+        if len(data) < 4:
+            raise SmfError(
+                f"malformed time_signature event in track {index} at tick {tick}: "
+                f"{len(data)} data bytes, needs 4"
+            )
+        if data[0] == 0 or data[1] > 8:  # 0/x or a denominator beyond 1/256: not a meter
+            raise SmfError(
+                f"invalid time signature {data[0]}/2^{data[1]} in track {index} at tick {tick}"
+            )
+        raw.meters.append((tick, order, (data[0], 1 << data[1], data[2], data[3])))
+    elif meta_type == 0x03:
+        if raw.name is None:
+            raw.name = decode_text(data)
+    elif meta_type in MARKER_KINDS:
+        raw.texts.append((tick, MARKER_KINDS[meta_type], decode_text(data)))
+    elif meta_type == 0x59 and len(data) >= 2:
+        sharps = data[0] - 256 if data[0] > 127 else data[0]
+        mode = data[1]
+        if -7 <= sharps <= 7 and mode in (0, 1):
+            key = (_KEYS_MINOR if mode else _KEYS_MAJOR)[sharps + 7]
+        else:
+            key = f"invalid {sharps:+d}/{mode}"
+        raw.keys.append((tick, key))
+    elif meta_type == 0x54 and len(data) >= 5 and raw.smpte_offset_s is None:
+        fps = SMPTE_OFFSET_FPS[data[0] >> 5 & 0x03]
+        raw.smpte_offset_s = float(
+            (data[0] & 0x1F) * 3600
+            + data[1] * 60
+            + data[2]
+            + (data[3] + Fraction(data[4], 100)) / fps
+        )
+
+
+def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: BarBeat) -> Track:
+    notes = np.array(raw.notes, dtype=NOTE_DTYPE) if raw.notes else np.zeros(0, NOTE_DTYPE)
+    if len(notes):
+        order = np.lexsort(
+            (notes["end_tick"], notes["pitch"], notes["channel"], notes["start_tick"])
+        )
+        notes = notes[order]
         notes["start_s"] = tempo_map.seconds(notes["start_tick"])
         notes["end_s"] = tempo_map.seconds(notes["end_tick"])
         notes["start_bar"], notes["start_beat"] = bar_beat(notes["start_tick"])
-        sustain_ticks = _sustained_end_ticks(notes, raw.cc, raw.end_tick)
-        notes["end_sustain_s"] = tempo_map.seconds(sustain_ticks)
+    cc = _events(raw.cc, CC_DTYPE, tempo_map, bar_beat)
+    if len(notes):
+        notes["end_sustain_s"] = tempo_map.seconds(_sustained_end_ticks(notes, cc, raw.end_tick))
 
-    def events(
-        rows: Sequence[tuple[int, ...]], dtype: np.dtype, names: tuple[str, ...]
-    ) -> np.ndarray:
-        array = np.zeros(len(rows), dtype=dtype)
-        if rows:
-            cols = list(zip(*rows, strict=True))
-            array["channel"] = cols[0]
-            array["tick"] = cols[1]
-            for name, col in zip(names, cols[2:], strict=True):
-                array[name] = col
-            array["time_s"] = tempo_map.seconds(array["tick"])
-            array["bar"], array["beat"] = bar_beat(array["tick"])
-        return array
-
-    channel = raw.channels.most_common(1)[0][0] if raw.channels else None
-    program = raw.programs[0][2] if raw.programs else None
+    counts = raw.channel_counts
+    busiest = max(range(16), key=counts.__getitem__)
+    channel = busiest if counts[busiest] else None
     return Track(
         index=index,
         name=raw.name if raw.name is not None else "",
-        is_conductor=raw.channel_events == 0,
+        is_conductor=channel is None,
         channel=channel,
-        program=program,
+        program=raw.programs[0][5] if raw.programs else None,
         is_drum=channel == 9,
         notes=notes,
-        cc=events(raw.cc, CC_DTYPE, ("controller", "value")),
-        program_changes=events(raw.programs, PROGRAM_DTYPE, ("program",)),
-        pitch_bends=events(raw.bends, BEND_DTYPE, ("value",)),
-        aftertouch=events(raw.touch, TOUCH_DTYPE, ("pitch", "value")),
+        cc=cc,
+        program_changes=_events(raw.programs, PROGRAM_DTYPE, tempo_map, bar_beat),
+        pitch_bends=_events(raw.bends, BEND_DTYPE, tempo_map, bar_beat),
+        aftertouch=_events(raw.touch, TOUCH_DTYPE, tempo_map, bar_beat),
         sysex_count=raw.sysex_count,
         stray_note_off_count=raw.stray_note_offs,
         end_tick=raw.end_tick,
@@ -535,31 +588,38 @@ def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: Any)
     )
 
 
-def _sustained_end_ticks(
-    notes: np.ndarray, cc: list[tuple[int, int, int, int]], track_end: int
+def _events(
+    rows: list[tuple[Any, ...]], dtype: np.dtype, tempo_map: TempoMap, bar_beat: BarBeat
 ) -> np.ndarray:
-    """End ticks with the sustain pedal applied: a note released while CC64 ≥ 64 on its channel
-    sounds until the pedal comes up (or the track ends)."""
+    if not rows:
+        return np.zeros(0, dtype)
+    array = np.array(rows, dtype=dtype)
+    array["time_s"] = tempo_map.seconds(array["tick"])
+    array["bar"], array["beat"] = bar_beat(array["tick"])
+    return array
+
+
+def _sustained_end_ticks(notes: np.ndarray, cc: np.ndarray, track_end: int) -> np.ndarray:
+    """End ticks with the sustain pedal applied.
+
+    A note released while CC64 ≥ 64 (pedal down) on its channel sounds until the pedal comes up,
+    or until the track ends if it never does. Of several pedal events at one tick the last counts.
+    """
     ends = notes["end_tick"].copy()
-    pedal = [(ch, tick, value >= 64) for ch, tick, ctrl, value in cc if ctrl == SUSTAIN_CC]
-    if not pedal:
+    pedal = cc[cc["controller"] == SUSTAIN_CC]
+    if not len(pedal):
         return ends
-    for channel in {ch for ch, _, _ in pedal}:
-        events = [(tick, down) for ch, tick, down in pedal if ch == channel]
-        ticks = np.array([tick for tick, _ in events], dtype=np.int64)
-        down = np.array([d for _, d in events], dtype=bool)
+    for channel in np.unique(pedal["channel"]):
+        events = pedal[pedal["channel"] == channel]
+        ticks = events["tick"]
+        down = events["value"] >= 64
         # For each pedal event, the tick of the first "up" event after it (or the track end).
-        next_up = np.full(len(events), track_end, dtype=np.int64)
-        upcoming = track_end
-        for j in range(len(events) - 1, -1, -1):
-            next_up[j] = upcoming
-            if not down[j]:
-                upcoming = ticks[j]
+        up_ticks = np.append(ticks[~down], track_end)
+        next_up = up_ticks[np.searchsorted(ticks[~down], ticks, side="right")]
         mask = notes["channel"] == channel
         idx = np.searchsorted(ticks, ends[mask], side="right") - 1
         held = (idx >= 0) & down[np.clip(idx, 0, None)]
-        sustained = np.where(
+        ends[mask] = np.where(
             held, np.maximum(ends[mask], next_up[np.clip(idx, 0, None)]), ends[mask]
         )
-        ends[mask] = sustained
     return ends

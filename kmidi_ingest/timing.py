@@ -50,15 +50,16 @@ class TempoMap:
         Microseconds per quarter note in each segment.
     starts_s : float64 array, shape (n,)
         Exact time in seconds at which each segment starts.
-    seconds_per_tick : float | None
-        Set for SMPTE timing: seconds = tick * seconds_per_tick; tempo events are ignored.
+    ticks_per_second : Fraction | None
+        Set for SMPTE timing (frames/s × ticks/frame): seconds = tick / ticks_per_second, and
+        tempo events are ignored.
     """
 
     ticks: np.ndarray
     tempos_us: np.ndarray
     starts_s: np.ndarray
     ticks_per_beat: int | None
-    seconds_per_tick: float | None = None
+    ticks_per_second: Fraction | None = None
 
     @classmethod
     def from_events(cls, ticks_per_beat: int, events: Iterable[tuple[int, int]]) -> TempoMap:
@@ -93,14 +94,16 @@ class TempoMap:
             tempos_us=np.full(1, DEFAULT_TEMPO_US, dtype=np.int64),
             starts_s=np.zeros(1),
             ticks_per_beat=None,
-            seconds_per_tick=float(1 / (fps * ticks_per_frame)),
+            ticks_per_second=fps * ticks_per_frame,
         )
 
     def seconds(self, ticks: np.ndarray | list[int] | int) -> np.ndarray:
         """Convert ticks (any shape) to seconds, float64."""
         t = np.asarray(ticks, dtype=np.int64)
-        if self.seconds_per_tick is not None:
-            return t * self.seconds_per_tick
+        if self.ticks_per_second is not None:
+            # tick × den / num: one correctly rounded division (29.97 fps is 30000/1001).
+            rate = self.ticks_per_second
+            return (t * rate.denominator).astype(np.float64) / rate.numerator
         assert self.ticks_per_beat is not None
         i = np.searchsorted(self.ticks, t, side="right") - 1
         i = np.clip(i, 0, None)
@@ -110,8 +113,9 @@ class TempoMap:
     def ticks_at(self, seconds: np.ndarray | list[float] | float) -> np.ndarray:
         """Inverse of :meth:`seconds` (float ticks, not rounded)."""
         s = np.asarray(seconds, dtype=np.float64)
-        if self.seconds_per_tick is not None:
-            return s / self.seconds_per_tick
+        if self.ticks_per_second is not None:
+            rate = self.ticks_per_second
+            return s * rate.numerator / rate.denominator
         assert self.ticks_per_beat is not None
         i = np.clip(np.searchsorted(self.starts_s, s, side="right") - 1, 0, None)
         return (
