@@ -176,11 +176,18 @@ class MidiData:
 
 
 def decode_text(raw: bytes) -> str:
-    """Decode meta-event text: UTF-8 when the bytes are valid UTF-8, else latin-1 (never fails)."""
+    """Decode meta-event text: UTF-8 when the bytes are valid UTF-8, else latin-1 (never fails).
+
+    Some writers pad names with NUL bytes (C strings); those are dropped, and a NUL inside the text
+    becomes U+FFFD, because PostgreSQL text cannot hold NUL.
+    """
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        text = raw.decode("latin-1")
+    if "\x00" in text:
+        text = text.rstrip("\x00").replace("\x00", "\ufffd")
+    return text
 
 
 def read_midi(path: str | Path) -> MidiData:
@@ -209,6 +216,17 @@ def read_midi(path: str | Path) -> MidiData:
         raw = path.read_bytes()
     except OSError as exc:
         raise MidiError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    return decode_midi(raw, path=path)
+
+
+def decode_midi(raw: bytes, *, path: Path) -> MidiData:
+    """Decode the bytes of a MIDI file (``path`` only names it in the result and in errors).
+
+    Raises
+    ------
+    MidiError
+        As :func:`read_midi`.
+    """
     if not raw:
         raise MidiError("file is empty (0 bytes)", path=path)
     try:
@@ -537,11 +555,8 @@ def _scan_meta(
     elif meta_type == 0x59 and len(data) >= 2:
         sharps = data[0] - 256 if data[0] > 127 else data[0]
         mode = data[1]
-        if -7 <= sharps <= 7 and mode in (0, 1):
-            key = (_KEYS_MINOR if mode else _KEYS_MAJOR)[sharps + 7]
-        else:
-            key = f"invalid {sharps:+d}/{mode}"
-        raw.keys.append((tick, key))
+        if -7 <= sharps <= 7 and mode in (0, 1):  # anything else names no key: skipped
+            raw.keys.append((tick, (_KEYS_MINOR if mode else _KEYS_MAJOR)[sharps + 7]))
     elif meta_type == 0x54 and len(data) >= 5 and raw.smpte_offset_s is None:
         fps = SMPTE_OFFSET_FPS[data[0] >> 5 & 0x03]
         raw.smpte_offset_s = float(

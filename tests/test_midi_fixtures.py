@@ -200,6 +200,12 @@ def test_utf8_name():
     assert read("utf8_track_name").tracks[0].name == "Flûte 弦楽"
 
 
+def test_nul_padding_is_dropped_and_inner_nul_replaced():
+    data = read("nul_padded_track_name")
+    assert data.tracks[0].name == "Horn 1"
+    assert [m.text for m in data.markers] == ["a\ufffdb"]
+
+
 def test_marker_track_is_not_an_instrument():
     data = read("marker_track_only")
     markers, piano = data.tracks
