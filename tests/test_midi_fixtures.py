@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kmidi_ingest.errors import MidiError
-from kmidi_ingest.midi import MidiData, mido_events, read_midi
+from kmidi_ingest.midi import MidiData, from_mido, mido_events, read_midi
 from kmidi_ingest.smf import parse_smf
 from tests.fixtures.make_midi_fixtures import CASES, HERE
 from tests.midi_compare import smf_as_mido
@@ -327,3 +327,26 @@ def test_clipped_fixture_matches_mido_clip_mode():
     raw = fixture("data_byte_over_127").read_bytes()
     theirs = mido.MidiFile(file=io.BytesIO(raw), clip=True)
     assert [mido_events(t) for t in theirs.tracks] == smf_as_mido(parse_smf(raw))
+
+
+ARRAYS = ("notes", "cc", "program_changes", "pitch_bends", "aftertouch")
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - set(CORRUPT) - MIDO_DIFFERS))
+def test_read_midi_equals_the_mido_reference_path(name):
+    path = fixture(name)
+    lean = read_midi(path)
+    reference = from_mido(mido.MidiFile(str(path)), path=path)
+    for a, b in zip(lean.tracks, reference.tracks, strict=True):
+        for array in ARRAYS:  # byte equality: NaN beats compare equal too
+            assert getattr(a, array).tobytes() == getattr(b, array).tobytes(), array
+        assert (a.name, a.is_conductor, a.channel, a.end_tick, a.sysex_count) == (
+            b.name,
+            b.is_conductor,
+            b.channel,
+            b.end_tick,
+            b.sysex_count,
+        )
+    for field in ("tempo_changes", "time_signatures", "key_signatures", "markers", "timing"):
+        assert getattr(lean, field) == getattr(reference, field)
+    assert (lean.smpte_fps, lean.smpte_offset_s) == (reference.smpte_fps, reference.smpte_offset_s)
