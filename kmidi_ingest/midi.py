@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MidiError
-from .smf import META, Event, SmfError, parse_smf
+from .smf import META, Event, SmfError, SmfTrack, parse_smf
 from .timing import SMPTE_FPS, MeterMap, TempoMap, last_per_tick
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
@@ -236,7 +236,7 @@ def decode_midi(raw: bytes, *, path: Path) -> MidiData:
     return convert(
         midi_format=smf.midi_format,
         division=smf.division,
-        tracks=[track.events for track in smf.tracks],
+        tracks=smf.tracks,
         path=path,
         size_bytes=len(raw),
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -275,7 +275,7 @@ def from_mido(
     return convert(
         midi_format=int(mid.type),
         division=int(mid.ticks_per_beat),
-        tracks=[mido_events(track) for track in mid.tracks],
+        tracks=[SmfTrack.from_events(mido_events(track)) for track in mid.tracks],
         path=path,
         size_bytes=size_bytes,
         sha256=sha256,
@@ -285,34 +285,28 @@ def from_mido(
 
 @dataclass
 class _RawTrack:
+    channel: np.ndarray  # int64 (n, 4): tick, status, data 1, data 2
+    end_tick: int
     name: str | None = None
-    notes: list[tuple[Any, ...]] = field(default_factory=list)
-    cc: list[tuple[Any, ...]] = field(default_factory=list)
-    programs: list[tuple[Any, ...]] = field(default_factory=list)
-    bends: list[tuple[Any, ...]] = field(default_factory=list)
-    touch: list[tuple[Any, ...]] = field(default_factory=list)
     tempos: list[tuple[int, int, int]] = field(default_factory=list)  # tick, order, tempo
     meters: list[tuple[int, int, tuple[int, int, int, int]]] = field(default_factory=list)
     keys: list[tuple[int, str]] = field(default_factory=list)
     texts: list[tuple[int, str, str]] = field(default_factory=list)
     smpte_offset_s: float | None = None
     sysex_count: int = 0
-    stray_note_offs: int = 0
-    channel_counts: list[int] = field(default_factory=lambda: [0] * 16)
-    end_tick: int = 0
 
 
 def convert(
     *,
     midi_format: int,
     division: int,
-    tracks: Sequence[Sequence[Event]],
+    tracks: Sequence[SmfTrack],
     path: Path,
     size_bytes: int = 0,
     sha256: str = "",
     clipped_data_bytes: int = 0,
 ) -> MidiData:
-    """Turn decoded event tuples into :class:`MidiData`: pairing, tempo/meter maps, seconds, bars.
+    """Turn decoded tracks into :class:`MidiData`: pairing, tempo/meter maps, seconds, bars.
 
     Raises
     ------
@@ -335,7 +329,7 @@ def convert(
             )
         smpte_fps = SMPTE_FPS[fps_code]
     try:
-        raws = [_scan_track(events, index=i) for i, events in enumerate(tracks)]
+        raws = [_scan_track(track, index=i) for i, track in enumerate(tracks)]
     except SmfError as exc:
         raise MidiError(str(exc), path=path) from None
 
@@ -467,60 +461,89 @@ def _bar_beat_function(meter_map: MeterMap | None) -> BarBeat:
     return meter_map.bar_beat
 
 
-def _scan_track(events: Sequence[Event], *, index: int) -> _RawTrack:
-    """One pass over a track's events: FIFO note pairing and events by kind."""
-    raw = _RawTrack()
-    notes_append = raw.notes.append
-    cc_append = raw.cc.append
-    counts = raw.channel_counts
-    open_notes: dict[int, list[tuple[int, int]]] = {}
+def _scan_track(track: SmfTrack, *, index: int) -> _RawTrack:
+    """Channel messages as one int64 array; meta and sysex events by kind."""
+    raw = _RawTrack(
+        channel=np.array(track.channel, dtype=np.int64).reshape(-1, 4), end_tick=track.end_tick
+    )
     order_base = index << 32
-    tick = 0
-    for order, (tick, status, a, b, payload) in enumerate(events):
-        if status < 0xF0:
-            kind = status & 0xF0
-            channel = status & 0x0F
-            counts[channel] += 1
-            if kind == 0x90 and b:
-                key = (channel << 7) | a
-                queue = open_notes.get(key)
-                if queue is None:
-                    open_notes[key] = [(tick, b)]
-                else:
-                    queue.append((tick, b))
-            elif kind == 0x80 or kind == 0x90:
-                queue = open_notes.get((channel << 7) | a)
-                if not queue:
-                    raw.stray_note_offs += 1
-                    continue
-                start, velocity = queue.pop(0)  # FIFO: the oldest open note ends
-                release = b if kind == 0x80 else -1
-                notes_append(
-                    (channel, a, velocity, release, start, tick, 0.0, 0.0, 0.0, 0, 0.0, False)
-                )
-            elif kind == 0xB0:
-                cc_append((channel, tick, 0.0, 0, 0.0, a, b))
-            elif kind == 0xC0:
-                raw.programs.append((channel, tick, 0.0, 0, 0.0, a))
-            elif kind == 0xE0:
-                raw.bends.append((channel, tick, 0.0, 0, 0.0, ((b << 7) | a) - 8192))
-            elif kind == 0xD0:
-                raw.touch.append((channel, tick, 0.0, 0, 0.0, -1, a))
-            else:  # 0xA0 polyphonic key pressure
-                raw.touch.append((channel, tick, 0.0, 0, 0.0, a, b))
-        elif status == META:
+    for position, (tick, status, a, _b, payload) in track.other:
+        if status == META:
             assert payload is not None
-            _scan_meta(raw, tick, order_base + order, a, payload, index)
+            _scan_meta(raw, tick, order_base + position, a, payload, index)
         else:
             raw.sysex_count += 1
-    raw.end_tick = tick
-    # Notes never released are closed at the end of the track, oldest first, and flagged.
-    for key, queue in open_notes.items():
-        for start, velocity in queue:
-            notes_append(
-                (key >> 7, key & 0x7F, velocity, -1, start, tick, 0.0, 0.0, 0.0, 0, 0.0, True)
-            )
     return raw
+
+
+def _pair_notes(
+    events: np.ndarray, end_tick: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """FIFO note pairing per (channel, pitch), vectorised.
+
+    Within one (channel, pitch), a note-off is stray when nothing is open, i.e. when the count of
+    open notes before it is 0; that count is the running sum of +1 (on) / -1 (off) clamped at 0,
+    which is the running sum minus its running minimum (taken with 0). The valid note-offs then close
+    the note-ons in order: the j-th valid note-off ends the j-th note-on (the oldest open one).
+    Note-ons left over stay open to the end of the track.
+
+    Returns
+    -------
+    notes : NOTE_DTYPE array in (channel, pitch, file) order, times not yet filled in
+    start_rows, end_rows : int64 arrays, row of each note's start and end in ``events``; an end
+        row of ``len(events)`` means the end of the track
+    strays : number of note-offs that closed nothing
+    """
+    kind = events[:, 1] & 0xF0
+    velocity = events[:, 3]
+    is_on = (kind == 0x90) & (velocity > 0)
+    is_off = ((kind == 0x80) | (kind == 0x90)) & ~is_on
+    rows = np.flatnonzero(is_on | is_off)
+    if not len(rows):
+        none = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, NOTE_DTYPE), none, none, 0
+    key = (events[rows, 1] & 0x0F) * 128 + events[rows, 2]
+    order = np.argsort(key, kind="stable")
+    rows, key = rows[order], key[order]
+    on = is_on[rows]
+    n = len(rows)
+    first = np.ones(n, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    group = np.cumsum(first) - 1
+    step = np.where(on, 1, -1)
+    total = np.cumsum(step)
+    local = total - (total - step)[first][group]
+    # Shift each group below all earlier ones so one running minimum restarts at every group.
+    shift = group * (2 * n + 2)
+    shifted = local - shift
+    open_after = shifted - np.minimum(np.minimum.accumulate(shifted), -shift)
+    open_before = np.zeros(n, dtype=np.int64)
+    open_before[1:] = open_after[:-1]
+    open_before[first] = 0
+    closes = ~on & (open_before > 0)
+    strays = int(np.count_nonzero(~on)) - int(np.count_nonzero(closes))
+
+    on_rows, off_rows = rows[on], rows[closes]
+    on_group = group[on]
+    rank = np.arange(len(on_rows)) - np.searchsorted(on_group, on_group)
+    closed_in_group = np.bincount(group[closes], minlength=int(group[-1]) + 1)
+    matched = rank < closed_in_group[on_group]
+
+    notes = np.zeros(len(on_rows), NOTE_DTYPE)
+    notes["channel"] = events[on_rows, 1] & 0x0F
+    notes["pitch"] = events[on_rows, 2]
+    notes["velocity"] = events[on_rows, 3]
+    notes["start_tick"] = events[on_rows, 0]
+    end_rows = np.full(len(on_rows), len(events), dtype=np.int64)
+    end_rows[matched] = off_rows
+    ends = np.full(len(on_rows), end_tick, dtype=np.int64)
+    ends[matched] = events[off_rows, 0]
+    notes["end_tick"] = ends
+    release = np.full(len(on_rows), -1, dtype=np.int64)
+    release[matched] = np.where(kind[off_rows] == 0x80, events[off_rows, 3], -1)
+    notes["release_velocity"] = release
+    notes["end_inferred"] = ~matched
+    return notes, on_rows, end_rows, strays
 
 
 def _scan_meta(
@@ -568,50 +591,76 @@ def _scan_meta(
 
 
 def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: BarBeat) -> Track:
-    notes = np.array(raw.notes, dtype=NOTE_DTYPE) if raw.notes else np.zeros(0, NOTE_DTYPE)
+    events = raw.channel
+    notes, start_rows, end_rows, strays = _pair_notes(events, raw.end_tick)
+    # Convert every channel event's tick (and the track end) once; events index into that.
+    ticks = np.append(events[:, 0], raw.end_tick)
+    seconds = tempo_map.seconds(ticks)
+    bars, beats = bar_beat(ticks) if len(events) else (np.zeros(1, np.int64), np.zeros(1))
     if len(notes):
+        # Stable: notes with equal keys stay in file order.
         order = np.lexsort(
             (notes["end_tick"], notes["pitch"], notes["channel"], notes["start_tick"])
         )
-        notes = notes[order]
-        notes["start_s"] = tempo_map.seconds(notes["start_tick"])
-        notes["end_s"] = tempo_map.seconds(notes["end_tick"])
-        notes["start_bar"], notes["start_beat"] = bar_beat(notes["start_tick"])
-    cc = _events(raw.cc, CC_DTYPE, tempo_map, bar_beat)
-    if len(notes):
-        notes["end_sustain_s"] = tempo_map.seconds(_sustained_end_ticks(notes, cc, raw.end_tick))
+        notes, start_rows, end_rows = notes[order], start_rows[order], end_rows[order]
+        notes["start_s"] = seconds[start_rows]
+        notes["end_s"] = seconds[end_rows]
+        notes["start_bar"] = bars[start_rows]
+        notes["start_beat"] = beats[start_rows]
+    kind = events[:, 1] & 0xF0
+    first, second = events[:, 2], events[:, 3]
 
-    counts = raw.channel_counts
-    busiest = max(range(16), key=counts.__getitem__)
+    def select(mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        rows = np.flatnonzero(mask)
+        array = np.zeros(len(rows), dtype)
+        if len(rows):
+            array["channel"] = events[rows, 1] & 0x0F
+            array["tick"] = events[rows, 0]
+            array["time_s"] = seconds[rows]
+            array["bar"] = bars[rows]
+            array["beat"] = beats[rows]
+        return array
+
+    mask = kind == 0xB0
+    cc = select(mask, CC_DTYPE)
+    cc["controller"], cc["value"] = first[mask], second[mask]
+    mask = kind == 0xC0
+    programs = select(mask, PROGRAM_DTYPE)
+    programs["program"] = first[mask]
+    mask = kind == 0xE0
+    bends = select(mask, BEND_DTYPE)
+    bends["value"] = ((second[mask] << 7) | first[mask]) - 8192
+    mask = (kind == 0xA0) | (kind == 0xD0)
+    touch = select(mask, TOUCH_DTYPE)
+    channel_pressure = kind[mask] == 0xD0
+    touch["pitch"] = np.where(channel_pressure, -1, first[mask])
+    touch["value"] = np.where(channel_pressure, first[mask], second[mask])
+    if len(notes):
+        notes["end_sustain_s"] = notes["end_s"]
+        if len(cc) and np.any(cc["controller"] == SUSTAIN_CC):
+            sustained = _sustained_end_ticks(notes, cc, raw.end_tick)
+            notes["end_sustain_s"] = tempo_map.seconds(sustained)
+
+    counts = np.bincount(events[:, 1] & 0x0F, minlength=16)
+    busiest = int(np.argmax(counts))  # ties: the lowest channel
     channel = busiest if counts[busiest] else None
     return Track(
         index=index,
         name=raw.name if raw.name is not None else "",
         is_conductor=channel is None,
         channel=channel,
-        program=raw.programs[0][5] if raw.programs else None,
+        program=int(programs["program"][0]) if len(programs) else None,
         is_drum=channel == 9,
         notes=notes,
         cc=cc,
-        program_changes=_events(raw.programs, PROGRAM_DTYPE, tempo_map, bar_beat),
-        pitch_bends=_events(raw.bends, BEND_DTYPE, tempo_map, bar_beat),
-        aftertouch=_events(raw.touch, TOUCH_DTYPE, tempo_map, bar_beat),
+        program_changes=programs,
+        pitch_bends=bends,
+        aftertouch=touch,
         sysex_count=raw.sysex_count,
-        stray_note_off_count=raw.stray_note_offs,
+        stray_note_off_count=strays,
         end_tick=raw.end_tick,
-        end_s=float(tempo_map.seconds(raw.end_tick)),
+        end_s=float(seconds[-1]),
     )
-
-
-def _events(
-    rows: list[tuple[Any, ...]], dtype: np.dtype, tempo_map: TempoMap, bar_beat: BarBeat
-) -> np.ndarray:
-    if not rows:
-        return np.zeros(0, dtype)
-    array = np.array(rows, dtype=dtype)
-    array["time_s"] = tempo_map.seconds(array["tick"])
-    array["bar"], array["beat"] = bar_beat(array["tick"])
-    return array
 
 
 def _sustained_end_ticks(notes: np.ndarray, cc: np.ndarray, track_end: int) -> np.ndarray:

@@ -1,11 +1,12 @@
 """A lean Standard MIDI File decoder: bytes → header + per-track event tuples.
 
 mido builds one Python object per message and checks every attribute; that dominates its cost.
-This decoder walks the bytes once and emits plain tuples, and it is stricter than mido where mido
-silently accepts damage (see :func:`parse_smf`). The test-suite cross-checks it event for event
-against mido on real files.
+This decoder walks the bytes once into flat integer lists (channel messages, four ints each, which
+:mod:`kmidi_ingest.midi` turns into one numpy array per track) and a short list of meta/sysex
+events. It is stricter than mido where mido silently accepts damage (see :func:`parse_smf`). The
+test-suite cross-checks it event for event against mido on real files.
 
-Event tuples are ``(tick, status, a, b, payload)`` with ``tick`` absolute within the track:
+``SmfTrack.events`` gives the events of a track as tuples ``(tick, status, a, b, payload)`` with ``tick`` absolute within the track:
 
 - channel messages: ``status`` 0x80–0xEF (channel in the low nibble), ``a``/``b`` the data bytes
   (``b`` is 0 for the one-data-byte messages 0xC0 and 0xD0), ``payload`` ``None``;
@@ -19,6 +20,7 @@ of unknown type are skipped; status bytes 0xF1–0xF6 and 0xF8–0xFE are not al
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Event = tuple[int, int, int, int, bytes | None]
@@ -34,11 +36,48 @@ class SmfError(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class SmfTrack:
-    """One MTrk chunk: its events and what the decoder noticed on the way."""
+    """One MTrk chunk, stored for speed as two streams.
 
-    events: list[Event]
-    clipped_data_bytes: int
-    has_end_of_track: bool
+    ``channel`` holds the channel messages flat, four ints each: ``tick, status, a, b``.
+    ``other`` holds the meta and sysex events with their position among all events of the track.
+    :attr:`events` merges them back into the event tuples of this module.
+    """
+
+    channel: list[int]
+    other: list[tuple[int, Event]]
+    end_tick: int
+    clipped_data_bytes: int = 0
+    has_end_of_track: bool = False
+
+    @property
+    def events(self) -> list[Event]:
+        """All events in file order as ``(tick, status, a, b, payload)`` tuples."""
+        flat = self.channel
+        out: list[Event] = []
+        at = 0
+        for position, event in self.other:
+            while len(out) < position:
+                out.append((flat[at], flat[at + 1], flat[at + 2], flat[at + 3], None))
+                at += 4
+            out.append(event)
+        while at < len(flat):
+            out.append((flat[at], flat[at + 1], flat[at + 2], flat[at + 3], None))
+            at += 4
+        return out
+
+    @classmethod
+    def from_events(cls, events: Sequence[Event]) -> SmfTrack:
+        """Build from event tuples (e.g. converted from another parser)."""
+        channel: list[int] = []
+        other: list[tuple[int, Event]] = []
+        for position, event in enumerate(events):
+            if event[1] < 0xF0:
+                channel.extend(event[:4])
+            else:
+                other.append((position, event))
+        end_tick = events[-1][0] if events else 0
+        has_eot = any(e[1] == META and e[2] == END_OF_TRACK for _, e in other)
+        return cls(channel=channel, other=other, end_tick=end_tick, has_end_of_track=has_eot)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +163,9 @@ def parse_smf(raw: bytes) -> SmfFile:
 
 
 def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
-    events: list[Event] = []
-    append = events.append
+    channel: list[int] = []
+    extend = channel.extend
+    other: list[tuple[int, Event]] = []
     tick = 0
     running = 0
     clipped = 0
@@ -181,14 +221,16 @@ def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
                         clipped += (a > 127) + (b > 127)
                         a = min(a, 127)
                         b = min(b, 127)
-                append((tick, status, a, b, None))
+                extend((tick, status, a, b))
             elif status == META:
                 meta_type = data[pos]
                 pos += 1
                 length, pos = _vlq(data, pos, index)
                 payload = data[pos : pos + length]
                 pos += length
-                append((tick, META, meta_type, 0, payload))
+                other.append(
+                    ((len(channel) >> 2) + len(other), (tick, META, meta_type, 0, payload))
+                )
                 if meta_type == END_OF_TRACK:
                     has_eot = True
                     if pos < end:
@@ -201,7 +243,7 @@ def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
                 length, pos = _vlq(data, pos, index)
                 payload = data[pos : pos + length]
                 pos += length
-                append((tick, status, 0, 0, payload))
+                other.append(((len(channel) >> 2) + len(other), (tick, status, 0, 0, payload)))
             else:
                 raise SmfError(
                     f"undefined status byte 0x{status:02X} in track {index} at byte {pos - 1}"
@@ -210,7 +252,13 @@ def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
                 raise SmfError(_overrun(index, event_at, start, end, len(data)))
     except IndexError:
         raise SmfError(_overrun(index, pos, start, end, len(data))) from None
-    return SmfTrack(events=events, clipped_data_bytes=clipped, has_end_of_track=has_eot)
+    return SmfTrack(
+        channel=channel,
+        other=other,
+        end_tick=tick,
+        clipped_data_bytes=clipped,
+        has_end_of_track=has_eot,
+    )
 
 
 def _overrun(index: int, event_at: int, start: int, end: int, size: int) -> str:

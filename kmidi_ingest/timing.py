@@ -105,8 +105,7 @@ class TempoMap:
             rate = self.ticks_per_second
             return (t * rate.denominator).astype(np.float64) / rate.numerator
         assert self.ticks_per_beat is not None
-        i = np.searchsorted(self.ticks, t, side="right") - 1
-        i = np.clip(i, 0, None)
+        i = np.maximum(np.searchsorted(self.ticks, t, side="right") - 1, 0)
         delta = (t - self.ticks[i]).astype(np.float64)
         return self.starts_s[i] + delta * self.tempos_us[i] / (1e6 * self.ticks_per_beat)
 
@@ -117,7 +116,7 @@ class TempoMap:
             rate = self.ticks_per_second
             return s * rate.numerator / rate.denominator
         assert self.ticks_per_beat is not None
-        i = np.clip(np.searchsorted(self.starts_s, s, side="right") - 1, 0, None)
+        i = np.maximum(np.searchsorted(self.starts_s, s, side="right") - 1, 0)
         return (
             self.ticks[i] + (s - self.starts_s[i]) * 1e6 * self.ticks_per_beat / self.tempos_us[i]
         )
@@ -165,7 +164,7 @@ class MeterMap:
     def bar_beat(self, ticks: np.ndarray | list[int] | int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(bar, beat)``: 1-based bar (int64) and 1-based fractional beat (float64)."""
         t = np.asarray(ticks, dtype=np.int64)
-        i = np.clip(np.searchsorted(self.ticks, t, side="right") - 1, 0, None)
+        i = np.maximum(np.searchsorted(self.ticks, t, side="right") - 1, 0)
         offset = (t - self.ticks[i]).astype(np.float64)
         bars_in = np.floor(offset / self.bar_ticks[i])
         within = offset - bars_in * self.bar_ticks[i]

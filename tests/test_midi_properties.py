@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from kmidi_ingest.errors import MidiError
 from kmidi_ingest.midi import convert, decode_midi, mido_events
-from kmidi_ingest.smf import parse_smf
+from kmidi_ingest.smf import SmfTrack, parse_smf
 from kmidi_ingest.timing import TempoMap
 from tests.conftest import SHARED_MIDI
 from tests.fixtures import make_midi_fixtures as mk
@@ -119,7 +119,8 @@ def test_pairing_loses_no_note_and_ends_never_precede_starts(tracks):
         events.append((tick, 0xFF, 0x2F, 0, b""))
         encoded.append(events)
         expected.append((ons, strays, sum(len(q) for q in opened.values())))
-    data = convert(midi_format=1, division=96, tracks=encoded, path=Path("generated.mid"))
+    tracks_in = [SmfTrack.from_events(events) for events in encoded]
+    data = convert(midi_format=1, division=96, tracks=tracks_in, path=Path("generated.mid"))
     for track, events, (ons, strays, still_open) in zip(
         data.tracks, encoded, expected, strict=True
     ):
