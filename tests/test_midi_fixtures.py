@@ -70,6 +70,21 @@ def test_same_tick_tempos_last_wins_within_and_across_tracks():
     assert note["end_s"] == pytest.approx(1.0, abs=US)
 
 
+def test_thousands_of_tempo_changes_do_not_drift():
+    data = read("many_tempo_changes")
+    assert len(data.tempo_changes) == 3000
+    tempos = [400_000 + 1000 * (i % 500) for i in range(3000)]
+    start = Fraction(7 * sum(tempos), 96_000_000)  # each tempo lasts 7 ticks, the last too
+    end = start + Fraction(96 * tempos[-1], 96_000_000)
+    note = data.tracks[0].notes[0]
+    assert (note["start_tick"], note["end_tick"]) == (7 * 3000, 7 * 3000 + 96)
+    assert abs(note["start_s"] - float(start)) < 1e-9
+    assert abs(note["end_s"] - float(end)) < 1e-9
+    assert data.tempo_changes[-1].time_s == pytest.approx(
+        float(start - Fraction(7 * tempos[-1], 96_000_000)), abs=1e-9
+    )
+
+
 def test_smpte_25fps_ignores_tempo_and_reads_the_offset():
     data = read("smpte_25fps")
     assert (data.timing, data.ticks_per_beat) == ("smpte", None)
