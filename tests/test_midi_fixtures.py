@@ -312,6 +312,11 @@ CORRUPT = {
     "unknown_format": "unknown MIDI format 3 (must be 0, 1 or 2)",
     "short_tempo_event": "malformed set_tempo event in track 0 at tick 0: 2 data bytes, needs 3",
     "not_midi": "MThd not found at byte 0: probably not a MIDI file",
+    "empty": "file is empty (0 bytes)",
+    "smpte_invalid_fps": (
+        "invalid SMPTE division: 23 frames/s × 4 ticks/frame "
+        "(frames/s must be 24, 25, 29 or 30 and ticks/frame > 0)"
+    ),
 }
 
 
