@@ -42,14 +42,15 @@ def test_long_feature_is_chunked_and_read_back_bit_exact(make_cue, tmp_path, db_
                     " WHERE a.name = 'Drone'"
                 )
             ).one()
-            sizes = conn.execute(
-                text(
-                    "SELECT LENGTH(data) FROM audio_feature_chunks WHERE feature_id = :f"
-                    " ORDER BY chunk_index"
-                ),
-                {"f": row.id},
-            ).scalars()
-            sizes = list(sizes)
+            sizes = list(
+                conn.execute(
+                    text(
+                        "SELECT LENGTH(data) FROM audio_feature_chunks WHERE feature_id = :f"
+                        " ORDER BY chunk_index"
+                    ),
+                    {"f": row.id},
+                ).scalars()
+            )
             back = read_feature(conn, row.id)
             every = [read_feature(conn, i) for i in conn.execute(select(AudioFeature.id)).scalars()]
     finally:
@@ -72,7 +73,7 @@ def test_bad_audio_files_are_recorded_and_the_rest_of_the_cue_is_stored(make_cue
     sf.write(str(audio / "1M01 Perc.wav"), tones(11025, 6, 22050), 22050, format="WAVEX")
     summary = ingest(tmp_path / "cues", 16000, database_url=db_url, settings=Settings())
     assert not summary.ok and summary.cues_ingested == 1 and summary.cues_failed == 0
-    assert sorted((p.error_type, p.path.rsplit("/", 1)[-1]) for p in summary.errors) == [
+    assert sorted((p.error_type, str(p.path).rsplit("/", 1)[-1]) for p in summary.errors) == [
         ("AudioError", "1M01 Bells.aif"),
         ("AudioError", "1M01 Celesta.R.wav"),
         ("AudioError", "1M01 Harp.wav"),
@@ -86,8 +87,7 @@ def test_bad_audio_files_are_recorded_and_the_rest_of_the_cue_is_stored(make_cue
                     " WHERE severity = 'error' ORDER BY file_path"
                 )
             ).all()
-            stems = conn.execute(text("SELECT name FROM audio_files ORDER BY name")).scalars()
-            stems = list(stems)
+            stems = list(conn.execute(text("SELECT name FROM audio_files ORDER BY name")).scalars())
             status = conn.execute(text("SELECT status FROM cues")).scalar_one()
             perc = conn.execute(
                 text(
