@@ -220,6 +220,51 @@ class StemError(AudioError):
         )
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    # Slaney's scale (librosa's default): linear below 1 kHz, logarithmic above.
+    mel = hz / (200.0 / 3)
+    high = hz >= 1000.0
+    mel[high] = 15.0 + np.log(hz[high] / 1000.0) / (np.log(6.4) / 27.0)
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    hz = mel * (200.0 / 3)
+    high = mel >= 15.0
+    hz[high] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[high] - 15.0))
+    return hz
+
+
+def mel_filter_bank(
+    *, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    """Triangular Slaney-normalised mel filters, shape ``(n_mels, 1 + n_fft // 2)``, float64.
+
+    The same numbers as ``librosa.filters.mel`` (Slaney scale and norm), computed here so that
+    a worker does not load librosa (and numba, ~115 MB resident) just for this matrix.
+    """
+    fft_hz = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
+    edges = _mel_to_hz(
+        np.linspace(
+            _hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
+            _hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
+            n_mels + 2,
+        )
+    )
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, fft_hz)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``), float64."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
 class MelStream:
     """Incremental centred log-mel: push samples, get finished frames; ``finish`` flushes the rest.
 
@@ -232,28 +277,31 @@ class MelStream:
     bin feeds at most two bands), which makes it ~60x cheaper than the dense product.
     """
 
-    def __init__(self, sample_rate_hz: int, params: MelParams) -> None:
-        import librosa
+    def __init__(
+        self, sample_rate_hz: int, params: MelParams, *, expected_samples: int = 0
+    ) -> None:
         import scipy.sparse
 
         self.params = params
         self.fmax_hz = params.fmax_hz if params.fmax_hz is not None else sample_rate_hz / 2
-        basis = librosa.filters.mel(
-            sr=sample_rate_hz,
+        basis = mel_filter_bank(
+            sample_rate_hz=sample_rate_hz,
             n_fft=params.n_fft,
             n_mels=params.n_mels,
-            fmin=params.fmin_hz,
-            fmax=self.fmax_hz,
-            dtype=np.float64,
+            fmin_hz=params.fmin_hz,
+            fmax_hz=self.fmax_hz,
         )
         self._basis_t = scipy.sparse.csr_array(basis.T)  # (1 + n_fft//2, n_mels)
-        self._window = librosa.filters.get_window("hann", params.n_fft, fftbins=True).astype(
-            np.float64
-        )
+        self._window = hann_window(params.n_fft)
         self._db_offset = np.float32(10.0 * np.log10(params.db_ref))
         self._buffer = np.zeros(params.n_fft + BLOCK_FRAMES, dtype=np.float32)
         self._fill = params.n_fft // 2  # the centring pad
-        self._blocks: list[np.ndarray] = []
+        # Frames are written in place, one row each, so the result costs its own size once
+        # (no list of blocks to concatenate); sized from the expected length, grown if needed.
+        self._out = np.empty(
+            (1 + expected_samples // params.hop_length + 1, params.n_mels), dtype=params.dtype
+        )
+        self._frames = 0
         self.samples_in = 0
 
     def push(self, samples: np.ndarray) -> None:
@@ -272,14 +320,20 @@ class MelStream:
         """Return the whole log-mel matrix, shape ``(n_mels, 1 + samples // hop)``."""
         self.push(np.zeros(self.params.n_fft - self.params.n_fft // 2, dtype=np.float32))
         self.samples_in -= self.params.n_fft - self.params.n_fft // 2
-        if self._blocks:
-            values = np.ascontiguousarray(np.concatenate(self._blocks, axis=0).T)
-        else:
-            values = np.zeros((self.params.n_mels, 0), dtype=self.params.dtype)
+        values = self._out[: self._frames].T  # a view: (n_mels, n_frames), Fortran order
         expected = 1 + self.samples_in // self.params.hop_length
         if values.shape[1] != expected:
             raise AssertionError(f"mel frame count {values.shape[1]} != {expected}")
         return values
+
+    def _store(self, mel: np.ndarray) -> None:
+        end = self._frames + len(mel)
+        if end > len(self._out):
+            grown = np.empty((max(end, 2 * len(self._out)), self.params.n_mels), self._out.dtype)
+            grown[: self._frames] = self._out[: self._frames]
+            self._out = grown
+        self._out[self._frames : end] = mel
+        self._frames = end
 
     def _emit(self) -> None:
         from numpy.lib.stride_tricks import sliding_window_view
@@ -300,7 +354,7 @@ class MelStream:
             np.log10(mel, out=mel)
             mel *= 10.0
             mel -= self._db_offset
-            self._blocks.append(mel.astype(self.params.dtype))
+            self._store(mel)
         used = count * hop
         rest = self._fill - used
         self._buffer[:rest] = self._buffer[used : self._fill]
@@ -473,12 +527,14 @@ def _stream(
         if source_rate == sample_rate_hz
         else soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
     )
-    mel = MelStream(sample_rate_hz, params)
+    total = max(src.frames for src in sources)
+    mel = MelStream(
+        sample_rate_hz, params, expected_samples=-(-total * sample_rate_hz // source_rate)
+    )
     mono = np.zeros(BLOCK_FRAMES, dtype=np.float32)
     buffers = [np.empty((BLOCK_FRAMES, src.channels), dtype=np.float32) for src in sources]
     mono_peak = 0.0
     mono_sumsq = 0.0
-    total = max(src.frames for src in sources)
     position = 0
     while position < total:
         n = min(BLOCK_FRAMES, total - position)

@@ -19,7 +19,9 @@ from kmidi_ingest.audio import (
     MelStream,
     StemError,
     file_channel_labels,
+    hann_window,
     mask_labels,
+    mel_filter_bank,
     process_group,
     read_channel_mask,
 )
@@ -400,3 +402,19 @@ def test_permission_error_is_reported_as_such(tmp_path, monkeypatch):
         process_group(one_group([bad]), sample_rate_hz=22050)
     (error,) = info.value.errors
     assert (error.path, error.reason) == (str(bad), "cannot read file: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("sample_rate_hz", "n_fft", "n_mels", "fmin_hz", "fmax_hz"),
+    [(48000, 2048, 128, 0.0, 24000.0), (22050, 1024, 64, 30.0, 8000.0), (8000, 512, 40, 0, 4000)],
+)
+def test_mel_filter_bank_and_window_equal_librosa(sample_rate_hz, n_fft, n_mels, fmin_hz, fmax_hz):
+    ours = mel_filter_bank(
+        sample_rate_hz=sample_rate_hz, n_fft=n_fft, n_mels=n_mels, fmin_hz=fmin_hz, fmax_hz=fmax_hz
+    )
+    theirs = librosa.filters.mel(
+        sr=sample_rate_hz, n_fft=n_fft, n_mels=n_mels, fmin=fmin_hz, fmax=fmax_hz, dtype=np.float64
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True)
+    np.testing.assert_allclose(hann_window(n_fft), window, rtol=0, atol=1e-15)
