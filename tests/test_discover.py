@@ -1,6 +1,16 @@
 from pathlib import Path
 
-from kmidi_ingest.discover import GroupingRules, canonical_name, find_cues, group_channels
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmidi_ingest.discover import (
+    CHANNEL_LABELS,
+    CHANNEL_ORDER,
+    GroupingRules,
+    canonical_name,
+    find_cues,
+    group_channels,
+)
 
 
 def _group(names):
@@ -116,3 +126,21 @@ def test_grouping_rules_are_configurable():
         ("Pad.L", False, [None]),
         ("PRINTMASTER", True, [None]),
     ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    base=st.from_regex(r"[A-Za-z][A-Za-z0-9 _]{0,10}[A-Za-z0-9]", fullmatch=True),
+    labels=st.lists(st.sampled_from(CHANNEL_LABELS), min_size=1, max_size=8, unique=True),
+    data=st.data(),
+)
+def test_any_multi_mono_set_groups_into_one_stem_in_film_order(base, labels, data):
+    names = []
+    for label in labels:
+        sep = data.draw(st.sampled_from("._- "))
+        spelled = data.draw(st.sampled_from([label, label.upper(), label.lower()]))
+        names.append(f"{base}{sep}{spelled}.wav")
+    names = data.draw(st.permutations(names))
+    (group,) = _group(names)
+    assert group.key == base and not group.is_final_mix
+    assert [f.label for f in group.files] == sorted(labels, key=lambda x: CHANNEL_ORDER[x.upper()])
