@@ -293,7 +293,7 @@ class MelStream:
         )
         self._basis_t = scipy.sparse.csr_array(basis.T)  # (1 + n_fft//2, n_mels)
         self._window = hann_window(params.n_fft)
-        self._db_offset = np.float32(10.0 * np.log10(params.db_ref))
+        self._db_offset = np.float32(10.0 * np.log10(max(params.db_amin, params.db_ref)))
         self._buffer = np.zeros(params.n_fft + BLOCK_FRAMES, dtype=np.float32)
         self._fill = params.n_fft // 2  # the centring pad
         # Frames are written in place, one row each, so the result costs its own size once
