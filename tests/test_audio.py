@@ -418,3 +418,17 @@ def test_mel_filter_bank_and_window_equal_librosa(sample_rate_hz, n_fft, n_mels,
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
     window = librosa.filters.get_window("hann", n_fft, fftbins=True)
     np.testing.assert_allclose(hann_window(n_fft), window, rtol=0, atol=1e-15)
+
+
+def test_channel_mask_reader_survives_odd_headers(tmp_path):
+    cases = {
+        "huge chunk before fmt": b"RIFF\0\0\0\0WAVEjunk\xf0\xff\xff\xff" + bytes(32),
+        "truncated fmt": b"RIFF\0\0\0\0WAVEfmt \x28\0\0\0\xfe\xff\x06\0",
+        "w64 zero-size chunk": b"riff" + bytes(36) + b"junk" + bytes(20),
+        "not riff": b"FORM\0\0\0\x04AIFF",
+        "plain pcm": wav_header(tag=1, channels=6, data=bytes(12)),
+    }
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.wav"
+        path.write_bytes(data)
+        assert read_channel_mask(path) is None, name
