@@ -9,9 +9,11 @@ pad_mode="constant")`` followed by ``10*log10(max(S, amin) / ref)`` on the whole
 float rounding.
 
 Channel labels come from the file name's suffix (multi-mono ``Strings.L.wav``), from the
-``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE`` header (WAV, BWF, RF64/BW64, W64; soundfile
-does not expose it, so the ``fmt `` chunk is parsed here) or, failing both, from the WAVE/FLAC
-default order for the channel count.
+channel mask of an interleaved file (the ``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE``
+header in WAV, BWF, RF64/BW64 and W64, or FLAC's ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag;
+soundfile exposes neither, so the headers are parsed here) or, failing both, from the WAVE/FLAC
+default order for the channel count. AIFF/AIFC files carry no mask that is read here and take
+the same default order.
 """
 
 from __future__ import annotations
@@ -82,12 +84,34 @@ def _mask_from_fmt(data: bytes) -> int | None:
     return int.from_bytes(data[20:24], "little")
 
 
-def read_channel_mask(path: str | Path) -> int | None:
-    """Return the ``dwChannelMask`` of a WAV/BWF/RF64/BW64/W64 file, or ``None`` when it has none.
+def _mask_from_vorbis_comment(data: bytes) -> int | None:
+    # Vorbis comment: vendor length + vendor, count, then length-prefixed "KEY=value" entries
+    # (all lengths 32-bit little-endian). FLAC encoders store the WAVE mask under this key.
+    vendor = int.from_bytes(data[0:4], "little")
+    pos = 4 + vendor
+    count = int.from_bytes(data[pos : pos + 4], "little")
+    pos += 4
+    for _ in range(min(count, len(data) // 4)):
+        size = int.from_bytes(data[pos : pos + 4], "little")
+        key, _, value = data[pos + 4 : pos + 4 + size].partition(b"=")
+        pos += 4 + size
+        if key.upper() == b"WAVEFORMATEXTENSIBLE_CHANNEL_MASK":
+            text = value.decode("ascii", "replace").strip().lower()
+            try:
+                return int(text, 16) if text.startswith("0x") else int(text)
+            except ValueError:
+                return None
+    return None
 
-    Only the chunk headers before ``fmt `` are read (a BWF ``bext`` or an RF64 ``ds64`` chunk is
-    skipped); any file that is not a RIFF-family file, or a plain ``WAVE_FORMAT_PCM`` header,
-    gives ``None``.
+
+def read_channel_mask(path: str | Path) -> int | None:
+    """Return the channel mask of a WAV/BWF/RF64/BW64/W64 or FLAC file, or ``None``.
+
+    For the RIFF family it is the ``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE`` ``fmt ``
+    chunk; only the chunk headers before ``fmt `` are read (a BWF ``bext`` or an RF64 ``ds64``
+    chunk is skipped). For FLAC it is the ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag of the
+    Vorbis comment block, as written by the reference encoder. Any other file, a plain
+    ``WAVE_FORMAT_PCM`` header, or a malformed header gives ``None``.
     """
     with open(path, "rb") as handle:
         head = handle.read(12)
@@ -113,6 +137,19 @@ def read_channel_mask(path: str | Path) -> int | None:
                 if chunk[:4] == b"fmt ":
                     return _mask_from_fmt(handle.read(min(size - 24, 40)))
                 handle.seek(((size + 7) & ~7) - 24, 1)
+            return None
+        if head[:4] == b"fLaC":  # metadata blocks: 1 byte last-flag/type, 3 bytes big-endian size
+            handle.seek(4)
+            for _ in range(_MAX_CHUNKS):
+                block = handle.read(4)
+                if len(block) < 4:
+                    return None
+                size = int.from_bytes(block[1:4], "big")
+                if block[0] & 0x7F == 4:
+                    return _mask_from_vorbis_comment(handle.read(size))
+                if block[0] & 0x80:
+                    return None
+                handle.seek(size, 1)
         return None
 
 
@@ -409,7 +446,7 @@ def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
             path=path,
         )
     mask = None
-    if handle.format in ("WAV", "WAVEX", "RF64", "W64"):
+    if handle.format in ("WAV", "WAVEX", "RF64", "W64", "FLAC"):
         try:
             mask = read_channel_mask(path)
         except OSError as exc:

@@ -65,6 +65,26 @@ def insert_bext(path: Path) -> None:
     )
 
 
+def set_flac_mask(path: Path, mask: str) -> None:
+    """Replace a FLAC file's Vorbis comment block by one holding only the WAVE channel mask tag."""
+    data = path.read_bytes()
+    assert data[:4] == b"fLaC"
+    tag = f"WAVEFORMATEXTENSIBLE_CHANNEL_MASK={mask}".encode()
+    vendor = b"kmidi tests"
+    comment = struct.pack("<I", len(vendor)) + vendor + struct.pack("<II", 1, len(tag)) + tag
+    out, pos, last = bytearray(b"fLaC"), 4, False
+    while not last:
+        head = data[pos]
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        last = bool(head & 0x80)
+        body = data[pos + 4 : pos + 4 + size]
+        if head & 0x7F == 4:
+            body = comment
+        out += bytes([head]) + len(body).to_bytes(3, "big") + body
+        pos += 4 + size
+    path.write_bytes(bytes(out) + data[pos:])
+
+
 def wav_header(
     *, tag: int, channels: int, rate: int = 48000, bits: int = 16, data: bytes = b""
 ) -> bytes:
@@ -144,6 +164,8 @@ FORMATS = [
     # name, soundfile format, subtype, channels, mask to write, bext, stored format, labels
     ("1M01 Pad.wav", "WAV", "PCM_24", 2, None, False, "WAV", "L,R"),
     ("1M01 Keys.flac", "FLAC", "PCM_16", 2, None, False, "FLAC", "L,R"),
+    ("1M01 Surround.flac", "FLAC", "PCM_24", 8, 0x63F, False, "FLAC", "L,R,C,LFE,Lsr,Rsr,Lss,Rss"),
+    ("1M01 Side.flac", "FLAC", "PCM_16", 4, 0x603, False, "FLAC", "L,R,Ls,Rs"),
     ("1M01 Choir.aif", "AIFF", "PCM_16", 1, None, False, "AIFF", "M"),
     ("1M01 Choir Wide.aifc", "AIFF", "FLOAT", 2, None, False, "AIFF", "L,R"),
     ("1M01 Perc.wav", "WAVEX", "PCM_24", 6, 0x60F, False, "WAVEX", "L,R,C,LFE,Ls,Rs"),
@@ -167,9 +189,11 @@ def test_every_container_is_read_with_its_channel_layout(
     sf.write(str(path), tones(frames, channels, rate), rate, format=fmt, subtype=subtype)
     if mask is not None and fmt == "WAVEX":
         patch_mask(path, mask)
+    if mask is not None and fmt == "FLAC":
+        set_flac_mask(path, f"0x{mask:04X}" if channels > 4 else str(mask))  # both spellings
     if bext:
         insert_bext(path)
-    assert read_channel_mask(path) == (mask if fmt in ("WAVEX", "RF64") else None)
+    assert read_channel_mask(path) == mask
     group = one_group([path])
     stem = process_group(group, sample_rate_hz=22050)
     assert group.files[0].label is None and stem.name == name.split(" ", 1)[1].rsplit(".", 1)[0]
@@ -426,6 +450,8 @@ def test_channel_mask_reader_survives_odd_headers(tmp_path):
         "truncated fmt": b"RIFF\0\0\0\0WAVEfmt \x28\0\0\0\xfe\xff\x06\0",
         "w64 zero-size chunk": b"riff" + bytes(36) + b"junk" + bytes(20),
         "not riff": b"FORM\0\0\0\x04AIFF",
+        "flac huge comment": b"fLaC\x04\xff\xff\xff" + bytes(10),
+        "flac only streaminfo": b"fLaC\x80\0\0\x22" + bytes(34),
         "plain pcm": wav_header(tag=1, channels=6, data=bytes(12)),
     }
     for name, data in cases.items():
