@@ -1,25 +1,38 @@
 """Audio stage: a stem group → composite mono at the requested rate → log-mel spectrogram.
 
-Everything is streamed in blocks: each channel is read, resampled (soxr) and mixed block by block,
-and the mel spectrogram is computed on the mixed stream with the frame overlap carried across
-blocks, so memory stays flat however long the files are. The result equals
-``librosa.feature.melspectrogram(y=mono, center=True, pad_mode="constant")`` followed by
-``10*log10(max(S, amin) / ref)`` on the whole signal, up to float rounding.
+Everything is streamed in blocks: the channel files of a stem are read side by side, mixed to mono
+at their own rate (a weighted mean, LFE excluded), the mono stream is resampled once (soxr; the mean
+of resampled channels equals the resampled mean, resampling being linear) and the mel spectrogram is
+computed on it with the frame overlap carried across blocks, so memory stays flat however long the
+files are. The result equals ``librosa.feature.melspectrogram(y=mono, center=True,
+pad_mode="constant")`` followed by ``10*log10(max(S, amin) / ref)`` on the whole signal, up to
+float rounding.
+
+Channel labels come from the file name's suffix (multi-mono ``Strings.L.wav``), from the
+channel mask of an interleaved file (the ``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE``
+header in WAV, BWF, RF64/BW64 and W64, or FLAC's ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag;
+soundfile exposes neither, so the headers are parsed here) or, failing both, from the WAVE/FLAC
+default order for the channel count. AIFF/AIFC files carry no mask that is read here and take
+the same default order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .discover import GroupingRules, StemGroup
+from .discover import ChannelFile, GroupingRules, StemGroup
 from .errors import AudioError
 
-BLOCK_FRAMES = 1 << 18  # source frames read per channel per step (~5.5 s at 48 kHz)
+BLOCK_FRAMES = 1 << 17  # source frames read per file per step (~2.7 s at 48 kHz)
+FFT_FRAMES = 256  # spectrogram frames transformed per batch (bounded temporaries)
 
-# Default channel order of interleaved files with no channel mask (WAVE / SMPTE order).
+# Default channel order of interleaved files with no channel mask (WAVE and FLAC order:
+# FL FR FC LFE BL BR SL SR, named as Pro Tools names them).
 DEFAULT_LAYOUTS = {
     1: ("M",),
     2: ("L", "R"),
@@ -27,8 +40,137 @@ DEFAULT_LAYOUTS = {
     4: ("L", "R", "Ls", "Rs"),
     5: ("L", "R", "C", "Ls", "Rs"),
     6: ("L", "R", "C", "LFE", "Ls", "Rs"),
-    8: ("L", "R", "C", "LFE", "Ls", "Rs", "Lss", "Rss"),
+    7: ("L", "R", "C", "LFE", "Cs", "Ls", "Rs"),
+    8: ("L", "R", "C", "LFE", "Lsr", "Rsr", "Lss", "Rss"),
 }
+
+# dwChannelMask bits in the order channels appear in the file (Microsoft's SPEAKER_* constants).
+# "BL"/"BR" and "SL"/"SR" are renamed once the whole mask is known (see mask_labels).
+MASK_SPEAKERS = (
+    "L", "R", "C", "LFE", "BL", "BR", "Lc", "Rc", "Cs", "SL", "SR",
+    "Ts", "Ltf", "Ctf", "Rtf", "Ltr", "Ctr", "Rtr",
+)  # fmt: skip
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_RIFF_IDS = (b"RIFF", b"RF64", b"BW64")
+_MAX_CHUNKS = 256  # chunks skipped before giving up on finding "fmt "
+
+
+def mask_labels(mask: int, channels: int) -> tuple[str, ...]:
+    """Labels of an interleaved file's channels from its ``dwChannelMask``.
+
+    Back and side pairs are ``Ls``/``Rs`` when only one of them is present (5.1 is written both
+    ways); with both (7.1) the back pair is ``Lsr``/``Rsr`` and the side pair ``Lss``/``Rss``.
+    Channels beyond the bits set in the mask are unassigned and labelled ``A1``, ``A2`` …
+    """
+    speakers = [name for bit, name in enumerate(MASK_SPEAKERS) if mask >> bit & 1]
+    both = "BL" in speakers and "SL" in speakers
+    rename = (
+        {"BL": "Lsr", "BR": "Rsr", "SL": "Lss", "SR": "Rss"}
+        if both
+        else {"BL": "Ls", "BR": "Rs", "SL": "Ls", "SR": "Rs"}
+    )
+    labels = [rename.get(name, name) for name in speakers][:channels]
+    labels += [f"A{k + 1}" for k in range(channels - len(labels))]
+    return tuple(labels)
+
+
+def _mask_from_fmt(data: bytes) -> int | None:
+    # WAVEFORMATEXTENSIBLE: wFormatTag, nChannels, nSamplesPerSec, nAvgBytesPerSec, nBlockAlign,
+    # wBitsPerSample, cbSize, wValidBitsPerSample, dwChannelMask, SubFormat.
+    if len(data) < 24 or int.from_bytes(data[0:2], "little") != WAVE_FORMAT_EXTENSIBLE:
+        return None
+    if int.from_bytes(data[16:18], "little") < 22:
+        return None
+    return int.from_bytes(data[20:24], "little")
+
+
+def _mask_from_vorbis_comment(data: bytes) -> int | None:
+    # Vorbis comment: vendor length + vendor, count, then length-prefixed "KEY=value" entries
+    # (all lengths 32-bit little-endian). FLAC encoders store the WAVE mask under this key.
+    vendor = int.from_bytes(data[0:4], "little")
+    pos = 4 + vendor
+    count = int.from_bytes(data[pos : pos + 4], "little")
+    pos += 4
+    for _ in range(min(count, len(data) // 4)):
+        size = int.from_bytes(data[pos : pos + 4], "little")
+        key, _, value = data[pos + 4 : pos + 4 + size].partition(b"=")
+        pos += 4 + size
+        if key.upper() == b"WAVEFORMATEXTENSIBLE_CHANNEL_MASK":
+            text = value.decode("ascii", "replace").strip().lower()
+            try:
+                return int(text, 16) if text.startswith("0x") else int(text)
+            except ValueError:
+                return None
+    return None
+
+
+def read_channel_mask(path: str | Path) -> int | None:
+    """Return the channel mask of a WAV/BWF/RF64/BW64/W64 or FLAC file, or ``None``.
+
+    For the RIFF family it is the ``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE`` ``fmt ``
+    chunk; only the chunk headers before ``fmt `` are read (a BWF ``bext`` or an RF64 ``ds64``
+    chunk is skipped). For FLAC it is the ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag of the
+    Vorbis comment block, as written by the reference encoder. Any other file, a plain
+    ``WAVE_FORMAT_PCM`` header, or a malformed header gives ``None``.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if head[:4] in _RIFF_IDS and head[8:12] == b"WAVE":
+            for _ in range(_MAX_CHUNKS):
+                chunk = handle.read(8)
+                if len(chunk) < 8 or chunk[:4] == b"data":
+                    return None
+                size = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"fmt ":
+                    return _mask_from_fmt(handle.read(min(size, 40)))
+                handle.seek(size + (size & 1), 1)
+            return None
+        if head[:4] == b"riff":  # Sony Wave64: 16-byte GUID ids, 8-byte sizes, 8-byte alignment
+            handle.seek(40)
+            for _ in range(_MAX_CHUNKS):
+                chunk = handle.read(24)
+                if len(chunk) < 24 or chunk[:4] == b"data":
+                    return None
+                size = int.from_bytes(chunk[16:24], "little")
+                if size < 24:
+                    return None
+                if chunk[:4] == b"fmt ":
+                    return _mask_from_fmt(handle.read(min(size - 24, 40)))
+                handle.seek(((size + 7) & ~7) - 24, 1)
+            return None
+        if head[:4] == b"fLaC":  # metadata blocks: 1 byte last-flag/type, 3 bytes big-endian size
+            handle.seek(4)
+            for _ in range(_MAX_CHUNKS):
+                block = handle.read(4)
+                if len(block) < 4:
+                    return None
+                size = int.from_bytes(block[1:4], "big")
+                if block[0] & 0x7F == 4:
+                    return _mask_from_vorbis_comment(handle.read(size))
+                if block[0] & 0x80:
+                    return None
+                handle.seek(size, 1)
+        return None
+
+
+def file_channel_labels(
+    *, suffix_label: str | None, channels: int, mask: int | None
+) -> tuple[str, ...]:
+    """Labels of the channels of one file, in file order.
+
+    A mono file takes its name's suffix (``M`` without one). An interleaved file takes its
+    channel mask, else the default layout for its channel count, else ``A1`` … ``An``; if its
+    name also carries a suffix, each label is prefixed with it (``A1.L``, ``A1.R``).
+    """
+    if channels == 1:
+        return (suffix_label or "M",)
+    if mask:
+        own = mask_labels(mask, channels)
+    else:
+        own = DEFAULT_LAYOUTS.get(channels, tuple(f"A{k + 1}" for k in range(channels)))
+    if suffix_label is None:
+        return own
+    return tuple(f"{suffix_label}.{label}" for label in own)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +189,7 @@ class MelParams:
 
 @dataclass(frozen=True, kw_only=True)
 class ChannelInfo:
-    """One channel of a stem: where it came from and its level."""
+    """One channel of a stem: where it came from and its level (peak/RMS at the file's rate)."""
 
     order: int
     label: str
@@ -103,119 +245,222 @@ class StemData:
         return ",".join(c.label for c in self.channels)
 
 
+class StemError(AudioError):
+    """A stem that cannot be processed; ``errors`` holds one :class:`AudioError` per bad file."""
+
+    def __init__(self, stem: str, errors: Sequence[AudioError]) -> None:
+        self.errors = tuple(errors)
+        paths = ", ".join(str(e.path) for e in self.errors)
+        super().__init__(
+            f"stem {stem!r} not stored: {len(self.errors)} channel file(s) unusable ({paths})",
+            path=self.errors[0].path if self.errors else None,
+        )
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    # Slaney's scale (librosa's default): linear below 1 kHz, logarithmic above.
+    mel = hz / (200.0 / 3)
+    high = hz >= 1000.0
+    mel[high] = 15.0 + np.log(hz[high] / 1000.0) / (np.log(6.4) / 27.0)
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    hz = mel * (200.0 / 3)
+    high = mel >= 15.0
+    hz[high] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[high] - 15.0))
+    return hz
+
+
+def mel_filter_bank(
+    *, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    """Triangular Slaney-normalised mel filters, shape ``(n_mels, 1 + n_fft // 2)``, float64.
+
+    The same numbers as ``librosa.filters.mel`` (Slaney scale and norm), computed here so that
+    a worker does not load librosa (and numba, ~115 MB resident) just for this matrix.
+    """
+    fft_hz = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
+    edges = _mel_to_hz(
+        np.linspace(
+            _hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
+            _hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
+            n_mels + 2,
+        )
+    )
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, fft_hz)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``), float64."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
 class MelStream:
     """Incremental centred log-mel: push samples, get finished frames; ``finish`` flushes the rest.
 
     Frame ``k`` covers samples ``[k*hop - n_fft//2, k*hop + n_fft//2)`` of the signal, zero-padded
-    at both ends (librosa's ``center=True, pad_mode="constant"``).
+    at both ends (librosa's ``center=True, pad_mode="constant"``), weighted by a periodic Hann
+    window. Samples are kept as float32; the FFT and the power run in float64 (as in librosa),
+    because a float32 FFT's rounding floor (~130 dB below the frame's loudest bin) is above the
+    -100 dB ``amin`` floor and would show in quiet bands. Frames are transformed in batches of
+    :data:`FFT_FRAMES`, and the mel projection uses the filter bank as a sparse matrix (each FFT
+    bin feeds at most two bands), which makes it ~60x cheaper than the dense product.
     """
 
-    def __init__(self, sample_rate_hz: int, params: MelParams) -> None:
-        import librosa
+    def __init__(
+        self, sample_rate_hz: int, params: MelParams, *, expected_samples: int = 0
+    ) -> None:
+        import scipy.sparse
 
         self.params = params
         self.fmax_hz = params.fmax_hz if params.fmax_hz is not None else sample_rate_hz / 2
-        self._basis = librosa.filters.mel(
-            sr=sample_rate_hz,
+        basis = mel_filter_bank(
+            sample_rate_hz=sample_rate_hz,
             n_fft=params.n_fft,
             n_mels=params.n_mels,
-            fmin=params.fmin_hz,
-            fmax=self.fmax_hz,
-        ).astype(np.float32)
-        self._buffer = np.zeros(params.n_fft // 2, dtype=np.float32)
-        self._blocks: list[np.ndarray] = []
+            fmin_hz=params.fmin_hz,
+            fmax_hz=self.fmax_hz,
+        )
+        self._basis_t = scipy.sparse.csr_array(basis.T)  # (1 + n_fft//2, n_mels)
+        self._window = hann_window(params.n_fft)
+        self._db_offset = np.float32(10.0 * np.log10(max(params.db_amin, params.db_ref)))
+        self._buffer = np.zeros(params.n_fft + BLOCK_FRAMES, dtype=np.float32)
+        self._fill = params.n_fft // 2  # the centring pad
+        # Frames are written in place, one row each, so the result costs its own size once
+        # (no list of blocks to concatenate); sized from the expected length, grown if needed.
+        self._out = np.empty(
+            (1 + expected_samples // params.hop_length + 1, params.n_mels), dtype=params.dtype
+        )
+        self._frames = 0
         self.samples_in = 0
 
     def push(self, samples: np.ndarray) -> None:
+        """Append mono samples (any length) and transform every frame they complete."""
         self.samples_in += len(samples)
-        self._buffer = np.concatenate([self._buffer, samples.astype(np.float32, copy=False)])
-        self._emit()
+        offset = 0
+        while offset < len(samples):
+            room = len(self._buffer) - self._fill
+            take = min(room, len(samples) - offset)
+            self._buffer[self._fill : self._fill + take] = samples[offset : offset + take]
+            self._fill += take
+            offset += take
+            self._emit()
 
     def finish(self) -> np.ndarray:
         """Return the whole log-mel matrix, shape ``(n_mels, 1 + samples // hop)``."""
-        pad = np.zeros(self.params.n_fft - self.params.n_fft // 2, dtype=np.float32)
-        self._buffer = np.concatenate([self._buffer, pad])
-        self._emit()
-        blocks = self._blocks or [np.zeros((self.params.n_mels, 0), np.float32)]
-        power = np.concatenate(blocks, axis=1)
+        self.push(np.zeros(self.params.n_fft - self.params.n_fft // 2, dtype=np.float32))
+        self.samples_in -= self.params.n_fft - self.params.n_fft // 2
+        values = self._out[: self._frames].T  # a view: (n_mels, n_frames), Fortran order
         expected = 1 + self.samples_in // self.params.hop_length
-        assert power.shape[1] == expected, (power.shape, expected)
-        return power
+        if values.shape[1] != expected:
+            raise AssertionError(f"mel frame count {values.shape[1]} != {expected}")
+        return values
+
+    def _store(self, mel: np.ndarray) -> None:
+        end = self._frames + len(mel)
+        if end > len(self._out):
+            grown = np.empty((max(end, 2 * len(self._out)), self.params.n_mels), self._out.dtype)
+            grown[: self._frames] = self._out[: self._frames]
+            self._out = grown
+        self._out[self._frames : end] = mel
+        self._frames = end
 
     def _emit(self) -> None:
-        import librosa
+        from numpy.lib.stride_tricks import sliding_window_view
+        from scipy import fft
 
         n_fft, hop = self.params.n_fft, self.params.hop_length
-        if len(self._buffer) < n_fft:
+        if self._fill < n_fft:
             return
-        count = 1 + (len(self._buffer) - n_fft) // hop
-        span = self._buffer[: (count - 1) * hop + n_fft]
-        spec = librosa.stft(span, n_fft=n_fft, hop_length=hop, center=False, window="hann")
-        power = (spec.real**2 + spec.imag**2).astype(np.float32)
-        mel = self._basis @ power
-        db = 10.0 * np.log10(np.maximum(mel, self.params.db_amin))
-        db -= 10.0 * np.log10(self.params.db_ref)
-        self._blocks.append(db.astype(self.params.dtype))
-        self._buffer = self._buffer[count * hop :].copy()
+        count = 1 + (self._fill - n_fft) // hop
+        frames = sliding_window_view(self._buffer[: self._fill], n_fft)[::hop]
+        for first in range(0, count, FFT_FRAMES):
+            batch = frames[first : min(count, first + FFT_FRAMES)] * self._window
+            spec = fft.rfft(batch, axis=1)
+            power = np.square(spec.real)
+            power += np.square(spec.imag)
+            mel = np.asarray(power @ self._basis_t, dtype=np.float32)  # (frames, n_mels)
+            np.maximum(mel, self.params.db_amin, out=mel)
+            np.log10(mel, out=mel)
+            mel *= 10.0
+            mel -= self._db_offset
+            self._store(mel)
+        used = count * hop
+        rest = self._fill - used
+        self._buffer[:rest] = self._buffer[used : self._fill]
+        self._fill = rest
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Source:
-    """An open file and the stem channels it feeds."""
+    """An open channel file and the stem channels it feeds."""
 
-    handle: object
-    path: Path
-    rel_path: str
-    label: str | None
+    handle: Any
+    file: ChannelFile
+    labels: tuple[str, ...]
     channels: int
     sample_rate_hz: int
     frames: int
     audio_format: str
     subtype: str
     size_bytes: int
+    weights: np.ndarray  # (channels,) float32, its share of the composite mono
+    peak: np.ndarray  # (channels,) float64
+    sumsq: np.ndarray  # (channels,) float64
+    frames_read: int = 0
     done: bool = False
 
 
-def _open(path: Path, rel_path: str, label: str | None) -> _Source:
+def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
+    """Open ``file`` with soundfile; return ``(handle, size_bytes, channel labels)``."""
     import soundfile as sf
 
+    path = file.path
     try:
         size = path.stat().st_size
+        with open(path, "rb"):
+            pass
     except OSError as exc:
-        raise AudioError(f"cannot read file: {exc.strerror}", path=path) from exc
+        raise AudioError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
     if size == 0:
         raise AudioError("file is empty (0 bytes)", path=path)
     try:
         handle = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"cannot decode audio: {exc}", path=path) from exc
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
+        reason = getattr(exc, "error_string", None) or str(exc)
+        raise AudioError(
+            f"cannot decode audio (wrong header or unsupported codec): {reason}", path=path
+        ) from exc
     if handle.channels < 1 or handle.frames <= 0 or handle.samplerate <= 0:
         handle.close()
         raise AudioError(
-            f"no audio in file ({handle.channels} channels, {handle.frames} frames)", path=path
+            f"no audio in file ({handle.channels} channels, {handle.frames} frames, "
+            f"{handle.samplerate} Hz)",
+            path=path,
         )
-    return _Source(
-        handle=handle,
-        path=path,
-        rel_path=rel_path,
-        label=label,
-        channels=handle.channels,
-        sample_rate_hz=handle.samplerate,
-        frames=handle.frames,
-        audio_format=handle.format,
-        subtype=handle.subtype,
-        size_bytes=size,
+    mask = None
+    if handle.format in ("WAV", "WAVEX", "RF64", "W64", "FLAC"):
+        try:
+            mask = read_channel_mask(path)
+        except OSError as exc:
+            handle.close()
+            raise AudioError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    return (
+        handle,
+        size,
+        file_channel_labels(suffix_label=file.label, channels=handle.channels, mask=mask),
     )
 
 
-def _labels(source: _Source) -> list[str]:
-    if source.channels == 1:
-        return [source.label or "M"]
-    if source.label is not None:
-        return [f"{source.label}{k + 1}" for k in range(source.channels)]
-    return list(
-        DEFAULT_LAYOUTS.get(source.channels, tuple(f"A{k + 1}" for k in range(source.channels)))
-    )
+def _excluded(label: str, excluded: frozenset[str]) -> bool:
+    return any(part.upper() in excluded for part in label.split("."))
 
 
 def process_group(
@@ -227,149 +472,162 @@ def process_group(
 ) -> StemData:
     """Mix a stem group to composite mono at ``sample_rate_hz`` and compute its log-mel.
 
-    The composite is the mean of the channels (LFE excluded unless it is the only channel),
-    shorter channels zero-padded (and reported in ``warnings``).
+    The composite is the mean of the channels (labels in ``rules.exclude_from_mono``, LFE by
+    default, left out unless nothing else is left), shorter channels zero-padded (and reported in
+    ``warnings``). Every file is read once, in blocks of :data:`BLOCK_FRAMES` frames.
 
     Raises
     ------
+    StemError
+        When any channel file is missing, unreadable, empty, undecodable, has no frames, or has
+        a sample rate other than the group's; ``errors`` holds one :class:`AudioError` per file.
     AudioError
-        When any channel file cannot be opened or decoded; the stem is then not stored.
+        When ``sample_rate_hz`` is not positive, or a file fails while being decoded.
     """
-    import soxr
-
     params = params or MelParams()
     rules = rules or GroupingRules()
     if sample_rate_hz <= 0:
         raise AudioError(f"sample rate must be positive, got {sample_rate_hz}")
+    excluded = frozenset(label.upper() for label in rules.exclude_from_mono)
     sources: list[_Source] = []
+    errors: list[AudioError] = []
     try:
         for file in group.files:
-            sources.append(_open(file.path, file.rel_path, file.label))
-        labels = [_labels(s) for s in sources]
-        flat = [
-            (si, k, label) for si, src in enumerate(sources) for k, label in enumerate(labels[si])
-        ]
-        excluded = {label.upper() for label in rules.exclude_from_mono}
-        in_mono = [label.upper() not in excluded for _, _, label in flat]
-        if not any(in_mono):
-            in_mono = [True] * len(flat)
-        weights = np.array(in_mono, dtype=np.float32) / sum(in_mono)
-
-        resamplers = [
-            None
-            if sources[si].sample_rate_hz == sample_rate_hz
-            else soxr.ResampleStream(
-                sources[si].sample_rate_hz, sample_rate_hz, 1, dtype="float32", quality="HQ"
+            try:
+                handle, size, labels = _open(file)
+            except AudioError as exc:
+                errors.append(exc)
+                continue
+            channels = handle.channels
+            sources.append(
+                _Source(
+                    handle=handle,
+                    file=file,
+                    labels=labels,
+                    channels=channels,
+                    sample_rate_hz=handle.samplerate,
+                    frames=handle.frames,
+                    audio_format=handle.format,
+                    subtype=handle.subtype,
+                    size_bytes=size,
+                    weights=np.zeros(channels, dtype=np.float32),
+                    peak=np.zeros(channels),
+                    sumsq=np.zeros(channels),
+                )
             )
-            for si, _, _ in flat
-        ]
-        pending: list[list[np.ndarray]] = [[] for _ in flat]
-        pending_len = [0] * len(flat)
-        finished = [False] * len(flat)
-        peak = np.zeros(len(flat))
-        sumsq = np.zeros(len(flat))
-        mel = MelStream(sample_rate_hz, params)
-        mono_peak = 0.0
-        mono_sumsq = 0.0
-
-        def mix(n: int) -> None:
-            nonlocal mono_peak, mono_sumsq
-            out = np.zeros(n, dtype=np.float32)
-            for c in range(len(flat)):
-                take, taken = [], 0
-                while taken < n and pending[c]:
-                    head = pending[c][0]
-                    need = n - taken
-                    if len(head) <= need:
-                        take.append(head)
-                        pending[c].pop(0)
-                        taken += len(head)
-                    else:
-                        take.append(head[:need])
-                        pending[c][0] = head[need:]
-                        taken += need
-                pending_len[c] -= taken
-                if weights[c] and take:
-                    chunk = np.concatenate(take) if len(take) > 1 else take[0]
-                    out[: len(chunk)] += weights[c] * chunk
-            if n:
-                mono_peak = max(mono_peak, float(np.max(np.abs(out))))
-                mono_sumsq += float(np.dot(out.astype(np.float64), out))
-                mel.push(out)
-
-        while not all(s.done for s in sources):
-            for si, src in enumerate(sources):
-                if src.done:
-                    continue
-                try:
-                    block = src.handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)  # type: ignore[attr-defined]
-                except Exception as exc:
-                    raise AudioError(f"cannot decode audio: {exc}", path=src.path) from exc
-                last = len(block) < BLOCK_FRAMES
-                src.done = last
-                for c, (fsi, k, _label) in enumerate(flat):
-                    if fsi != si:
-                        continue
-                    x = np.ascontiguousarray(block[:, k])
-                    if len(x):
-                        peak[c] = max(peak[c], float(np.max(np.abs(x))))
-                        sumsq[c] += float(np.dot(x.astype(np.float64), x))
-                    resampler = resamplers[c]
-                    y = x if resampler is None else resampler.resample_chunk(x, last=last)
-                    if len(y):
-                        pending[c].append(y)
-                        pending_len[c] += len(y)
-                    finished[c] = last
-            # Mix as far as every still-running channel has delivered.
-            running = [pending_len[c] for c in range(len(flat)) if not finished[c]]
-            mix(min(running) if running else max(pending_len))
-        mix(max(pending_len))
-        values = mel.finish()
+        errors.extend(_rate_errors(group, sources))
+        if errors:
+            raise StemError(group.key, errors)
+        return _stream(group, sources, sample_rate_hz, params, excluded)
     finally:
         for src in sources:
-            src.handle.close()  # type: ignore[attr-defined]
+            src.handle.close()
 
-    durations = [src.frames / src.sample_rate_hz for src in sources]
-    warnings: list[str] = []
-    if len({src.sample_rate_hz for src in sources}) > 1:
-        rates = ", ".join(f"{s.path.name}={s.sample_rate_hz}" for s in sources)
-        warnings.append(f"channel files have different sample rates ({rates}); each resampled")
-    if max(durations) - min(durations) > 1.0 / sample_rate_hz:
-        lengths = ", ".join(
-            f"{s.path.name}={d:.6f}s" for s, d in zip(sources, durations, strict=True)
+
+def _rate_errors(group: StemGroup, sources: list[_Source]) -> list[AudioError]:
+    """One error per file whose rate differs from the group's most common rate."""
+    rates = [s.sample_rate_hz for s in sources]
+    if len(set(rates)) <= 1:
+        return []
+    common = max(rates, key=lambda r: (rates.count(r), -rates.index(r)))
+    return [
+        AudioError(
+            f"sample rate {s.sample_rate_hz} Hz differs from the {common} Hz of the other "
+            f"channel files of stem {group.key!r}; re-export the stem at one rate",
+            path=s.file.path,
         )
-        warnings.append(f"channel files differ in length ({lengths}); shorter ones zero-padded")
+        for s in sources
+        if s.sample_rate_hz != common
+    ]
 
+
+def _stream(
+    group: StemGroup,
+    sources: list[_Source],
+    sample_rate_hz: int,
+    params: MelParams,
+    excluded: frozenset[str],
+) -> StemData:
+    import soxr
+
+    flat = [(src, k) for src in sources for k in range(src.channels)]
+    in_mono = [not _excluded(src.labels[k], excluded) for src, k in flat]
+    if not any(in_mono):
+        in_mono = [True] * len(flat)
+    share = 1.0 / sum(in_mono)
+    for (src, k), used in zip(flat, in_mono, strict=True):
+        src.weights[k] = share if used else 0.0
+
+    source_rate = sources[0].sample_rate_hz
+    resampler = (
+        None
+        if source_rate == sample_rate_hz
+        else soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
+    )
+    total = max(src.frames for src in sources)
+    mel = MelStream(
+        sample_rate_hz, params, expected_samples=-(-total * sample_rate_hz // source_rate)
+    )
+    mono = np.zeros(BLOCK_FRAMES, dtype=np.float32)
+    buffers = [np.empty((BLOCK_FRAMES, src.channels), dtype=np.float32) for src in sources]
+    mono_peak = 0.0
+    mono_sumsq = 0.0
+    position = 0
+    while position < total:
+        n = min(BLOCK_FRAMES, total - position)
+        mono[:n] = 0.0
+        for src, buffer in zip(sources, buffers, strict=True):
+            if src.done:
+                continue
+            block = _read(src, buffer, n)
+            _accumulate(src, block, mono)
+        position += n
+        chunk = mono[:n]
+        mono_peak = max(mono_peak, float(np.max(chunk)), -float(np.min(chunk)))
+        mono_sumsq += float(np.dot(chunk, chunk))
+        last = position >= total
+        if resampler is None:
+            mel.push(chunk)
+        else:
+            mel.push(resampler.resample_chunk(chunk, last=last))
+    values = mel.finish()
+
+    warnings: list[str] = []
+    durations = [src.frames / src.sample_rate_hz for src in sources]
+    if len({src.frames for src in sources}) > 1:
+        lengths = ", ".join(f"{s.file.path.name}={s.frames}" for s in sources)
+        warnings.append(
+            f"channel files differ in length (frames: {lengths}); shorter ones zero-padded"
+        )
     channels = tuple(
         ChannelInfo(
             order=c,
-            label=label,
-            path=sources[si].path,
-            rel_path=sources[si].rel_path,
+            label=src.labels[k],
+            path=src.file.path,
+            rel_path=src.file.rel_path,
             file_channel=k,
-            file_channels=sources[si].channels,
-            size_bytes=sources[si].size_bytes,
-            audio_format=sources[si].audio_format,
-            subtype=sources[si].subtype,
-            sample_rate_hz=sources[si].sample_rate_hz,
-            frames=sources[si].frames,
-            duration_s=durations[si],
-            peak=float(peak[c]),
-            rms=float(np.sqrt(sumsq[c] / sources[si].frames)),
+            file_channels=src.channels,
+            size_bytes=src.size_bytes,
+            audio_format=src.audio_format,
+            subtype=src.subtype,
+            sample_rate_hz=src.sample_rate_hz,
+            frames=src.frames,
+            duration_s=src.frames / src.sample_rate_hz,
+            peak=float(src.peak[k]),
+            rms=float(np.sqrt(src.sumsq[k] / src.frames)),
             in_mono=bool(in_mono[c]),
         )
-        for c, (si, k, label) in enumerate(flat)
+        for c, (src, k) in enumerate(flat)
     )
-    n_out = mel.samples_in
     return StemData(
         name=group.name,
         key=group.key,
         is_final_mix=group.is_final_mix,
         channels=channels,
-        source_sample_rate_hz=max(src.sample_rate_hz for src in sources),
+        source_sample_rate_hz=source_rate,
         duration_s=max(durations),
         peak=mono_peak,
-        rms=float(np.sqrt(mono_sumsq / n_out)) if n_out else 0.0,
+        rms=float(np.sqrt(mono_sumsq / total)),
         feature=FeatureData(
             kind="log_mel",
             sample_rate_hz=sample_rate_hz,
@@ -385,3 +643,35 @@ def process_group(
         ),
         warnings=tuple(warnings),
     )
+
+
+def _read(src: _Source, buffer: np.ndarray, n: int) -> np.ndarray:
+    """Read up to ``n`` frames of ``src`` into ``buffer``; shape ``(frames, channels)``."""
+    try:
+        block = src.handle.read(n, dtype="float32", always_2d=True, out=buffer[:n])
+    except Exception as exc:  # soundfile raises several types for a corrupt stream
+        raise AudioError(f"cannot decode audio: {exc}", path=src.file.path) from exc
+    src.frames_read += len(block)
+    if len(block) < n or src.frames_read >= src.frames:
+        src.done = True
+    return block
+
+
+def _accumulate(src: _Source, block: np.ndarray, mono: np.ndarray) -> None:
+    """Add ``block``'s share to ``mono`` and update the per-channel peak and sum of squares."""
+    count = len(block)
+    if count == 0:
+        return
+    if src.channels == 1:
+        x = block[:, 0]
+        src.peak[0] = max(src.peak[0], float(np.max(x)), -float(np.min(x)))
+        src.sumsq[0] += float(np.dot(x, x))
+        if src.weights[0]:
+            mono[:count] += src.weights[0] * x
+        return
+    planar = np.ascontiguousarray(block.T)  # (channels, frames): fast per-channel reductions
+    for k in range(src.channels):
+        x = planar[k]
+        src.peak[k] = max(src.peak[k], float(np.max(x)), -float(np.min(x)))
+        src.sumsq[k] += float(np.dot(x, x))
+    mono[:count] += src.weights @ planar

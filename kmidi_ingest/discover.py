@@ -108,21 +108,25 @@ def group_channels(
 ) -> list[StemGroup]:
     """Group ``(path, rel_path)`` audio files into stems and final mixes.
 
-    Files sharing the name before their channel suffix form one group, ordered L R C LFE Ls Rs …
-    A file without a suffix is a stem on its own (mono or interleaved).
+    Files in one folder sharing the name before their channel suffix (and their extension) form one
+    group, ordered L R C LFE Ls Rs …; a numbered take keeps its number in the name
+    (``Vln_02.L.wav`` → ``Vln_02``). A file without a suffix is a stem on its own (mono or
+    interleaved).
     """
     rules = rules or GroupingRules()
     regex = rules.suffix_regex()
-    buckets: dict[str, list[ChannelFile]] = {}
-    keys: dict[str, str] = {}
+    buckets: dict[tuple[str, str, str, bool], list[ChannelFile]] = {}
+    keys: dict[tuple[str, str, str, bool], str] = {}
     for path, rel_path in files:
-        stem = Path(path.name).stem
-        match = regex.match(stem)
-        base, label = (match.group("base"), match.group("label")) if match else (stem, None)
+        name = Path(path.name)
+        match = regex.match(name.stem)
+        base, label = (match.group("base"), match.group("label")) if match else (name.stem, None)
         if label is not None:
             label = next(x for x in rules.channel_labels if x.lower() == label.lower())
-        # Suffix-less files never merge with a multi-mono group of the same base name.
-        bucket = base.lower().strip() + ("\0" if label is None else "")
+        # Channel files of one stem share folder, base name and format; a suffix-less file is a
+        # stem on its own and never merges with a multi-mono group of the same base name.
+        folder = Path(rel_path).parent.as_posix().lower()
+        bucket = (folder, base.lower().strip(), name.suffix.lower(), label is not None)
         buckets.setdefault(bucket, []).append(
             ChannelFile(path=path, rel_path=rel_path, label=label)
         )
@@ -139,7 +143,7 @@ def group_channels(
                 files=tuple(members),
             )
         )
-    groups.sort(key=lambda g: (g.is_final_mix, g.key.lower()))
+    groups.sort(key=lambda g: (g.is_final_mix, g.key.lower(), g.files[0].rel_path))
     return groups
 
 

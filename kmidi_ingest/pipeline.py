@@ -161,7 +161,9 @@ def process_cue(
                 rules=options.rules,
             )
         except KmidiError as exc:
-            problems.append(_problem(exc, exc.path or group.key))
+            # A stem with several bad files records one problem per file.
+            for err in getattr(exc, "errors", None) or (exc,):
+                problems.append(_problem(err, err.path or group.key))
             continue
         problems.extend(
             Problem(
