@@ -7,7 +7,8 @@ Both are sampled at the feature frame rate (``sample_rate_hz / hop_length``), sm
 Gaussian of :data:`ONSET_SMOOTH_S` (sampler attacks and print jitter), and cross-correlated over
 lags up to ±``max_lag_s``. The best lag (sub-frame, parabolic interpolation) is where the stem's
 onsets sit relative to the MIDI: ``lag_s > 0`` means the audio comes later (a stem printed with
-pre-roll). The stored correlation is Pearson's r of the two envelopes overlapped at that lag.
+pre-roll). The stored correlation is the cross-correlation of the standardised envelopes at that
+lag (Pearson's r at lag 0; see :func:`correlate`).
 A pair is *verified* when r ≥ :data:`VERIFY_THRESHOLD`.
 """
 
@@ -20,9 +21,9 @@ import numpy as np
 
 from .audio import FeatureData
 
-ONSET_SMOOTH_S = 0.05
+ONSET_SMOOTH_S = 0.03
 DEFAULT_MAX_LAG_S = 2.0
-VERIFY_THRESHOLD = 0.4
+VERIFY_THRESHOLD = 0.45
 MIN_ONSETS = 4  # a track with fewer distinct note starts cannot be told from chance
 OFFSET_TOLERANCE_S = 0.05  # verified lags within this of their median share one cue offset
 
@@ -89,7 +90,7 @@ def _smooth(envelope: np.ndarray, frame_rate_hz: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter1d
 
     return gaussian_filter1d(
-        envelope, sigma=max(2.0, ONSET_SMOOTH_S * frame_rate_hz), mode="constant"
+        envelope, sigma=max(1.0, ONSET_SMOOTH_S * frame_rate_hz), mode="constant"
     )
 
 
@@ -101,11 +102,13 @@ def correlate(
     max_lag_s: float = DEFAULT_MAX_LAG_S,
     lead_s: float = 0.0,
 ) -> tuple[float, float] | None:
-    """Best lag of ``audio_envelope`` behind ``midi_envelope`` and Pearson's r there.
+    """Best lag of ``audio_envelope`` behind ``midi_envelope`` and the correlation there.
 
-    Returns ``(correlation, lag_s)``, or ``None`` when either envelope is flat. The lag is chosen
-    on the cross-correlation normalised by the full length (which favours lags with a large
-    overlap over chance alignments at the edges), refined by a parabola through the peak.
+    Returns ``(correlation, lag_s)``, or ``None`` when either envelope is flat. Both envelopes are
+    standardised over their whole length and the cross-correlation is divided by that length:
+    at lag 0 this is Pearson's r, and at other lags the frames shifted out count as no evidence,
+    so a chance alignment of a few onsets at a large lag cannot look like a match. The lag is
+    refined by a parabola through the peak.
     ``lead_s`` (see :func:`onset_lead_s`) is added to the lag.
     """
     from scipy.signal import correlate as xcorr
@@ -128,12 +131,7 @@ def correlate(
         curvature = left - 2 * mid + right
         if curvature < 0:
             lag += 0.5 * (left - right) / curvature
-    shift = int(lags[best])
-    x, y = (a[: n - shift], b[shift:]) if shift >= 0 else (a[-shift:], b[: n + shift])
-    if len(x) < 2 or x.std() == 0 or y.std() == 0:
-        return None
-    r = float(np.corrcoef(x, y)[0, 1])
-    return r, lag / frame_rate_hz + lead_s
+    return float(window[best]), lag / frame_rate_hz + lead_s
 
 
 def onset_evidence(
