@@ -56,13 +56,17 @@ def _request(
 
 
 def match_offline(
-    midi: Sequence[MidiData], stems: Sequence[StemData], *, threshold: float
+    midi: Sequence[MidiData],
+    stems: Sequence[StemData],
+    *,
+    threshold: float,
+    cue_path: str | None = None,
 ) -> CueMatching:
     """Evidence, fuzzy matches and offline categories of one cue (runs in the worker)."""
     instruments = instrument_tracks(midi)
     evidence = onset_evidence([t.notes for _, t in instruments], [s.feature for s in stems])
     outcome = FuzzyMatcher(threshold=threshold).match(_request(instruments, stems, evidence))
-    return _assemble(instruments, stems, evidence, outcome)
+    return _assemble(instruments, stems, evidence, outcome, cue_path=cue_path)
 
 
 def apply_matcher(result: CueResult, matcher: Matcher) -> tuple[CueResult, CueMatch]:
@@ -78,7 +82,9 @@ def apply_matcher(result: CueResult, matcher: Matcher) -> tuple[CueResult, CueMa
             [t.notes for _, t in instruments], [s.feature for s in result.stems]
         )
     outcome = matcher.match(_request(instruments, result.stems, evidence))
-    matching = _assemble(instruments, result.stems, evidence, outcome)
+    matching = _assemble(
+        instruments, result.stems, evidence, outcome, cue_path=str(result.source.path)
+    )
     kept = tuple(p for p in result.problems if p.stage != "match")
     updated = dataclasses.replace(
         result,
@@ -96,6 +102,8 @@ def _assemble(
     stems: Sequence[StemData],
     evidence: OnsetEvidence,
     outcome: CueMatch,
+    *,
+    cue_path: str | None,
 ) -> CueMatching:
     track_categories: dict[tuple[int, int], CategoryGuess] = {}
     for row, (midi_index, track) in enumerate(instruments):
@@ -142,6 +150,7 @@ def _assemble(
         problems.append(
             Problem(
                 stage="match",
+                path=cue_path,
                 error_type="LlmFallback",
                 severity="warning",
                 message=f"matched by fuzzy names instead: {outcome.fallback_reason}",
@@ -152,6 +161,7 @@ def _assemble(
         problems.append(
             Problem(
                 stage="match",
+                path=cue_path,
                 error_type="MidiOffset",
                 severity="warning",
                 message=(

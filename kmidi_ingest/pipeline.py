@@ -192,7 +192,7 @@ def process_cue(
                 )
             )
 
-    matching = match_offline(midi, stems, threshold=options.match_threshold)
+    matching = match_offline(midi, stems, threshold=options.match_threshold, cue_path=str(cue.path))
     problems.extend(matching.problems)
     return CueResult(
         source=cue,
