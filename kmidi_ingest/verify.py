@@ -94,6 +94,51 @@ def _smooth(envelope: np.ndarray, frame_rate_hz: float) -> np.ndarray:
     )
 
 
+def _standardize(envelope: np.ndarray, frame_rate_hz: float) -> np.ndarray | None:
+    smooth = _smooth(envelope, frame_rate_hz)
+    std = smooth.std()
+    if len(smooth) < 2 or std == 0:
+        return None
+    return (smooth - smooth.mean()) / std
+
+
+def _spectra(envelopes: np.ndarray, n: int) -> np.ndarray:
+    """Zero-padded spectra of envelopes of length ``n`` (rows), long enough for no circular wrap."""
+    from scipy.fft import next_fast_len, rfft
+
+    return np.asarray(rfft(envelopes, next_fast_len(2 * n), axis=-1))
+
+
+def _cross_correlations(
+    midi_spectra: np.ndarray, audio: np.ndarray, max_lag: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_t a[t]·b[t+L] / n`` for ``L`` in ``-max_lag..max_lag``, for every track envelope ``a``.
+
+    ``midi_spectra`` are the :func:`_spectra` of the track envelopes, shape ``(k, bins)``;
+    ``audio`` has shape ``(n,)``. Returns ``(lags, values)``, values of shape
+    ``(k, 2·max_lag + 1)``.
+    """
+    from scipy.fft import irfft
+
+    n = audio.shape[0]
+    size = 2 * (midi_spectra.shape[-1] - 1)
+    full = irfft(np.conj(midi_spectra) * _spectra(audio, n), size, axis=-1) / n
+    values = np.concatenate([full[:, size - max_lag :], full[:, : max_lag + 1]], axis=1)
+    return np.arange(-max_lag, max_lag + 1), values
+
+
+def _peak(values: np.ndarray, lags: np.ndarray) -> tuple[float, float]:
+    """Highest value and its lag in frames, refined by a parabola through the peak."""
+    best = int(np.argmax(values))
+    lag = float(lags[best])
+    if 0 < best < len(values) - 1:
+        left, mid, right = values[best - 1], values[best], values[best + 1]
+        curvature = left - 2 * mid + right
+        if curvature < 0:
+            lag += 0.5 * (left - right) / curvature
+    return float(values[best]), lag
+
+
 def correlate(
     midi_envelope: np.ndarray,
     audio_envelope: np.ndarray,
@@ -108,30 +153,17 @@ def correlate(
     standardised over their whole length and the cross-correlation is divided by that length:
     at lag 0 this is Pearson's r, and at other lags the frames shifted out count as no evidence,
     so a chance alignment of a few onsets at a large lag cannot look like a match. The lag is
-    refined by a parabola through the peak.
-    ``lead_s`` (see :func:`onset_lead_s`) is added to the lag.
+    refined by a parabola through the peak; ``lead_s`` (see :func:`onset_lead_s`) is added.
     """
-    from scipy.signal import correlate as xcorr
-
     n = min(len(midi_envelope), len(audio_envelope))
-    a = _smooth(midi_envelope[:n], frame_rate_hz)
-    b = _smooth(audio_envelope[:n], frame_rate_hz)
-    if n < 2 or a.std() == 0 or b.std() == 0:
+    a = _standardize(midi_envelope[:n], frame_rate_hz)
+    b = _standardize(audio_envelope[:n], frame_rate_hz)
+    if a is None or b is None:
         return None
-    a = (a - a.mean()) / a.std()
-    b = (b - b.mean()) / b.std()
-    full = xcorr(b, a, mode="full", method="fft") / n  # index n-1+L: sum_t a[t]·b[t+L]
     max_lag = min(n - 2, int(round(max_lag_s * frame_rate_hz)))
-    lags = np.arange(-max_lag, max_lag + 1)
-    window = full[n - 1 - max_lag : n + max_lag]
-    best = int(np.argmax(window))
-    lag = float(lags[best])
-    if 0 < best < len(window) - 1:
-        left, mid, right = window[best - 1], window[best], window[best + 1]
-        curvature = left - 2 * mid + right
-        if curvature < 0:
-            lag += 0.5 * (left - right) / curvature
-    return float(window[best]), lag / frame_rate_hz + lead_s
+    lags, values = _cross_correlations(_spectra(a[np.newaxis, :], n), b, max_lag)
+    r, lag = _peak(values[0], lags)
+    return r, lag / frame_rate_hz + lead_s
 
 
 def onset_evidence(
@@ -140,30 +172,50 @@ def onset_evidence(
     *,
     max_lag_s: float = DEFAULT_MAX_LAG_S,
 ) -> OnsetEvidence:
-    """Correlate every track (a ``midi.NOTE_DTYPE`` array) with every stem's log-mel feature."""
+    """Correlate every track (a ``midi.NOTE_DTYPE`` array) with every stem's log-mel feature.
+
+    Same result as :func:`correlate` on every pair, computed with one FFT per envelope: the track
+    envelopes are built once per stem length and frame rate, and all tracks are correlated with a
+    stem in one batch.
+    """
     shape = (len(track_notes), len(stem_features))
     correlation = np.full(shape, np.nan)
     lag_s = np.full(shape, np.nan)
     frame_rate_hz = 0.0
-    audio = [stem_onset_envelope(f) for f in stem_features]
+    tracks_by_grid: dict[tuple[int, float], tuple[list[int], np.ndarray]] = {}
     for j, feature in enumerate(stem_features):
         rate = feature.sample_rate_hz / feature.hop_length
         frame_rate_hz = frame_rate_hz or rate
-        for i, notes in enumerate(track_notes):
-            if len(np.unique(np.rint(notes["start_s"] * rate))) < MIN_ONSETS:
-                continue
-            midi = note_onset_envelope(
-                notes["start_s"], notes["velocity"], n_frames=len(audio[j]), frame_rate_hz=rate
-            )
-            found = correlate(
-                midi,
-                audio[j],
-                frame_rate_hz=rate,
-                max_lag_s=max_lag_s,
-                lead_s=onset_lead_s(feature),
-            )
-            if found is not None:
-                correlation[i, j], lag_s[i, j] = found
+        audio = _standardize(stem_onset_envelope(feature), rate)
+        if audio is None:
+            continue
+        n = len(audio)
+        grid = (n, rate)
+        if grid not in tracks_by_grid:
+            rows: list[int] = []
+            envelopes: list[np.ndarray] = []
+            for i, notes in enumerate(track_notes):
+                if len(np.unique(np.rint(notes["start_s"] * rate))) < MIN_ONSETS:
+                    continue
+                midi = _standardize(
+                    note_onset_envelope(
+                        notes["start_s"], notes["velocity"], n_frames=n, frame_rate_hz=rate
+                    ),
+                    rate,
+                )
+                if midi is not None:
+                    rows.append(i)
+                    envelopes.append(midi)
+            tracks_by_grid[grid] = (rows, _spectra(np.array(envelopes).reshape(len(rows), n), n))
+        rows, spectra = tracks_by_grid[grid]
+        if not rows:
+            continue
+        max_lag = min(n - 2, int(round(max_lag_s * rate)))
+        lags, values = _cross_correlations(spectra, audio, max_lag)
+        lead = onset_lead_s(feature)
+        for row, i in enumerate(rows):
+            r, lag = _peak(values[row], lags)
+            correlation[i, j], lag_s[i, j] = r, lag / rate + lead
     return OnsetEvidence(correlation=correlation, lag_s=lag_s, frame_rate_hz=frame_rate_hz)
 
 
