@@ -177,6 +177,26 @@ CASES: tuple[MatchCase, ...] = (
     case("cello vs celesta", [("Cello", "4M40 VC"), ("Celesta", "4M40 Celeste")]),
     case("trumpet vs trombone", [("Tpt", "5M40 Trumpets"), ("Tbn", "5M40 Trombones")]),
     case("guitar vs bass", [("Gtr", "6M40 Guitar"), ("Bass", "6M40 Bass Guitar")]),
+    # -- written after the normaliser was tuned on the cases above, and left as first scored
+    #    (28 of 29 right; 'Choir Alto' -> 'ALT' is missed: 'alt' is not in the table)
+    case("held-out hybrid", [("Kontakt Strings Lo", "6M12 STR LO"), ("Omnisphere Pad", "6M12 Pad"),
+                             ("Serum Bass", "6M12 Synth Bass"), ("Click", None)]),
+    case("held-out orchestra", [("Flutes a2", "7M05 FLS"), ("Clarinets a2", "7M05 CLS"),
+                                ("Horns 1-4", "7M05 HNS"), ("Trumpets 1-3", "7M05 TPTS"),
+                                ("Timpani", "7M05 TIMP")]),
+    case("held-out choir", [("Choir Sop", "8M08 SOP"), ("Choir Alto", "8M08 ALT"),
+                            ("Choir Men", "8M08 Men")]),
+    case("held-out percussion", [("Big Drums", "9M02 Big Drums_03"), ("Metal Hits", "9M02 Metals"),
+                                 ("Toms Lo", "9M02 Low Toms")]),
+    case("held-out guitars", [("Dist Gtr L", "3M09 Dist Guitar"), ("Clean Gtr", "3M09 Clean Gtr"),
+                              ("Bass DI", "3M09 Bass")]),
+    case("held-out strings", [("1st Violins", "4M06 Vln I"), ("2nd Violins", "4M06 Vln II"),
+                              ("Violas", "4M06 Vla"), ("Cellos", "4M06 Vc"),
+                              ("Contrabasses", "4M06 Cb")]),
+    case("held-out keys", [("Felt Piano", "2M22 Piano Felt"), ("Wurli", "2M22 Wurlitzer"),
+                           ("B3 Organ", "2M22 Organ")]),
+    case("held-out brass lo", [("Bass Tbn", "5M22 Bass Trombone"), ("Cimbasso", "5M22 Cimb"),
+                               ("Tuba", "5M22 Tuba")]),
 )  # fmt: skip
 
 
