@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from kmidi_ingest import ingest
+from kmidi_ingest.cli import format_summary
 from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.match import (
@@ -185,6 +186,9 @@ def test_good_answer_is_stored_and_a_second_run_hits_the_cache(make_cue, tmp_pat
     assert again.ok and again.cues_ingested == 1
     assert (again.llm_requests, again.llm_cache_hits) == (0, 1)
     assert len(server.requests) == 1  # no new request
+    assert "2 tracks matched to stems (llm matcher: 0 requests, 1 cached answers)" in (
+        format_summary(again)
+    )
     assert rows(db_url, MATCHES)[0][:3] == ("Strings Hi", "Strings", "llm")
     assert rows(db_url, "SELECT COUNT(*) FROM llm_cache") == [(1,)]
 
@@ -212,6 +216,7 @@ def test_bad_answers_fall_back_to_fuzzy(make_cue, tmp_path, server, script, requ
         1,
     )
     assert summary.ok  # a fallback is a warning, not a failure
+    assert ", 1 cues fell back to fuzzy)" in format_summary(summary)
     assert rows(url, MATCHES) == fuzzy_fallback(reason)
     assert rows(url, STEMS) == [("Brass", "Brass", "keyword"), ("Strings", "Strings", "keyword")]
     assert rows(url, WARNINGS) == [
