@@ -595,8 +595,8 @@ class LlmMatcher:
     _client: Any = field(default=None, init=False, repr=False)
 
     def match(self, request: MatchRequest) -> CueMatch:
-        if not request.track_names:
-            return CueMatch(results=())
+        if not request.track_names or not request.stem_names:
+            return self.fallback.match(request)  # nothing to ask: every track stays unmatched
         key = cache_key(self.model, request)
         cached = self.cache.get(key)
         if cached is not None:

@@ -26,6 +26,7 @@ from kmidi_ingest.match import (
     LlmMatcher,
     MatchRequest,
     MemoryAnswerCache,
+    cache_key,
     parse_answer,
 )
 
@@ -316,3 +317,29 @@ def test_auto_without_key_uses_fuzzy_and_llm_without_key_is_a_config_error(make_
     assert {r[2] for r in rows(url, MATCHES)} == {"fuzzy"}
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         ingest(tmp_path / "cues", SR, database_url=url, settings=Settings(matcher="llm"))
+
+
+def test_cache_key_depends_on_model_and_every_name():
+    base = cache_key(MODEL, REQUEST)
+    assert base == cache_key(
+        MODEL, MatchRequest(track_names=REQUEST.track_names, stem_names=REQUEST.stem_names)
+    )
+    assert base != cache_key("other-model", REQUEST)
+    assert base != cache_key(
+        MODEL, MatchRequest(track_names=("Vln 1", "Click"), stem_names=("VLN1 spic",))
+    )
+    assert base != cache_key(
+        MODEL,
+        MatchRequest(
+            track_names=REQUEST.track_names, stem_names=REQUEST.stem_names, track_files=(0, 1)
+        ),
+    )
+
+
+def test_a_cue_without_stems_costs_no_request(server):
+    matcher = LlmMatcher(
+        model=MODEL, api_key="test", base_url=server.url, cache=MemoryAnswerCache()
+    )
+    got = matcher.match(MatchRequest(track_names=("Vln 1",), stem_names=()))
+    assert server.requests == [] and got.requests == 0
+    assert [(r.stem_index, r.method) for r in got.results] == [(None, "fuzzy")]
