@@ -445,7 +445,11 @@ def _write(
         _fail(engine, cue, outcome, summary, run_id=run_id, stage="ingest")
         return
     if llm is not None:
-        outcome = _apply_llm(llm, outcome, summary)
+        try:
+            outcome = _apply_llm(llm, outcome, summary)
+        except Exception as exc:  # e.g. the cache table is unreachable: fails only this cue
+            _fail(engine, cue, exc, summary, run_id=run_id, stage="match")
+            return
     try:
         store.write_cue(
             engine, outcome, run_id=run_id, replace_id=None if known is None else known.id
