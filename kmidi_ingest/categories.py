@@ -1,8 +1,20 @@
 """The fixed instrument categories and the offline rules that assign them.
 
-Order of evidence (``category_source``): ``llm`` (when the LLM matcher answered), ``gm`` (the
-track's General MIDI program, or channel 10 for drums), ``keyword`` (the name, through the keyword
-table below), else ``Other`` with source ``default``.
+Order of evidence (``category_source``):
+
+1. ``llm`` — the LLM matcher's answer, when it answered (set by the pipeline, not here);
+2. ``keyword`` — the *name*, through the keyword table :data:`KEYWORDS`, when it says what the
+   instrument is;
+3. ``gm`` — the track's General MIDI program, or channel 10 (drums), for names that say nothing
+   (``Track 3``, ``Inst 1``, ``Kontakt 2``);
+4. ``Other`` with source ``default``.
+
+The issue proposed GM before keywords. We put a descriptive name first because in film templates
+the program and channel are set by the playback device, not by the instrument: every percussion
+track sits on channel 10 whatever it plays (``Low Perc (Taiko)`` is Low Percussion, not Drums),
+sample libraries answer to arbitrary programs (a ``Click`` on program 115 "Woodblock" is a Ticker,
+not Mid Percussion), and the name is what the orchestrator typed. The GM family still decides
+every track whose name matches no keyword.
 """
 
 from __future__ import annotations
@@ -165,13 +177,18 @@ def category_from_gm(program: int | None, *, is_drum: bool) -> str | None:
 def categorize(name: str, *, program: int | None = None, is_drum: bool = False) -> CategoryGuess:
     """Offline category for a track (name + GM program) or a stem (name only).
 
-    A descriptive name beats a GM program for tracks whose program is the DAW default (0, piano),
-    since film templates rarely set programs meaningfully.
+    The name's keyword wins; the GM program or drum channel decides names that match no keyword
+    (see the module docstring for why).
+
+    >>> categorize("Low Perc (Taiko)", program=0, is_drum=True)
+    CategoryGuess(category='Low Percussion', source='keyword')
+    >>> categorize("Track 3", program=48)
+    CategoryGuess(category='Strings', source='gm')
     """
     from_name = category_from_name(name)
-    from_gm = category_from_gm(program, is_drum=is_drum)
-    if from_gm is not None and (from_name is None or (program not in (0, None) or is_drum)):
-        return CategoryGuess(category=from_gm, source="gm")
     if from_name is not None:
         return CategoryGuess(category=from_name, source="keyword")
+    from_gm = category_from_gm(program, is_drum=is_drum)
+    if from_gm is not None:
+        return CategoryGuess(category=from_gm, source="gm")
     return CategoryGuess(category="Other", source="default")

@@ -153,6 +153,15 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
+def _matcher_note(summary: Any) -> str:
+    if summary.matcher != "llm":
+        return f"{summary.matcher} matcher"
+    note = f"llm matcher: {summary.llm_requests} requests, {summary.llm_cache_hits} cached answers"
+    if summary.match_fallbacks:
+        note += f", {summary.match_fallbacks} cues fell back to fuzzy"
+    return note
+
+
 def format_summary(summary: Any) -> str:
     """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
     lines = [
@@ -163,7 +172,12 @@ def format_summary(summary: Any) -> str:
         f"  MIDI        {summary.midi_files} files, {summary.tracks} instrument tracks, "
         f"{summary.notes} notes",
         f"  audio       {summary.stems} stems, {summary.final_mixes} final mixes",
-        f"  matches     {summary.matches} tracks matched to stems",
+        f"  matches     {summary.matches} tracks matched to stems ({_matcher_note(summary)})",
+        *(
+            f"  offset      {cue}: stems {abs(offset):.3f} s "
+            f"{'behind' if offset > 0 else 'ahead of'} the MIDI"
+            for cue, offset in sorted(summary.midi_offsets.items())
+        ),
         f"  problems    {len(summary.errors)} errors, {len(summary.warnings)} warnings",
         f"  elapsed     {summary.elapsed_s:.1f} s",
     ]

@@ -16,13 +16,13 @@ from typing import Any
 
 from . import __version__, discover, store
 from .audio import MelParams, StemData, process_group
-from .categories import categorize
 from .config import Settings, load_settings, mask_url
 from .discover import CueSource, GroupingRules
 from .errors import ConfigError, KmidiError
-from .match import fuzzy_match
+from .match import FuzzyMatcher, LlmMatcher, Matcher, resolve_matcher
 from .midi import MidiData, read_midi
-from .results import CueResult, Problem, TrackMatchRow
+from .pairing import apply_matcher, match_offline
+from .results import CueResult, Problem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +71,11 @@ class IngestSummary:
     stems: int = 0
     final_mixes: int = 0
     matches: int = 0
+    matcher: str = "fuzzy"
+    llm_requests: int = 0
+    llm_cache_hits: int = 0
+    match_fallbacks: int = 0  # cues the LLM could not match (fuzzy used instead)
+    midi_offsets: dict[str, float] = field(default_factory=dict)  # cue → stems behind MIDI, s
     problems: list[ProblemReport] = field(default_factory=list)
     elapsed_s: float = 0.0
     interrupted: bool = False
@@ -189,28 +194,8 @@ def process_cue(
                 )
             )
 
-    instruments = [(i, t) for i, data in enumerate(midi) for t in data.instrument_tracks]
-    track_categories = {
-        (i, t.index): categorize(t.name, program=t.program, is_drum=t.is_drum)
-        for i, t in instruments
-    }
-    stem_categories = tuple(categorize(s.name) for s in stems)
-    results = fuzzy_match(
-        [t.name or f"Track {t.index}" for _, t in instruments],
-        [s.name for s in stems],
-        threshold=options.match_threshold,
-    )
-    matches = tuple(
-        TrackMatchRow(
-            midi_index=instruments[r.track_index][0],
-            track_index=instruments[r.track_index][1].index,
-            stem_index=r.stem_index,
-            score=r.score,
-            method=r.method,
-            fallback_reason=r.fallback_reason,
-        )
-        for r in results
-    )
+    matching = match_offline(midi, stems, threshold=options.match_threshold, cue_path=str(cue.path))
+    problems.extend(matching.problems)
     return CueResult(
         source=cue,
         stat_fingerprint=stat_fingerprint,
@@ -219,11 +204,13 @@ def process_cue(
         midi=tuple(midi),
         stems=tuple(stems),
         mixes=tuple(mixes),
-        track_categories=track_categories,
-        stem_categories=stem_categories,
-        matches=matches,
+        track_categories=matching.track_categories,
+        stem_categories=matching.stem_categories,
+        matches=matching.matches,
         file_hashes=hashes,
         problems=tuple(problems),
+        midi_offset_s=matching.midi_offset_s,
+        onset_evidence=matching.evidence,
         elapsed_s=time.perf_counter() - started,
     )
 
@@ -277,6 +264,10 @@ def ingest(
     url = database_url or settings.database_url
     if sample_rate <= 0:
         raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
+    if settings.matcher == "llm" and not settings.openai_api_key:
+        raise ConfigError(
+            "KMIDI_MATCHER=llm needs OPENAI_API_KEY (or use the fuzzy or auto matcher)"
+        )
     options = options or CueOptions(sample_rate_hz=sample_rate)
     root_path = Path(root)
     cues = discover.find_cues(root_path)
@@ -304,6 +295,8 @@ def ingest(
             },
         )
         summary.run_id = run_id
+        summary.matcher = resolve_matcher(settings.matcher, api_key=settings.openai_api_key)
+        llm = _llm_matcher(settings, engine, options) if summary.matcher == "llm" else None
         if on_start is not None:
             on_start(len(cues))
         try:
@@ -316,6 +309,7 @@ def ingest(
                 force=force,
                 workers=workers,
                 progress=progress,
+                llm=llm,
             )
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -348,6 +342,7 @@ def _run(
     force: bool,
     workers: int | None,
     progress: ProgressCallback | None,
+    llm: Matcher | None = None,
 ) -> None:
     stored = store.stored_cues(engine)
     jobs: list[tuple[CueSource, str, store.StoredCue | None]] = []
@@ -370,7 +365,7 @@ def _run(
     for (cue, _stat_fp, known), outcome in zip(
         jobs, _compute(jobs, options, force, workers), strict=True
     ):
-        _write(engine, cue, known, outcome, summary, run_id=run_id)
+        _write(engine, cue, known, outcome, summary, run_id=run_id, llm=llm)
         if progress:
             last = (
                 "failed"
@@ -441,6 +436,7 @@ def _write(
     summary: IngestSummary,
     *,
     run_id: int,
+    llm: Matcher | None = None,
 ) -> None:
     if isinstance(outcome, Unchanged):
         assert known is not None
@@ -450,6 +446,12 @@ def _write(
     if isinstance(outcome, BaseException):
         _fail(engine, cue, outcome, summary, run_id=run_id, stage="ingest")
         return
+    if llm is not None:
+        try:
+            outcome = _apply_llm(llm, outcome, summary)
+        except Exception as exc:  # e.g. the cache table is unreachable: fails only this cue
+            _fail(engine, cue, exc, summary, run_id=run_id, stage="match")
+            return
     try:
         store.write_cue(
             engine, outcome, run_id=run_id, replace_id=None if known is None else known.id
@@ -467,6 +469,10 @@ def _write(
     summary.stems += len(outcome.stems)
     summary.final_mixes += len(outcome.mixes)
     summary.matches += sum(1 for r in outcome.matches if r.stem_index is not None)
+    if outcome.midi_offset_s is not None and any(
+        p.error_type == "MidiOffset" for p in outcome.problems
+    ):
+        summary.midi_offsets[cue.rel_path] = outcome.midi_offset_s
     summary.problems.extend(
         ProblemReport(
             cue=cue.rel_path,
@@ -478,6 +484,27 @@ def _write(
         )
         for p in outcome.problems
     )
+
+
+def _llm_matcher(settings: Settings, engine: Any, options: CueOptions) -> Matcher:
+    """The LLM matcher of a run, caching its answers in this database's ``llm_cache``."""
+    return LlmMatcher(
+        model=settings.llm_model,
+        api_key=settings.openai_api_key or "",
+        base_url=settings.openai_base_url,
+        timeout_s=settings.llm_timeout_s,
+        cache=store.DbAnswerCache(engine),
+        fallback=FuzzyMatcher(threshold=options.match_threshold),
+    )
+
+
+def _apply_llm(llm: Matcher, outcome: CueResult, summary: IngestSummary) -> CueResult:
+    """The LLM match step, run here in the writing process (see :mod:`kmidi_ingest.pairing`)."""
+    updated, answer = apply_matcher(outcome, llm)
+    summary.llm_requests += answer.requests
+    summary.llm_cache_hits += int(answer.cache_hit)
+    summary.match_fallbacks += int(answer.fallback_reason is not None)
+    return updated
 
 
 def _fail(

@@ -8,6 +8,7 @@ from .audio import StemData
 from .categories import CategoryGuess
 from .discover import CueSource
 from .midi import MidiData
+from .verify import OnsetEvidence
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,7 @@ class CueResult:
     file_hashes: dict[str, str] = field(default_factory=dict)  # rel_path → sha256
     problems: tuple[Problem, ...] = field(default=())
     midi_offset_s: float | None = None
+    onset_evidence: OnsetEvidence | None = None  # rows: instrument tracks in file order
     elapsed_s: float = 0.0
 
     @property

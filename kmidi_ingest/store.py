@@ -568,3 +568,35 @@ def read_feature(conn: Connection, feature_id: int) -> np.ndarray:
         .order_by(m.AudioFeatureChunk.chunk_index)
     ).scalars()
     return feature_codec.decode(chunks, sha256=digest)
+
+
+class DbAnswerCache:
+    """The ``llm_cache`` table as a :class:`kmidi_ingest.match.AnswerCache`.
+
+    Each call is its own short transaction; two processes storing the same key keep the first.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(m.LlmCache.response_json).where(m.LlmCache.cache_key == key)
+            ).scalar_one_or_none()
+
+    def put(self, key: str, *, model: str, request_json: str, response_json: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(m.LlmCache),
+                    {
+                        "cache_key": key,
+                        "model": model,
+                        "request_json": request_json,
+                        "response_json": response_json,
+                        "created_at": now(),
+                    },
+                )
+        except IntegrityError:
+            pass  # stored meanwhile by another run: same key, same question
