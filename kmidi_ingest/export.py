@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -473,13 +475,40 @@ def _records(cue: dict[str, Any], options: ExportOptions) -> Iterator[dict[str, 
 
 
 class _JsonlWriter:
+    """One JSON object per line; feature matrices are written row by row, never as one big list.
+
+    ``json.dumps`` renders each array as a placeholder string, which is then replaced in the output
+    by the array's rows, so the Python floats of a long log-mel never exist all at once.
+    """
+
     def __init__(self, path: Path, options: ExportOptions) -> None:
         self._handle = path.open("w", encoding="utf-8")
+        # A random mark no stored text can contain by accident.
+        nonce = secrets.token_hex(8)
+        self._mark = f"\x00{nonce}:"
+        self._token = re.compile(rf'"\\u0000{nonce}:(\d+)"')
 
     def write(self, records: list[dict[str, Any]]) -> None:
         for record in records:
-            self._handle.write(json.dumps(record, default=_json_default, separators=(",", ":")))
-            self._handle.write("\n")
+            self._write_record(record)
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        arrays: list[np.ndarray] = []
+
+        def placeholder(value: Any) -> Any:
+            if isinstance(value, np.ndarray):
+                arrays.append(value)
+                return f"{self._mark}{len(arrays) - 1}"
+            raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+        text = json.dumps(record, default=placeholder, separators=(",", ":"))
+        # split() with one group alternates text and array indexes: t0, i0, t1, i1, ..., tn
+        for k, piece in enumerate(self._token.split(text)):
+            if k % 2 == 0:
+                self._handle.write(piece)
+            else:
+                _write_matrix(self._handle, arrays[int(piece)])
+        self._handle.write("\n")
 
     def close(self) -> None:
         self._handle.close()
@@ -488,11 +517,15 @@ class _JsonlWriter:
         self._handle.close()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        # float16 → float32 → Python float is exact, and JSON floats round-trip exactly.
-        return value.astype(np.float32).tolist()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+def _write_matrix(handle: Any, values: np.ndarray) -> None:
+    # float16 -> float32 -> Python float is exact, and json writes the shortest text that reads
+    # back to the same float, so the JSON round-trips bit-exact.
+    handle.write("[")
+    for i, row in enumerate(values):
+        if i:
+            handle.write(",")
+        handle.write(json.dumps(row.astype(np.float32).tolist(), separators=(",", ":")))
+    handle.write("]")
 
 
 class _ParquetWriter:

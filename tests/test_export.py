@@ -208,3 +208,43 @@ def test_export_usage_errors(url, tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "pip install 'kmidi-ingest[parquet]'" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_from_postgresql_equals_the_database(pg_url, tmp_path):
+    ingest(EXAMPLES / "Reel 1" / "1M01 Opening", 16000, database_url=pg_url, settings=Settings())
+    want = expected_cue(pg_url, CUE)
+    out = tmp_path / "pg.parquet"
+    engine = make_engine(pg_url)
+    try:
+        summary = export(engine, out, ExportOptions(format="parquet"))
+        lines = tmp_path / "pg.jsonl"
+        export(engine, lines, ExportOptions(features="files"))
+    finally:
+        engine.dispose()
+    assert summary.records == 1
+    assert_same(as_comparable(pq.read_table(out).to_pylist()[0]), want)
+    assert_same(as_comparable(json.loads(lines.read_text()), feature_base=tmp_path), want)
+
+
+def test_memory_is_that_of_one_cue_not_of_the_database(url, tmp_path):
+    """Streamed: exporting all cues peaks near the largest single cue, not near their sum."""
+    import tracemalloc
+
+    engine = make_engine(url)
+
+    def peak(name: str, cues: tuple[str, ...] = ()) -> int:
+        tracemalloc.start()
+        try:
+            options = ExportOptions(format="parquet", cues=cues, overwrite=True)
+            export(engine, tmp_path / f"{name}.parquet", options)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak("warm-up")
+    overhead = peak("none", ("no such cue",))  # schema revisions, manifest, connection
+    singles = [peak(c, (c,)) - overhead for c in (CUE, "1M02 Tension", "2M03 Chase")]
+    everything = peak("all") - overhead
+    engine.dispose()
+    assert min(singles) > 0
+    assert everything < 1.5 * max(singles) < sum(singles)

@@ -16,15 +16,15 @@ from tests.dbutil import scalar
 
 @pytest.fixture
 def stocked_db(tmp_path, db_url):
-    """The example cues plus a MIDI-only cue, an audio-only cue and one unreadable stem."""
+    """Reel 1 of the examples plus a MIDI-only cue, an audio-only cue and one unreadable stem."""
     root = tmp_path / "cues"
-    shutil.copytree(EXAMPLES, root)
+    shutil.copytree(EXAMPLES / "Reel 1", root / "Reel 1")
     midi_only = root / "Reel 3" / "3M01 Dry"
     shutil.copytree(EXAMPLES / "Reel 1" / "1M01 Opening" / "MIDI", midi_only / "MIDI")
     write_tone(root / "Reel 3" / "3M02 Wet" / "Audio Files" / "3M02 Choir.wav", sample_rate=16000)
-    (root / "Reel 2" / "2M03 Chase" / "Audio Files" / "2M03 Low Perc.wav").write_bytes(b"junk")
+    (root / "Reel 1" / "1M02 Tension" / "Audio Files" / "1M02 PNO.wav").write_bytes(b"junk")
     summary = ingest(root, 16000, database_url=db_url, settings=Settings())
-    assert summary.cues_ingested == 5 and not summary.ok
+    assert summary.cues_ingested == 4 and not summary.ok
     return db_url
 
 
@@ -67,7 +67,11 @@ def test_stats_equal_direct_sql_counts(stocked_db, tmp_path, capsys):
     }
     assert {k: got[k] for k in expected} == expected
     # Known values of this tree, so the test fails if both sides agree on nonsense.
-    assert (got["cues"], got["notes"], got["stems"]) == (5, 186 + 66, 8 + 1)  # + the copy of 1M01
+    assert (got["cues"], got["notes"], got["stems"]) == (
+        4,
+        66 + 56 + 66,
+        5 + 1,
+    )  # 1M01, 1M02, 1M01's MIDI again
     assert got["cues_midi_without_stems"] == 1 and got["cues_stems_without_midi"] == 1
     assert got["stem_hours"] * 3600 == pytest.approx(q("SELECT SUM(duration_s) FROM audio_files"))
     assert got["final_mix_hours"] * 3600 == pytest.approx(
