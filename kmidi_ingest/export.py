@@ -157,6 +157,8 @@ def export(engine: Engine, out: str | Path, options: ExportOptions | None = None
         raise ExportError("output folder does not exist", path=out.parent)
     if feature_dir is not None:
         feature_dir.mkdir(exist_ok=True)
+        for stale in (*feature_dir.glob("stem-*.npy"), *feature_dir.glob("mix-*.npy")):
+            stale.unlink()  # files of the export being overwritten
 
     counts = dict.fromkeys(
         ("records", "cues", "tracks", "notes", "stems", "final_mixes", "feature_files"), 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -188,6 +189,14 @@ def test_per_track_with_feature_files_and_filters(url, tmp_path):
     assert (none.records, (tmp_path / "v.jsonl").read_text()) == (0, "")
     with pytest.raises(ExportError, match="already exists"):
         export(make_engine(url), out, ExportOptions())
+    # Overwriting replaces the feature files too: none of the Strings export is left behind.
+    brass = ExportOptions(per="track", features="files", categories=("brass",), overwrite=True)
+    again = export(make_engine(url), out, brass)
+    names = sorted(p.name for p in (tmp_path / "strings.jsonl.features").iterdir())
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert names == sorted({Path(r["stem"]["feature"]["path"]).name for r in records})
+    # Brass in 1M01 and Hns a4 in both 2M03 files, the two horn tracks sharing one stem.
+    assert (len(records), again.feature_files, len(names)) == (3, 2, 2)
 
 
 def test_export_usage_errors(url, tmp_path, capsys, monkeypatch):

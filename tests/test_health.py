@@ -32,7 +32,7 @@ def damaged_tree(tmp_path: Path) -> Path:
 def test_check_lists_exactly_the_two_broken_files_and_quarantines_them(
     damaged_tree, tmp_path, capsys
 ):
-    quarantine_dir = tmp_path / "quarantine"
+    quarantine_dir = damaged_tree / "_quarantine"  # inside the tree: never checked itself
     code = main(["check", str(damaged_tree), "--quarantine", str(quarantine_dir), "--json"])
     assert code == 1
     report = json.loads(capsys.readouterr().out)
@@ -59,9 +59,10 @@ def test_check_lists_exactly_the_two_broken_files_and_quarantines_them(
         str(quarantine_dir / WAV_REL),
     ]
 
-    # The tree is healthy now; the quarantine folder inside a tree is never checked itself.
-    assert main(["check", str(damaged_tree)]) == 0
+    # The tree is healthy now; the quarantine folder inside it is not checked itself.
+    assert main(["check", str(damaged_tree), "--quarantine", str(quarantine_dir)]) == 0
     assert "0 broken" in capsys.readouterr().out
+    assert main(["check", str(damaged_tree)]) == 1  # without --quarantine it is just a folder
 
 
 def test_quarantine_never_overwrites(damaged_tree, tmp_path):
