@@ -40,7 +40,7 @@ class BrokenFile:
     """A MIDI or audio file that cannot be read in full."""
 
     rel_path: str  # relative to the checked root, POSIX separators
-    kind: str  # "midi" or "audio"
+    kind: str  # "midi", "audio", or "folder" (a folder that cannot be listed)
     reason: str
     size_bytes: int | None
 
