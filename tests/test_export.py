@@ -184,9 +184,17 @@ def test_per_track_with_feature_files_and_filters(url, tmp_path):
         len(want["tracks"][track["name"]]["notes"]),
     )
 
-    # Nothing is verified yet, so --verified-only exports no record (and says so in the counts).
-    none = export(make_engine(url), tmp_path / "v.jsonl", ExportOptions(verified_only=True))
-    assert (none.records, (tmp_path / "v.jsonl").read_text()) == (0, "")
+    # --verified-only keeps exactly the pairs whose audio follows the MIDI.
+    verified = export(
+        make_engine(url), tmp_path / "v.jsonl", ExportOptions(per="track", verified_only=True)
+    )
+    with make_engine(url).connect() as conn:
+        n_verified = conn.execute(
+            text("SELECT COUNT(*) FROM track_matches WHERE verified AND audio_file_id IS NOT NULL")
+        ).scalar_one()
+    lines = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert n_verified > 0 and verified.records == len(lines) == n_verified
+    assert all(r["track"]["match"]["verified"] is True for r in lines)
     with pytest.raises(ExportError, match="already exists"):
         export(make_engine(url), out, ExportOptions())
     # Overwriting replaces the feature files too: none of the Strings export is left behind.
@@ -195,8 +203,9 @@ def test_per_track_with_feature_files_and_filters(url, tmp_path):
     names = sorted(p.name for p in (tmp_path / "strings.jsonl.features").iterdir())
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert names == sorted({Path(r["stem"]["feature"]["path"]).name for r in records})
-    # Brass in 1M01 and Hns a4 in both 2M03 files, the two horn tracks sharing one stem.
-    assert (len(records), again.feature_files, len(names)) == (3, 2, 2)
+    # Brass in 1M01 and Hns a4 in 2M03 (the alternate file's horn line is left unmatched, since
+    # the audio follows the main file's).
+    assert (len(records), again.feature_files, len(names)) == (2, 2, 2)
 
 
 def test_export_usage_errors(url, tmp_path, capsys, monkeypatch):
