@@ -100,8 +100,8 @@ def _migrate(args: argparse.Namespace, url: str) -> int:
             head = " (head)" if rev.is_head else ""
             print(f"{rev.down_revision or '<base>'} -> {rev.revision}{head}, {rev.message}")
         return EXIT_OK
-    revision = getattr(args, "revision", None)
-    if revision not in (None, "head", "base") and not migrate.is_known_revision(revision):
+    revision = str(getattr(args, "revision", "head"))
+    if revision not in ("head", "base") and not migrate.is_known_revision(revision):
         known = ", ".join(r.revision for r in migrate.history())
         print(
             f"kmidi-ingest db: unknown revision {revision!r}; "
