@@ -137,7 +137,7 @@ def _copy(args: argparse.Namespace) -> int:
     from ..db import make_engine
     from ..dbcopy import DEFAULT_CHUNK_ROWS, copy_database
 
-    chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS
+    chunk_rows = DEFAULT_CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     source = make_engine(args.source_url)
