@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -48,20 +48,58 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 
     SQLite gets ``foreign_keys=ON`` (needed for ON DELETE CASCADE), WAL journaling and a busy
     timeout on every connection. A PostgreSQL URL with ``aws_iam=...`` gets a fresh IAM token per
-    new connection (see the module docstring).
+    new connection, and ``aws_iam=dsql…`` or ``kmidi_profile=dsql`` selects the Aurora DSQL
+    profile (see the module docstring and :func:`is_dsql`).
     """
-    parsed, iam = iam_options(normalize_url(url))
+    parsed = normalize_url(url)
+    profile = _query(parsed).get("kmidi_profile")
+    if profile is not None and profile != DSQL:
+        raise ConfigError(f"kmidi_profile={profile!r} is not known (only {DSQL!r})")
+    if profile is not None:
+        parsed = parsed.difference_update_query(["kmidi_profile"])
+    parsed, iam = iam_options(parsed)
     if parsed.get_backend_name() == "sqlite":
+        if profile is not None:
+            raise ConfigError("kmidi_profile=dsql needs a postgresql:// URL")
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    if iam is None:
-        return create_engine(parsed, **kwargs)
-    kwargs.setdefault("pool_recycle", IAM_POOL_RECYCLE_S)
+    if iam is not None:
+        kwargs.setdefault("pool_recycle", IAM_POOL_RECYCLE_S)
     engine = create_engine(parsed, **kwargs)
-    event.listen(engine, "do_connect", iam.connect_hook())
+    if iam is not None:
+        event.listen(engine, "do_connect", iam.connect_hook())
+    if profile == DSQL or (iam is not None and iam.mode.startswith("dsql")):
+        engine.update_execution_options(kmidi_profile=DSQL)
     return engine
+
+
+DSQL = "dsql"
+
+
+def is_dsql(bind: Engine | Connection) -> bool:
+    """Whether ``bind`` follows the Aurora DSQL profile: every transaction within DSQL's limits
+    (:data:`DSQL_MAX_ROWS` rows, :data:`DSQL_MAX_BYTES` bytes, one DDL statement), no COPY,
+    serialization failures retried."""
+    return bool(bind.get_execution_options().get("kmidi_profile") == DSQL)
+
+
+DSQL_MAX_ROWS = 3000
+DSQL_MAX_BYTES = 10 * 1024 * 1024
+# SQLSTATEs of optimistic-concurrency conflicts: PostgreSQL's serialization failure, and DSQL's
+# OC000 (data conflict) and OC001 (schema changed under the transaction).
+RETRYABLE_SQLSTATES = frozenset({"40001", "OC000", "OC001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a serialization conflict that succeeds when the transaction is rerun."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "pgcode", None) in RETRYABLE_SQLSTATES
+
+
+def _query(url: URL) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -130,7 +168,7 @@ class IamAuth:
 def iam_options(url: URL) -> tuple[URL, IamAuth | None]:
     """Split the ``aws_*`` parameters off ``url``; return the URL to connect with and the IAM
     settings (``None`` without ``aws_iam``)."""
-    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    query = _query(url)
     mode = query.get("aws_iam")
     if mode is None:
         return url, None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+
+from .db import is_dsql
 
 SCRIPT_LOCATION = "kmidi_ingest:migrations"
 
@@ -23,17 +27,29 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """One transaction for the whole migration, except on the Aurora DSQL profile: DSQL allows
+    one DDL statement per transaction, so there every statement commits on its own."""
+    if not is_dsql(engine):
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database of ``engine`` to ``revision`` (default: the newest)."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 
@@ -41,7 +57,7 @@ def downgrade(engine: Engine, revision: str) -> None:
 def stamp(engine: Engine, revision: str) -> None:
     """Record ``revision`` as the database's revision without running any migration."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.stamp(config, revision)
 
