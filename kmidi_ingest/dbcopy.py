@@ -14,7 +14,7 @@ rows in id order with values normalised so both backends agree (see :func:`norma
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +23,13 @@ from sqlalchemy import Column, Connection, Engine, Table, func, insert, inspect,
 
 from . import migrate
 from .config import mask_url
+from .db import DSQL_MAX_BYTES
 from .errors import StoreError
 from .models import Base
+from .store import retrying
 
 DEFAULT_CHUNK_ROWS = 2000  # well below the 3,000 rows per transaction that Aurora DSQL allows
+MAX_CHUNK_BYTES = DSQL_MAX_BYTES  # a chunk of feature bytes is split further to stay below this
 
 ChunkCallback = Callable[[str, int], None]
 """``on_chunk(table, rows)``: called after each committed chunk of ``rows`` rows of ``table``."""
@@ -76,7 +79,7 @@ def copy_database(
         Engines of the two databases. The target must be empty or hold an earlier, interrupted
         copy of the same source.
     chunk_rows
-        Rows per transaction.
+        Rows per transaction (fewer when their values exceed :data:`MAX_CHUNK_BYTES`).
     on_start
         Called once with the number of rows still to copy per table.
     on_chunk
@@ -192,12 +195,27 @@ def _copy_table(
             ).all()
             if not rows:
                 return copied
-            with target.begin() as dst:
-                dst.execute(insert(table), [row._asdict() for row in rows])
+            for batch in _byte_batches([row._asdict() for row in rows], MAX_CHUNK_BYTES):
+                retrying(target, lambda conn, b=batch: conn.execute(insert(table), b))
+                copied += len(batch)
+                if on_chunk is not None:
+                    on_chunk(table.name, len(batch))
             last_id = rows[-1].id
-            copied += len(rows)
-            if on_chunk is not None:
-                on_chunk(table.name, len(rows))
+
+
+def _byte_batches(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of ``rows`` of at most ``max_bytes`` bytes of values (at least one row)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        row_size = sum(len(v) if isinstance(v, str | bytes) else 8 for v in row.values())
+        if batch and size + row_size > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        yield batch
 
 
 def reset_sequences(engine: Engine, tables: Iterable[Table]) -> None:

@@ -150,3 +150,18 @@ def test_source_without_schema_is_refused(tmp_path, capsys):
 )
 def test_normalise_makes_backends_agree(value, expected):
     assert dbcopy.normalise(value) == expected
+
+
+def test_chunks_are_split_by_bytes_too():
+    rows = [{"id": i, "data": b"x" * 400} for i in range(10)]
+    batches = list(dbcopy._byte_batches(rows, 1000))
+    assert [len(b) for b in batches] == [2, 2, 2, 2, 2]
+    assert [r["id"] for b in batches for r in b] == list(range(10))
+    assert [len(b) for b in dbcopy._byte_batches([{"data": b"x" * 5000}], 1000)] == [1]
+
+
+def test_copy_into_a_dsql_profile_target(examples_sqlite, pg_url, capsys):
+    # The target is migrated one DDL statement per transaction and filled in small chunks.
+    assert cli.main(["db", "copy", examples_sqlite, f"{pg_url}?kmidi_profile=dsql", "--quiet"]) == 0
+    assert "verified:" in capsys.readouterr().out
+    assert counts(pg_url) == counts(examples_sqlite)
