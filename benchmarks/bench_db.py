@@ -9,7 +9,8 @@ Figures, each beside a baseline measured in the same run on the same rows and th
   psycopg2 ``COPY … FROM STDIN`` of the same tuples written with ``csv.writer``. Target ≥ 0.7×.
 - For reference (fewer rows): SQLAlchemy Core ``execute(insert(t), dicts)`` and ORM ``add_all``.
 
-Each figure is the best of a few repetitions into a freshly emptied table.
+Each figure is the best of a few repetitions into a freshly emptied table, the project path and
+its baseline alternating.
 """
 
 from __future__ import annotations
@@ -187,8 +188,11 @@ def _rows(
 ) -> list[Row]:
     n = len(notes)
     rows = store.note_rows(TRACK_ID, notes)
-    base_s = _best(engine, baseline, repeats)
-    ours_s = _best(engine, lambda: project_path(engine, notes), repeats)
+    # Alternate the two so that load from other processes hits both alike; keep the best of each.
+    base_s = ours_s = float("inf")
+    for _ in range(repeats):
+        base_s = min(base_s, _best(engine, baseline, 1))
+        ours_s = min(ours_s, _best(engine, lambda: project_path(engine, notes), 1))
     base_rate = n / base_s
     small_rows = rows[:small]
     core_s = _best(engine, lambda: core_dicts(engine, small_rows), 1)
