@@ -257,3 +257,15 @@ def test_profile_needs_postgresql_and_a_known_name(tmp_path):
         make_engine(f"sqlite:///{tmp_path}/x.sqlite?kmidi_profile=dsql")
     with pytest.raises(ConfigError, match="kmidi_profile='aurora' is not known"):
         make_engine("postgresql://u@h/db?kmidi_profile=aurora")
+
+
+def test_alembic_knows_the_auroradsql_dialect(tmp_path):
+    from alembic.ddl.impl import _impls
+
+    from kmidi_ingest import migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.sqlite")
+    migrate.upgrade(engine)  # loads migrations/env.py, which registers the implementation
+    engine.dispose()
+    impl = _impls["auroradsql"]
+    assert impl.__dialect__ == "auroradsql" and impl.transactional_ddl is False
