@@ -227,9 +227,9 @@ def _rows(
 
 
 def run(quick: bool) -> list[Row]:
-    n = 50_000 if quick else 200_000
+    n = 30_000 if quick else 100_000
     small = 5_000 if quick else 20_000
-    repeats = 2 if quick else 3
+    repeats = 3 if quick else 5
     notes = make_notes(n)
     rows = store.note_rows(TRACK_ID, notes)
     out: list[Row] = []
