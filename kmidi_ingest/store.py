@@ -461,12 +461,15 @@ def _insert_track(conn: Connection, file_id: int, track: Track, guess: Any) -> i
     )
 
 
-def _nullable(values: list[Any], sentinel: Any) -> list[Any]:
-    return [None if v == sentinel else v for v in values]
-
-
-def _beats(values: np.ndarray) -> list[float | None]:
-    return [None if v != v else v for v in values.tolist()]  # NaN → NULL
+def _nullable(values: np.ndarray, sentinel: Any) -> list[Any]:
+    """``values`` as Python scalars with ``None`` where they equal ``sentinel`` (or are NaN when
+    ``sentinel`` is NaN), without a Python loop over the rows."""
+    null = np.isnan(values) if sentinel != sentinel else values == sentinel
+    if not null.any():
+        return values.tolist()
+    out = values.astype(object)
+    out[null] = None
+    return out.tolist()
 
 
 def _event_columns(array: np.ndarray, extra: Sequence[str]) -> list[list[Any]]:
@@ -474,8 +477,8 @@ def _event_columns(array: np.ndarray, extra: Sequence[str]) -> list[list[Any]]:
         array["channel"].tolist(),
         array["tick"].tolist(),
         array["time_s"].tolist(),
-        _nullable(array["bar"].tolist(), NO_BAR),
-        _beats(array["beat"]),
+        _nullable(array["bar"], NO_BAR),
+        _nullable(array["beat"], np.nan),
         *(array[name].tolist() for name in extra),
     ]
 
@@ -507,14 +510,14 @@ def note_rows(track_id: int, notes: np.ndarray) -> list[tuple[Any, ...]]:
             notes["channel"].tolist(),
             notes["pitch"].tolist(),
             notes["velocity"].tolist(),
-            _nullable(notes["release_velocity"].tolist(), -1),
+            _nullable(notes["release_velocity"], -1),
             notes["start_tick"].tolist(),
             notes["end_tick"].tolist(),
             notes["start_s"].tolist(),
             notes["end_s"].tolist(),
             notes["end_sustain_s"].tolist(),
-            _nullable(notes["start_bar"].tolist(), NO_BAR),
-            _beats(notes["start_beat"]),
+            _nullable(notes["start_bar"], NO_BAR),
+            _nullable(notes["start_beat"], np.nan),
             notes["end_inferred"].tolist(),
             strict=True,
         )
@@ -547,7 +550,7 @@ def _write_midi_events(
                 )
         if len(track.aftertouch):
             cols = _event_columns(track.aftertouch, ())
-            cols.append(_nullable(track.aftertouch["pitch"].tolist(), -1))
+            cols.append(_nullable(track.aftertouch["pitch"], -1))
             cols.append(track.aftertouch["value"].tolist())
             touch.extend(zip([track_id] * len(track.aftertouch), *cols, strict=True))
     bulk_insert(conn, "midi_notes", NOTE_COLUMNS, notes)
