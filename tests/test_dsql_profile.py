@@ -20,7 +20,7 @@ from tests.conftest import note_track, write_midi
 from tests.dbutil import counts, scalar
 
 SR = 8000
-BIG_NOTES = 6000
+BIG_NOTES = 4000
 FORBIDDEN = re.compile(
     r"\b(BIG)?SERIAL\b|\bJSONB?\b|\bTRUNCATE\b|\bSAVEPOINT\b|\bTEMP(ORARY)?\s+TABLE\b|\bCOPY\b",
     re.I,
