@@ -22,6 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Subcommands: ``kmidi-ingest NAME ...`` runs ``main(argv) -> int`` of the module named here.
 # Anything else is the ingest command (``kmidi-ingest ROOT SAMPLE_RATE``).
 SUBCOMMANDS: dict[str, str] = {
+    "db": "kmidi_ingest.commands.db",
     "check": "kmidi_ingest.commands.check",
     "stats": "kmidi_ingest.commands.stats",
     "export": "kmidi_ingest.commands.export",

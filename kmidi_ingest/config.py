@@ -69,7 +69,11 @@ def load_settings(
     timeout = get("KMIDI_LLM_TIMEOUT_S")
     try:
         settings = Settings(
-            database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=with_iam(
+                get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+                mode=get("KMIDI_DB_IAM"),
+                region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
+            ),
             matcher=(get("KMIDI_MATCHER") or "fuzzy").lower(),
             openai_api_key=get("OPENAI_API_KEY"),
             openai_base_url=get("OPENAI_BASE_URL"),
@@ -81,6 +85,33 @@ def load_settings(
         raise ConfigError(f"invalid number in the environment: {exc}") from exc
     settings.validate()
     return settings
+
+
+def with_iam(url: str, *, mode: str | None, region: str | None) -> str:
+    """Return ``url`` selecting IAM authentication ``mode`` (``rds``, ``dsql-admin``, ``dsql``)
+    unless it already names one; ``aws_region`` is added from ``region`` when missing.
+
+    See :mod:`kmidi_ingest.db` for the URL form.
+    """
+    if mode is None:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from .db import IAM_MODES
+
+    if mode not in IAM_MODES:
+        raise ConfigError(f"KMIDI_DB_IAM={mode!r} is not one of {', '.join(IAM_MODES)}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    extra = {"aws_iam": mode}
+    if region and "aws_region" not in parsed.query:
+        extra["aws_region"] = region
+    if "aws_iam" in parsed.query:
+        return url
+    return parsed.update_query_dict(extra).render_as_string(hide_password=False)
 
 
 def mask_url(url: str) -> str:

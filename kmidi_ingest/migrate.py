@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+
+from .db import is_dsql
 
 SCRIPT_LOCATION = "kmidi_ingest:migrations"
 
@@ -21,19 +27,39 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """One transaction for the whole migration, except on the Aurora DSQL profile: DSQL allows
+    one DDL statement per transaction, so there every statement commits on its own."""
+    if not is_dsql(engine):
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database of ``engine`` to ``revision`` (default: the newest)."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def stamp(engine: Engine, revision: str) -> None:
+    """Record ``revision`` as the database's revision without running any migration."""
+    config = alembic_config(engine)
+    with _migration_connection(engine) as connection:
+        config.attributes["connection"] = connection
+        command.stamp(config, revision)
 
 
 def check(engine: Engine) -> None:
@@ -51,3 +77,42 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionInfo:
+    """One migration script: its id, its parent, and the first line of its docstring."""
+
+    revision: str
+    down_revision: str | None
+    message: str
+    is_head: bool
+
+
+def history() -> list[RevisionInfo]:
+    """Every revision shipped with the package, oldest first (a linear chain is assumed)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    out: list[RevisionInfo] = []
+    for rev in script.walk_revisions():
+        down = rev.down_revision
+        out.append(
+            RevisionInfo(
+                revision=rev.revision,
+                down_revision=down if down is None or isinstance(down, str) else ",".join(down),
+                message=(rev.doc or "").strip().splitlines()[0] if rev.doc else "",
+                is_head=rev.is_head,
+            )
+        )
+    out.reverse()
+    return out
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` names a migration script shipped with the package."""
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -80,7 +80,7 @@ class Cue(Base):
     """A cue folder. Its children become visible together when ``status`` is ``complete``."""
 
     __tablename__ = "cues"
-    __table_args__ = (UniqueConstraint("rel_path"),)
+    __table_args__ = (UniqueConstraint("rel_path"), Index(None, "run_id"))
 
     id: Mapped[int] = _pk()
     name: Mapped[str] = mapped_column(Text)
@@ -103,6 +103,7 @@ class IngestError(Base):
     """A failure or warning, tied to the run, and to the cue and file where known."""
 
     __tablename__ = "ingest_errors"
+    __table_args__ = (Index(None, "run_id"), Index(None, "cue_id"))
 
     id: Mapped[int] = _pk()
     run_id: Mapped[int | None] = _fk("ingest_runs.id", nullable=True, ondelete="CASCADE")

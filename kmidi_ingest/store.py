@@ -10,18 +10,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import features as feature_codec
 from . import models as m
 from .audio import StemData
+from .db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, is_retryable
 from .midi import NO_BAR, MidiData, Track
 from .results import CueResult, Problem
 
@@ -148,6 +151,8 @@ def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int
     ``replace_id`` names the stored version of this cue to delete first (cascading to its rows).
     Raises :class:`CueConflict` when a concurrent writer inserted the same cue meanwhile.
     """
+    if is_dsql(engine):
+        return _write_cue_in_chunks(engine, result, run_id=run_id, replace_id=replace_id)
     try:
         with engine.begin() as conn:
             if replace_id is not None:
@@ -160,6 +165,175 @@ def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int
         if "rel_path" in str(exc.orig) or "UNIQUE" in str(exc.orig).upper():
             raise CueConflict(result.source.rel_path) from exc
         raise
+
+
+RETRY_ATTEMPTS = 6
+RETRY_BASE_S = 0.05
+
+
+def _write_cue_in_chunks(
+    engine: Engine, result: CueResult, *, run_id: int, replace_id: int | None
+) -> int:
+    """The Aurora DSQL profile of :func:`write_cue`: transactions of at most
+    :data:`~kmidi_ingest.db.DSQL_MAX_ROWS` rows and :data:`~kmidi_ingest.db.DSQL_MAX_BYTES`
+    bytes. The cue row is written ``pending`` first and flipped to ``complete`` last, so readers
+    (the views filter on status) see all of it or nothing; on a serialization conflict the
+    pending rows are removed and the whole cue is written again after a backoff."""
+    if replace_id is not None:
+        remove_cue(engine, replace_id)
+    for attempt in range(RETRY_ATTEMPTS):
+        cue_id: int | None = None
+        try:
+            with engine.connect() as raw:
+                conn = _ChunkedConnection(raw, max_rows=DSQL_MAX_ROWS, max_bytes=DSQL_MAX_BYTES)
+                cue_id = _insert_cue(cast(Connection, conn), result, run_id)
+                raw.commit()
+                conn.reset()
+                _write_children(cast(Connection, conn), cue_id, result, run_id)
+                raw.commit()
+                raw.execute(update(m.Cue).where(m.Cue.id == cue_id).values(status="complete"))
+                raw.commit()
+            return cue_id
+        except IntegrityError as exc:
+            if "rel_path" in str(exc.orig) or "UNIQUE" in str(exc.orig).upper():
+                raise CueConflict(result.source.rel_path) from exc
+            raise
+        except Exception as exc:
+            if not is_retryable(exc) or attempt == RETRY_ATTEMPTS - 1:
+                if cue_id is not None:
+                    remove_cue(engine, cue_id)
+                raise
+            if cue_id is not None:
+                remove_cue(engine, cue_id)
+            _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(RETRY_BASE_S * 2**attempt * random.uniform(0.5, 1.5))
+
+
+def retrying(engine: Engine, work: Any) -> Any:
+    """Run ``work(conn)`` in a transaction, rerun on serialization conflicts with backoff."""
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except Exception as exc:
+            if not is_retryable(exc) or attempt == RETRY_ATTEMPTS - 1:
+                raise
+            _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def remove_cue(engine: Engine, cue_id: int, *, max_rows: int = DSQL_MAX_ROWS) -> None:
+    """Delete a cue and everything below it in transactions of at most ``max_rows`` rows.
+
+    The cue is marked ``pending`` first (so it leaves the views at once), then its rows are
+    deleted leaves first, so no delete cascades beyond its own chunk.
+    """
+    retrying(
+        engine,
+        lambda conn: conn.execute(update(m.Cue).where(m.Cue.id == cue_id).values(status="pending")),
+    )
+    for table in reversed(m.Base.metadata.sorted_tables):
+        owned = _owned_ids(table, cue_id)
+        if owned is None or table.name == "cues":
+            continue
+        while True:
+            deleted = retrying(
+                engine, lambda conn, t=table, o=owned: _delete_some(conn, t, o, max_rows)
+            )
+            if deleted == 0:
+                break
+    retrying(engine, lambda conn: conn.execute(delete(m.Cue).where(m.Cue.id == cue_id)))
+
+
+def _delete_some(conn: Connection, table: Table, owned: Any, limit: int) -> int:
+    ids = conn.execute(owned.limit(limit)).scalars().all()
+    if ids:
+        conn.execute(delete(table).where(table.c.id.in_(ids)))
+    return len(ids)
+
+
+def _owned_ids(table: Table, cue_id: int) -> Any:
+    """``SELECT id FROM table`` of the rows that are part of cue ``cue_id`` (following the
+    cascading foreign keys up to ``cues``), or ``None`` if the table is not part of a cue."""
+    if table.name == "cues":
+        return select(table.c.id).where(table.c.id == cue_id)
+    conditions = []
+    for fk in table.foreign_keys:
+        if fk.ondelete != "CASCADE":
+            continue
+        parent = _owned_ids(fk.column.table, cue_id)
+        if parent is not None:
+            conditions.append(fk.parent.in_(parent))
+    if not conditions:
+        return None
+    return select(table.c.id).where(or_(*conditions)).order_by(table.c.id)
+
+
+class _ChunkedConnection:
+    """A connection that commits before a write would take the open transaction past
+    ``max_rows`` rows or ``max_bytes`` bytes, and splits multi-row writes to fit."""
+
+    def __init__(self, conn: Connection, *, max_rows: int, max_bytes: int) -> None:
+        self._conn = conn
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._rows = 0
+        self._bytes = 0
+
+    @property
+    def dialect(self) -> Any:
+        return self._conn.dialect
+
+    def get_execution_options(self) -> Any:
+        return self._conn.get_execution_options()
+
+    def reset(self) -> None:
+        self._rows = self._bytes = 0
+
+    def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if not isinstance(parameters, list):
+            size = _size(parameters or {})
+            self._make_room(1, size)
+            result = self._conn.execute(statement, parameters)
+            self._rows += 1
+            self._bytes += size
+            return result
+        batch: list[Any] = []
+        batch_bytes = 0
+        for row in parameters:
+            size = _size(row)
+            if batch and (
+                self._rows + len(batch) + 1 > self._max_rows
+                or self._bytes + batch_bytes + size > self._max_bytes
+            ):
+                self._flush(statement, batch, batch_bytes)
+                batch, batch_bytes = [], 0
+            if not batch:
+                self._make_room(1, size)
+            batch.append(row)
+            batch_bytes += size
+        if batch:
+            self._flush(statement, batch, batch_bytes)
+        return None
+
+    def _flush(self, statement: Any, batch: list[Any], batch_bytes: int) -> None:
+        self._conn.execute(statement, batch)
+        self._rows += len(batch)
+        self._bytes += batch_bytes
+
+    def _make_room(self, rows: int, size: int) -> None:
+        if self._rows + rows > self._max_rows or self._bytes + size > self._max_bytes:
+            self._conn.commit()
+            self.reset()
+
+
+def _size(row: dict[str, Any]) -> int:
+    """Rough bytes of one row's values (text and bytes by length, anything else as 8)."""
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for v in row.values())
 
 
 def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
@@ -287,12 +461,15 @@ def _insert_track(conn: Connection, file_id: int, track: Track, guess: Any) -> i
     )
 
 
-def _nullable(values: list[Any], sentinel: Any) -> list[Any]:
-    return [None if v == sentinel else v for v in values]
-
-
-def _beats(values: np.ndarray) -> list[float | None]:
-    return [None if v != v else v for v in values.tolist()]  # NaN → NULL
+def _nullable(values: np.ndarray, sentinel: Any) -> list[Any]:
+    """``values`` as Python scalars with ``None`` where they equal ``sentinel`` (or are NaN when
+    ``sentinel`` is NaN), without a Python loop over the rows."""
+    null = np.isnan(values) if sentinel != sentinel else values == sentinel
+    if not null.any():
+        return values.tolist()
+    out = values.astype(object)
+    out[null] = None
+    return out.tolist()
 
 
 def _event_columns(array: np.ndarray, extra: Sequence[str]) -> list[list[Any]]:
@@ -300,8 +477,8 @@ def _event_columns(array: np.ndarray, extra: Sequence[str]) -> list[list[Any]]:
         array["channel"].tolist(),
         array["tick"].tolist(),
         array["time_s"].tolist(),
-        _nullable(array["bar"].tolist(), NO_BAR),
-        _beats(array["beat"]),
+        _nullable(array["bar"], NO_BAR),
+        _nullable(array["beat"], np.nan),
         *(array[name].tolist() for name in extra),
     ]
 
@@ -333,14 +510,14 @@ def note_rows(track_id: int, notes: np.ndarray) -> list[tuple[Any, ...]]:
             notes["channel"].tolist(),
             notes["pitch"].tolist(),
             notes["velocity"].tolist(),
-            _nullable(notes["release_velocity"].tolist(), -1),
+            _nullable(notes["release_velocity"], -1),
             notes["start_tick"].tolist(),
             notes["end_tick"].tolist(),
             notes["start_s"].tolist(),
             notes["end_s"].tolist(),
             notes["end_sustain_s"].tolist(),
-            _nullable(notes["start_bar"].tolist(), NO_BAR),
-            _beats(notes["start_beat"]),
+            _nullable(notes["start_bar"], NO_BAR),
+            _nullable(notes["start_beat"], np.nan),
             notes["end_inferred"].tolist(),
             strict=True,
         )
@@ -373,7 +550,7 @@ def _write_midi_events(
                 )
         if len(track.aftertouch):
             cols = _event_columns(track.aftertouch, ())
-            cols.append(_nullable(track.aftertouch["pitch"].tolist(), -1))
+            cols.append(_nullable(track.aftertouch["pitch"], -1))
             cols.append(track.aftertouch["value"].tolist())
             touch.extend(zip([track_id] * len(track.aftertouch), *cols, strict=True))
     bulk_insert(conn, "midi_notes", NOTE_COLUMNS, notes)
@@ -458,7 +635,10 @@ def bulk_insert(
     if not rows:
         return
     names = ", ".join(columns)
-    if conn.dialect.name == "postgresql":
+    if is_dsql(conn):  # no COPY on DSQL: multi-row INSERTs, split by _ChunkedConnection
+        table_obj = m.Base.metadata.tables[table]
+        conn.execute(insert(table_obj), [dict(zip(columns, row, strict=True)) for row in rows])
+    elif conn.dialect.name == "postgresql":
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         buffer.seek(0)

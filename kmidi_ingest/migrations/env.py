@@ -4,20 +4,32 @@ builds one from ``sqlalchemy.url`` / ``DATABASE_URL`` when run through the ``ale
 from __future__ import annotations
 
 from alembic import context
+from alembic.ddl.postgresql import PostgresqlImpl
 from sqlalchemy import Connection
 
+from kmidi_ingest.db import is_dsql
 from kmidi_ingest.models import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
+class AuroraDsqlImpl(PostgresqlImpl):
+    """Alembic support for the ``auroradsql`` SQLAlchemy dialect (PostgreSQL DDL, but DSQL runs
+    one DDL statement per transaction, so none is wrapped in a transaction block)."""
+
+    __dialect__ = "auroradsql"
+    transactional_ddl = False
+
+
 def _configure(connection: Connection) -> None:
+    dsql = is_dsql(connection) or connection.dialect.name == "auroradsql"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        transactional_ddl=False if dsql else None,
     )
 
 

@@ -1,0 +1,167 @@
+"""``kmidi-ingest db copy``: SQLite → PostgreSQL → SQLite round trip, interruption and resume,
+verification that notices a difference."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from kmidi_ingest import cli, dbcopy, ingest, migrate, store
+from kmidi_ingest.config import Settings
+from kmidi_ingest.db import make_engine
+from kmidi_ingest.models import Base
+from tests.conftest import EXAMPLES
+from tests.dbutil import counts
+
+
+@pytest.fixture(scope="module")
+def examples_sqlite(tmp_path_factory) -> str:
+    """The bundled example cues ingested once into SQLite (the copy source)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('src')}/examples.sqlite"
+    summary = ingest(EXAMPLES, 16000, database_url=url, settings=Settings())
+    assert summary.ok and summary.notes > 100, summary.problems
+    return url
+
+
+def sqlite_rows(url: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in id order, as sqlite3 returns it (no normalisation)."""
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return {
+            name: conn.execute(f"SELECT * FROM {name} ORDER BY id").fetchall()
+            for name in Base.metadata.tables
+        }
+
+
+def test_sqlite_to_postgresql_to_sqlite_is_row_for_row_identical(
+    examples_sqlite, pg_url, tmp_path, capsys
+):
+    back = f"sqlite:///{tmp_path}/back.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, pg_url, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"at revision {migrate.head_revision()}" in out
+    assert f"verified: {len(Base.metadata.tables)} tables identical" in out
+    assert "midi_notes" in out and "MISMATCH" not in out
+
+    assert cli.main(["db", "copy", pg_url, back, "--chunk-rows", "7", "--quiet"]) == 0
+    original, returned = sqlite_rows(examples_sqlite), sqlite_rows(back)
+    assert returned == original
+    assert len(original["midi_notes"]) == counts(examples_sqlite)["midi_notes"] > 100
+    assert original["audio_feature_chunks"] and isinstance(
+        original["audio_feature_chunks"][0][-1], bytes
+    )
+
+    # Identity sequences were moved past the copied ids: new rows get fresh ids.
+    engine = make_engine(pg_url)
+    try:
+        run_id = store.start_run(
+            engine, root="/x", sample_rate_hz=1, matcher="fuzzy", version="t", parameters={}
+        )
+        assert run_id == len(original["ingest_runs"]) + 1
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT nextval(pg_get_serial_sequence('midi_notes', 'id'))"))
+            next_note = conn.execute(
+                text("SELECT nextval(pg_get_serial_sequence('midi_notes', 'id'))")
+            ).scalar_one()
+        assert next_note > max(row[0] for row in original["midi_notes"])
+    finally:
+        engine.dispose()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_copy_resumes_without_duplicates(examples_sqlite, db_url):
+    source, target = make_engine(examples_sqlite), make_engine(db_url)
+    chunks = 0
+
+    def die_after_twenty(table: str, rows: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 20:
+            raise Interrupt(table)
+
+    try:
+        with pytest.raises(Interrupt):
+            dbcopy.copy_database(source, target, chunk_rows=10, on_chunk=die_after_twenty)
+        partial = counts(db_url)
+        total = counts(examples_sqlite)
+        assert 0 < sum(partial.values()) < sum(total.values())
+        assert not all(c.ok for c in dbcopy.verify(source, target))
+
+        todo: dict[str, int] = {}
+        report = dbcopy.copy_database(source, target, chunk_rows=10, on_start=todo.update)
+        assert report.ok, [c for c in report.checks if not c.ok]
+        assert counts(db_url) == total
+        assert report.rows_copied == todo
+        assert sum(report.rows_copied.values()) == sum(total.values()) - sum(partial.values())
+
+        # A third run has nothing left to do.
+        again = dbcopy.copy_database(source, target)
+        assert again.ok and sum(again.rows_copied.values()) == 0
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def test_verification_reports_a_changed_row(examples_sqlite, tmp_path, capsys):
+    target = f"sqlite:///{tmp_path}/t.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 0
+    capsys.readouterr()
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE midi_notes SET velocity = velocity + 1 WHERE id = 3")
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "midi_notes" in out and "MISMATCH" in out
+    assert "verification FAILED for: midi_notes" in out
+    assert "0 rows written" in out
+
+
+def test_source_without_schema_is_refused(tmp_path, capsys):
+    empty, target = f"sqlite:///{tmp_path}/empty.sqlite", f"sqlite:///{tmp_path}/t.sqlite"
+    assert cli.main(["db", "copy", empty, target, "--quiet"]) == 1
+    assert "no kmidi schema" in capsys.readouterr().err
+    assert cli.main(["db", "copy", empty, target, "--chunk-rows", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "\\N"),
+        (True, "1"),
+        (False, "0"),
+        (7, "7"),
+        (0.1, "0.1"),
+        (1e-300, "1e-300"),
+        (float("nan"), "nan"),
+        (b"\x00\xff", "00ff"),
+        (datetime(2026, 1, 2, 3, 4, 5, 6), "2026-01-02T03:04:05.000006+00:00"),
+        (
+            datetime(2026, 1, 2, 4, 4, 5, 6, tzinfo=timezone(timedelta(hours=1))),
+            "2026-01-02T03:04:05.000006+00:00",
+        ),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05+00:00"),
+        ("é", "é"),
+    ],
+)
+def test_normalise_makes_backends_agree(value, expected):
+    assert dbcopy.normalise(value) == expected
+
+
+def test_chunks_are_split_by_bytes_too():
+    rows = [{"id": i, "data": b"x" * 400} for i in range(10)]
+    batches = list(dbcopy._byte_batches(rows, 1000))
+    assert [len(b) for b in batches] == [2, 2, 2, 2, 2]
+    assert [r["id"] for b in batches for r in b] == list(range(10))
+    assert [len(b) for b in dbcopy._byte_batches([{"data": b"x" * 5000}], 1000)] == [1]
+
+
+def test_copy_into_a_dsql_profile_target(examples_sqlite, pg_url, capsys):
+    # The target is migrated one DDL statement per transaction and filled in small chunks.
+    assert cli.main(["db", "copy", examples_sqlite, f"{pg_url}?kmidi_profile=dsql", "--quiet"]) == 0
+    assert "verified:" in capsys.readouterr().out
+    assert counts(pg_url) == counts(examples_sqlite)
