@@ -15,6 +15,7 @@ from kmidi_ingest.cli import main
 from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.export import ExportError, ExportOptions, export
+from kmidi_ingest.migrate import head_revision
 from kmidi_ingest.store import read_feature
 from tests.conftest import EXAMPLES
 
@@ -153,7 +154,7 @@ def test_jsonl_and_parquet_read_back_equal_the_database(url, tmp_path, capsys):
     assert_same(as_comparable(rows[0]), want)
 
     manifest = json.loads((tmp_path / "corpus.parquet.manifest.json").read_text())
-    assert manifest["schema_version"] == manifest["source_database_revision"] == "0001"
+    assert manifest["schema_version"] == manifest["source_database_revision"] == head_revision()
     assert manifest["parameters"]["cue"] == [CUE] and manifest["parameters"]["format"] == "parquet"
     assert manifest["counts"]["records"] == 1 and manifest["counts"]["notes"] == sum(
         len(t["notes"]) for t in want["tracks"].values()

@@ -4,14 +4,18 @@ on the ingested example cues; both backends give the same answers."""
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from sqlalchemy import inspect, text
 
 from kmidi_ingest import dbcopy, ingest
 from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
-from tests.conftest import REPO
+from tests.conftest import REPO, note_track, write_midi
 
 EXAMPLES = REPO / "examples"
 QUERIES = EXAMPLES / "queries.sql"
@@ -42,10 +46,32 @@ def parse_queries(sql: str) -> list[tuple[str, str]]:
 QUESTIONS = parse_queries(QUERIES.read_text())
 
 
+def _write_mismatched_cue(root: Path) -> None:
+    """A cue whose "Strings" stem does not follow its "Strings" track (bursts at other times)."""
+    notes = [(i * 480, i * 480 + 240, 60 + i % 5) for i in range(16)]  # every beat at 120 BPM
+    write_midi(
+        root / "9M99 Mismatch" / "MIDI" / "9M99 Mismatch.mid",
+        [note_track("Strings", notes, program=48)],
+    )
+    rate = 16000
+    audio = np.zeros(rate * 9, dtype=np.float32)
+    rng = np.random.default_rng(7)
+    for start in rng.uniform(0.1, 8.5, size=11):  # irregular, unrelated to the notes
+        i = int(start * rate)
+        audio[i : i + 1600] += rng.normal(0, 0.3, 1600).astype(np.float32)
+    path = root / "9M99 Mismatch" / "Audio Files" / "9M99 Strings.wav"
+    path.parent.mkdir(parents=True)
+    sf.write(path, audio, rate)
+
+
 @pytest.fixture(scope="module")
 def ingested_sqlite(tmp_path_factory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('q')}/examples.sqlite"
-    summary = ingest(EXAMPLES / "cues", 16000, database_url=url, settings=Settings())
+    base = tmp_path_factory.mktemp("q")
+    root = base / "cues"
+    shutil.copytree(EXAMPLES / "cues", root)
+    _write_mismatched_cue(root)
+    url = f"sqlite:///{base}/examples.sqlite"
+    summary = ingest(root, 16000, database_url=url, settings=Settings())
     assert summary.ok, summary.problems
     return url
 
@@ -100,7 +126,11 @@ def test_known_answers_on_the_examples(ingested_sqlite):
     )
     # "Click" has no stem in 1M01 Opening.
     assert ("1M01 Opening", "Click") in {(row[0], row[1]) for row in by_number["4"]}
-    assert len(by_number["10"]) == 3
+    assert len(by_number["10"]) == 4  # the three examples and the mismatched cue
+    # The mismatched cue's stem is matched by name, but its audio does not follow the MIDI.
+    assert [(row[0], row[1], row[2]) for row in by_number["5"]] == [
+        ("9M99 Mismatch", "Strings", "Strings")
+    ]
 
 
 def _scalar(url: str, sql: str):
