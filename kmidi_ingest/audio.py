@@ -9,6 +9,7 @@ blocks, so memory stays flat however long the files are. The result equals
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,7 +187,8 @@ def _open(path: Path, rel_path: str, label: str | None) -> _Source:
     if size == 0:
         raise AudioError("file is empty (0 bytes)", path=path)
     try:
-        handle = sf.SoundFile(str(path))
+        # Bytes, not str: libsndfile gets non-UTF-8 file names exactly as the OS gave them.
+        handle = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"cannot decode audio: {exc}", path=path) from exc
     if handle.channels < 1 or handle.frames <= 0 or handle.samplerate <= 0:
