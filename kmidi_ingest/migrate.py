@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -22,9 +24,54 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database of ``engine`` to ``revision`` (default: the newest)."""
+    """Bring the database of ``engine`` to ``revision`` (default: the newest), all or nothing.
+
+    On a SQLite file the upgrade runs on its own engine whose transactions include the DDL:
+    Python's sqlite3 otherwise commits every ``CREATE TABLE`` by itself, so a process killed
+    mid-upgrade would leave tables without the revision stamp and the next run would fail.
+    """
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        ddl_engine = _sqlite_transactional_ddl(engine)
+        try:
+            _upgrade(ddl_engine, revision)
+        finally:
+            ddl_engine.dispose()
+        return
+    _upgrade(engine, revision)
+
+
+def _sqlite_transactional_ddl(engine: Engine) -> Engine:
+    from sqlalchemy import event
+
+    from .db import make_engine
+
+    ddl_engine = make_engine(engine.url)
+
+    @event.listens_for(ddl_engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(ddl_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return ddl_engine
+
+
+# Any constant: concurrent runs starting on one PostgreSQL database migrate one at a time.
+_MIGRATION_LOCK_ID = 0x6B6D696469  # "kmidi"
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    from sqlalchemy import text
+
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -943,12 +943,12 @@ def _dask_outcomes(
     scheduler: str,
     stop: threading.Event,
 ) -> Iterator[CueOutcome]:
-    """Run every job as a task on the cluster; yield the outcomes as tasks complete.
+    """Run every job as a task on the cluster; yield the outcomes in job order.
 
     Once ``stop`` is set, unfinished tasks are cancelled: a task already running on a worker
     cannot be interrupted and still commits its cue (whole, in one transaction).
     """
-    from distributed import Client, as_completed
+    from distributed import Client
 
     try:
         client = Client(scheduler, timeout="30s", set_as_default=False)
@@ -971,7 +971,7 @@ def _dask_outcomes(
         ]
         by_key = {f.key: job for f, job in zip(futures, jobs, strict=True)}
         try:
-            for future in as_completed(futures):
+            for future in futures:  # in job order; the cluster runs them in any order
                 try:
                     yield future.result()
                 except Exception as exc:  # the worker died or the task could not run
