@@ -700,9 +700,17 @@ def _reusable_fingerprint(
     return known.content_fingerprint
 
 
-def _ignore_sigint() -> None:
+def _init_worker(parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A worker blocked on the task queue would wait forever for a parent killed with -9.
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _compute(
@@ -734,7 +742,9 @@ def _compute(
     pending = iter(jobs)
     window: deque[Future[CueResult | Unchanged]] = deque()
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), initializer=_ignore_sigint
+        max_workers=min(workers, len(jobs)),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     ) as pool:
 
         def submit() -> bool:

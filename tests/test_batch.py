@@ -109,11 +109,25 @@ def _lines_until(stream, needle: str, count: int, deadline: float) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_9_at_a_random_point_then_rerun_equals_a_clean_run(seed, corpus, clean, tmp_path):
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize(("seed", "workers"), [(1, 1), (2, 1), (3, 2)])
+def test_kill_9_at_a_random_point_then_rerun_equals_a_clean_run(
+    seed, workers, corpus, clean, tmp_path
+):
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path / 'killed.sqlite'}"
-    proc = cli(str(corpus), str(SR), "--database-url", url, "--workers", "1", "--log-level", "INFO")
+    args = ["--database-url", url, "--workers", str(workers), "--log-level", "INFO"]
+    proc = cli(str(corpus), str(SR), *args)
     # Kill after a random number of stored cues (0: somewhere in start-up or migration).
     stored_before_kill = rng.randrange(0, 4)
     if stored_before_kill:
@@ -124,6 +138,10 @@ def test_kill_9_at_a_random_point_then_rerun_equals_a_clean_run(seed, corpus, cl
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while _processes_running(url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_running(url) == []  # pool workers exit with their killed parent
 
     if Path(url.removeprefix("sqlite:///")).exists() and scalar(
         url, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'cues'"
