@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -271,3 +272,23 @@ def test_exit_codes_0_1_2(make_cue, tmp_path, capsys):
     assert main([root, "8000", "--database-url", url, "--workers", "0"]) == 2
     assert main([root, "8000", "--database-url", url, "--executor", "spark"]) == 2
     capsys.readouterr()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal_only_and_not_with_quiet(make_cue, tmp_path, monkeypatch):
+    make_cue("1M01 Opening")
+    root, url = str(tmp_path / "cues"), f"sqlite:///{tmp_path / 'p.sqlite'}"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([root, "8000", "--database-url", url, "--workers", "1"]) == 0
+    shown = terminal.getvalue()
+    assert "cues: 100%" in shown and "1/1" in shown
+    assert "audio: 3.00s" in shown  # Strings 1 s + Brass 1 s + 6mx 1 s
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([root, "8000", "--database-url", url, "--force", "--quiet"]) == 0
+    assert quiet.getvalue() == ""
