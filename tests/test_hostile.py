@@ -137,20 +137,27 @@ def test_odd_names_spaces_quotes_newlines_and_non_utf8_bytes(make_cue, tmp_path,
     latin = os.fsdecode(b"1M01 Fl\xfbte.wav")  # not UTF-8: a lone surrogate in Python
     write_tone(cue / "Audio Files" / "flute.wav", freq=880)
     os.rename(cue / "Audio Files" / "flute.wav", cue / "Audio Files" / latin)
+    plain = make_cue("1M02 Plain", root=root)
+    os.rename(plain, root / os.fsdecode(b"1M02 Caf\xe9"))  # a non-UTF-8 cue folder
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     summary = run(root, url)
     assert summary.ok, summary.problems
-    assert (summary.cues_ingested, summary.stems) == (1, 3)
-    assert scalar(url, "SELECT rel_path FROM cues") == odd
+    assert (summary.cues_ingested, summary.stems) == (2, 5)
+    assert scalar(url, "SELECT group_concat(rel_path, '|') FROM cues ORDER BY rel_path") == (
+        f"{odd}|1M02 Caf\\xe9"
+    )
     assert scalar(url, "SELECT name FROM audio_files WHERE name LIKE 'Fl%'") == "Fl\\xfbte"
     assert scalar(url, "SELECT file_name FROM audio_channels WHERE file_name LIKE '%Fl%'") == (
         "1M01 Fl\\xfbte.wav"
     )
     again = run(root, url)  # stored under escaped names, still recognised as the same cue
-    assert (again.cues_ingested, again.cues_skipped) == (0, 1)
-    assert main([str(root), str(SR), "--database-url", url, "--force", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["cues_ingested"] == 1
-    assert counts(url)["cues"] == 1
+    assert (again.cues_ingested, again.cues_skipped) == (0, 2)
+    assert main([str(root), str(SR), "--database-url", url, "--force"]) == 0
+    assert "2 found, 2 ingested" in capsys.readouterr().out
+    assert main([str(root), str(SR), "--database-url", url, "--dry-run", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(c["rel_path"] for c in report["cues"]) == [odd, "1M02 Caf\\xe9"]
+    assert counts(url)["cues"] == 2
 
 
 def test_zero_byte_files_are_errors_and_the_rest_of_the_cue_is_stored(make_cue, tmp_path):
