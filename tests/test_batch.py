@@ -296,3 +296,17 @@ def test_progress_bars_on_a_terminal_only_and_not_with_quiet(make_cue, tmp_path,
     monkeypatch.setattr(sys, "stderr", quiet)
     assert main([root, "8000", "--database-url", url, "--force", "--quiet"]) == 0
     assert quiet.getvalue() == ""
+
+
+def test_every_ingest_option_is_documented_in_the_readme():
+    from kmidi_ingest.cli import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    options = [
+        option
+        for action in build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--version")
+    ]
+    assert {"--dry-run", "--executor", "--scheduler", "--workers"} <= set(options)
+    assert [o for o in options if o not in readme] == []
