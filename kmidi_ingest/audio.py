@@ -18,6 +18,7 @@ the same default order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,7 +433,8 @@ def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
     if size == 0:
         raise AudioError("file is empty (0 bytes)", path=path)
     try:
-        handle = sf.SoundFile(str(path))
+        # Bytes, not str: libsndfile gets non-UTF-8 file names exactly as the OS gave them.
+        handle = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(

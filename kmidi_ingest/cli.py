@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .config import MATCHERS, load_settings, mask_url
+from .discover import safe_text
 from .errors import ConfigError, DiscoverError, KmidiError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -51,7 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="processes computing cues in parallel (default: 1, or $KMIDI_WORKERS)",
+        help="processes computing cues in parallel (default: $KMIDI_WORKERS or the CPU count)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="local: this machine (default); dask: a Dask cluster writing to PostgreSQL",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="address of the Dask scheduler (with --executor dask)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cues, MIDI files, stems and mixes that would be ingested; write nothing",
     )
     parser.add_argument(
         "--matcher", choices=MATCHERS, help="track/stem matcher (default: $KMIDI_MATCHER or fuzzy)"
@@ -105,49 +122,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kmidi-ingest: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.dry_run:
+        return _run_plan(args, settings)
     return _run_ingest(args, settings)
 
 
 def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
+    import signal
+    import threading
+
     from .pipeline import ingest
 
-    bar: Any = None
+    bars: list[Any] = []
     show = not args.quiet and not args.json and sys.stderr.isatty()
+    stop = threading.Event()
 
     def on_start(total: int) -> None:
-        nonlocal bar
         if show:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="cue", desc="cues", file=sys.stderr)
+            bars.append(tqdm(total=total, unit="cue", desc="cues", file=sys.stderr, position=0))
+            bars.append(tqdm(unit="s", desc="audio", file=sys.stderr, position=1, unit_scale=True))
 
     def progress(cue: str, outcome: str) -> None:
-        if bar is not None:
-            bar.set_postfix_str(f"{outcome}: {cue}"[-60:], refresh=False)
-            bar.update(1)
+        if bars:
+            bars[0].set_postfix_str(f"{outcome}: {safe_text(cue)}"[-60:], refresh=False)
+            bars[0].update(1)
 
+    def audio_progress(seconds: float) -> None:
+        if bars:
+            bars[1].update(seconds)
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        stop.set()
+        print(
+            "kmidi-ingest: interrupted; finishing the cues in flight (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         summary = ingest(
             args.root,
             args.sample_rate,
             settings=settings,
             force=args.force,
-            workers=settings.workers or 1,
+            workers=settings.workers,
             progress=progress,
             on_start=on_start,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            stop=stop,
+            audio_progress=audio_progress,
         )
+    except KeyboardInterrupt:  # Ctrl-C before the run started, or a second one
+        print("kmidi-ingest: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ConfigError, DiscoverError) as exc:
-        print(f"kmidi-ingest: {exc}", file=sys.stderr)
+        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
         return EXIT_USAGE
     except KmidiError as exc:
-        print(f"kmidi-ingest: {exc}", file=sys.stderr)
+        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # database unreachable, permission denied, ...
-        message = str(exc).replace(settings.database_url, mask_url(settings.database_url))
-        print(f"kmidi-ingest: {type(exc).__name__}: {message}", file=sys.stderr)
+        print(f"kmidi-ingest: {type(exc).__name__}: {_masked(exc, settings)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        if bar is not None:
+        signal.signal(signal.SIGINT, previous)
+        for bar in bars:
             bar.close()
 
     if args.json:
@@ -168,6 +213,50 @@ def _matcher_note(summary: Any) -> str:
     return note
 
 
+def _masked(exc: BaseException, settings: Any) -> str:
+    return safe_text(str(exc).replace(settings.database_url, mask_url(settings.database_url)))
+
+
+def _run_plan(args: argparse.Namespace, settings: Any) -> int:
+    from .pipeline import plan
+
+    try:
+        report = plan(args.root, args.sample_rate, settings=settings, force=args.force)
+    except (ConfigError, DiscoverError) as exc:
+        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # database unreachable, ...
+        print(f"kmidi-ingest: {type(exc).__name__}: {_masked(exc, settings)}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_plan(report))
+    return EXIT_FAILED if report.errors else EXIT_OK
+
+
+def format_plan(report: Any) -> str:
+    """Human-readable listing of a :class:`~kmidi_ingest.pipeline.DryRunReport`."""
+    todo = sum(1 for c in report.cues if c.action != "skip")
+    lines = [
+        f"kmidi-ingest {__version__} dry run: {report.root} at {report.sample_rate_hz} Hz "
+        f"→ {report.database} (nothing written)",
+        f"  {len(report.cues)} cues: {todo} to ingest, {len(report.cues) - todo} to skip "
+        "(already stored)",
+    ]
+    for cue in report.cues:
+        lines.append(f"  [{cue.action}] {cue.rel_path}")
+        lines.extend(f"      MIDI  {name}" for name in cue.midi_files)
+        for label, groups in (("stem", cue.stems), ("mix ", cue.final_mixes)):
+            lines.extend(
+                f"      {label}  {g.name} ({g.layout}): {', '.join(g.files)}" for g in groups
+            )
+    for problem in report.problems:
+        tag = "ERROR" if problem.severity == "error" else "warning"
+        lines.append(f"  {tag} [{problem.stage}] {problem.path}: {problem.message}")
+    return "\n".join(lines)
+
+
 def format_summary(summary: Any) -> str:
     """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
     lines = [
@@ -177,7 +266,8 @@ def format_summary(summary: Any) -> str:
         f"{summary.cues_skipped} skipped (already stored), {summary.cues_failed} failed",
         f"  MIDI        {summary.midi_files} files, {summary.tracks} instrument tracks, "
         f"{summary.notes} notes",
-        f"  audio       {summary.stems} stems, {summary.final_mixes} final mixes",
+        f"  audio       {summary.stems} stems, {summary.final_mixes} final mixes, "
+        f"{summary.audio_s:.1f} s of audio",
         f"  matches     {summary.matches} tracks matched to stems ({_matcher_note(summary)})",
         *(
             f"  offset      {cue}: stems {abs(offset):.3f} s "

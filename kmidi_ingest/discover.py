@@ -76,6 +76,19 @@ class StemGroup:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TreeProblem:
+    """Something met while walking the tree: an unreadable folder, a symlink loop, an empty file.
+
+    ``path`` is display-safe text (see :func:`safe_text`).
+    """
+
+    path: str
+    error_type: str
+    message: str
+    severity: str = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CueSource:
     """A cue folder and the files found in it."""
 
@@ -84,7 +97,28 @@ class CueSource:
     name: str
     midi_files: tuple[Path, ...]
     audio_files: tuple[Path, ...]
-    problems: tuple[tuple[str, str], ...] = field(default=())  # (path, reason) found while walking
+    problems: tuple[TreeProblem, ...] = field(default=())  # found while walking the cue
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreeScan:
+    """Every cue below a root, plus the problems met outside any cue."""
+
+    cues: tuple[CueSource, ...]
+    problems: tuple[TreeProblem, ...] = ()
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid Unicode: undecodable file-name bytes become ``\\xNN`` escapes.
+
+    File names on POSIX are bytes; Python decodes the non-UTF-8 ones to lone surrogates
+    (``surrogateescape``), which no database driver, terminal or JSON reader accepts.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 def canonical_name(key: str) -> str:
@@ -165,8 +199,19 @@ def _is_cue_dir(dirnames: list[str], filenames: list[str]) -> bool:
 def find_cues(root: str | Path) -> list[CueSource]:
     """Return every cue below ``root`` (``root`` itself may be a cue), sorted by relative path.
 
-    Symlinked folders are not followed (no loops); unreadable folders are reported as problems
-    of the nearest cue, or raise :class:`DiscoverError` when the root itself cannot be read.
+    See :func:`scan`, which also returns the problems met outside any cue.
+    """
+    return list(scan(root).cues)
+
+
+def scan(root: str | Path) -> TreeScan:
+    """Walk ``root`` and return its cues (sorted by relative path) and the problems met.
+
+    Symlinked folders are followed once: a link back to a folder already walked (a loop) is
+    reported and skipped. Unreadable folders, broken symlinks and empty (0-byte) files are
+    reported as problems of the nearest cue (or of the tree) and the walk goes on; a cue with
+    MIDI but no audio, or audio but no MIDI, gets a warning. Raises :class:`DiscoverError` only
+    when ``root`` itself cannot be read.
     """
     root = Path(root)
     if not root.is_dir():
@@ -177,40 +222,122 @@ def find_cues(root: str | Path) -> list[CueSource]:
         raise DiscoverError(f"cannot read root folder: {exc.strerror}", path=root) from exc
 
     cues: list[CueSource] = []
-    for dirpath, dirnames, filenames in _walk(root):
+    problems: list[TreeProblem] = []
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in _walk(root, visited, problems):
         if not _is_cue_dir(dirnames, filenames):
             continue
         cue_dir = Path(dirpath)
         dirnames.clear()  # the cue owns everything below it
-        cues.append(_collect(root, cue_dir))
+        cues.append(_collect(root, cue_dir, visited))
     cues.sort(key=lambda c: c.rel_path)
-    return cues
+    return TreeScan(cues=tuple(cues), problems=tuple(problems))
 
 
-def _walk(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+def _walk(
+    top: Path, visited: set[tuple[int, int]], problems: list[TreeProblem]
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` following symlinked folders, but never into a folder already walked."""
+
+    def on_error(exc: OSError) -> None:
+        problems.append(
+            TreeProblem(
+                path=safe_text(str(exc.filename)),
+                error_type="UnreadableFolder",
+                message=f"cannot read folder: {exc.strerror}",
+            )
+        )
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=on_error, followlinks=True):
+        # A folder counts as walked once entered: a link back to an ancestor (a loop) or to a
+        # folder already walked is then skipped instead of being walked forever or twice.
+        visited.add(_key(Path(dirpath)))
         dirnames.sort()
         filenames.sort()
+        keep = []
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError as exc:  # vanished, or a link to nowhere
+                on_error(exc)
+                continue
+            if (st.st_dev, st.st_ino) in visited:
+                problems.append(
+                    TreeProblem(
+                        path=safe_text(path),
+                        error_type="SymlinkLoop",
+                        message="folder already walked (symlink loop or second link); skipped",
+                        severity="warning",
+                    )
+                )
+                continue
+            keep.append(name)
+        dirnames[:] = keep
         yield dirpath, dirnames, filenames
 
 
-def _collect(root: Path, cue_dir: Path) -> CueSource:
+def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSource:
     midi: list[Path] = []
     audio: list[Path] = []
-    problems: list[tuple[str, str]] = []
-
-    def on_error(exc: OSError) -> None:
-        problems.append((str(exc.filename), f"cannot read folder: {exc.strerror}"))
-
-    for dirpath, dirnames, filenames in os.walk(cue_dir, onerror=on_error, followlinks=False):
-        dirnames.sort()
-        for name in sorted(filenames):
+    problems: list[TreeProblem] = []
+    # The cue folder itself was marked visited by the walk that found it.
+    visited.discard(_key(cue_dir))
+    for dirpath, _dirnames, filenames in _walk(cue_dir, visited, problems):
+        for name in filenames:
+            is_midi, is_audio = _is_midi(name), _is_audio(name)
+            if not (is_midi or is_audio):
+                continue
             path = Path(dirpath) / name
-            if _is_midi(name):
-                midi.append(path)
-            elif _is_audio(name):
-                audio.append(path)
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                problems.append(
+                    TreeProblem(
+                        path=safe_text(str(path)),
+                        error_type="BrokenSymlink" if path.is_symlink() else "UnreadableFile",
+                        message=f"cannot read file: {exc.strerror}; skipped",
+                    )
+                )
+                continue
+            if size == 0:
+                problems.append(
+                    TreeProblem(
+                        path=safe_text(str(path)),
+                        error_type="EmptyFile",
+                        message="file is empty (0 bytes); skipped",
+                    )
+                )
+                continue
+            (midi if is_midi else audio).append(path)
     rel = cue_dir.relative_to(root).as_posix()
+    if midi and not audio:
+        problems.append(
+            TreeProblem(
+                path=safe_text(str(cue_dir)),
+                error_type="MidiWithoutAudio",
+                message="cue has MIDI files but no audio files; stored without stems",
+                severity="warning",
+            )
+        )
+    elif audio and not midi:
+        problems.append(
+            TreeProblem(
+                path=safe_text(str(cue_dir)),
+                error_type="AudioWithoutMidi",
+                message="cue has audio files but no MIDI files; stored without notes",
+                severity="warning",
+            )
+        )
+    elif not audio and not midi and not problems:
+        problems.append(
+            TreeProblem(
+                path=safe_text(str(cue_dir)),
+                error_type="EmptyCue",
+                message="cue folder holds no MIDI or audio files",
+                severity="warning",
+            )
+        )
     return CueSource(
         path=cue_dir,
         rel_path=rel,
@@ -219,6 +346,14 @@ def _collect(root: Path, cue_dir: Path) -> CueSource:
         audio_files=tuple(audio),
         problems=tuple(problems),
     )
+
+
+def _key(path: Path) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
 
 
 def stat_fingerprint(cue: CueSource) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event, text
 
 from .db import is_dsql
 
@@ -40,9 +41,52 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database of ``engine`` to ``revision`` (default: the newest)."""
+    """Bring the database of ``engine`` to ``revision`` (default: the newest), all or nothing.
+
+    On a SQLite file the upgrade runs on its own engine whose transactions include the DDL:
+    Python's sqlite3 otherwise commits every ``CREATE TABLE`` by itself, so a process killed
+    mid-upgrade would leave tables without the revision stamp and the next run would fail. On
+    PostgreSQL an advisory lock makes concurrent runs migrate one at a time.
+    """
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        ddl_engine = _sqlite_transactional_ddl(engine)
+        try:
+            _upgrade(ddl_engine, revision)
+        finally:
+            ddl_engine.dispose()
+        return
+    _upgrade(engine, revision)
+
+
+def _sqlite_transactional_ddl(engine: Engine) -> Engine:
+    from .db import make_engine
+
+    ddl_engine = make_engine(engine.url)
+
+    @event.listens_for(ddl_engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(ddl_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return ddl_engine
+
+
+# Any constant: concurrent runs starting on one PostgreSQL database migrate one at a time.
+_MIGRATION_LOCK_ID = 0x6B6D696469  # "kmidi"
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
     with _migration_connection(engine) as connection:
+        # DSQL has no advisory locks; its one-DDL-per-transaction mode cannot hold one anyway.
+        if connection.dialect.name == "postgresql" and not is_dsql(engine):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -1,16 +1,25 @@
-"""Pipeline: find cues, skip the ones already stored, compute the rest (serially or in a process
-pool) and write each in one transaction from this process (the single writer).
+"""Pipeline: find cues, skip the ones already stored, compute the rest and write each cue in one
+transaction.
+
+Executors: ``local`` computes serially or in a process pool while this process writes (the single
+writer SQLite needs); ``dask`` runs the same per-cue task (compute and write) on the workers of a
+Dask distributed cluster, all writing to one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +32,10 @@ from .match import FuzzyMatcher, LlmMatcher, Matcher, resolve_matcher
 from .midi import MidiData, read_midi
 from .pairing import apply_matcher, match_offline
 from .results import CueResult, Problem
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +66,39 @@ class ProblemReport:
     severity: str = "error"
 
 
+@dataclass(frozen=True, kw_only=True)
+class CueOutcome:
+    """What happened to one cue once written (small and picklable: Dask workers return it).
+
+    ``status`` is ``ingested``, ``unchanged`` (content hash equal to the stored one),
+    ``conflict`` (another process stored the cue first) or ``failed``.
+    """
+
+    rel_path: str
+    status: str
+    midi_files: int = 0
+    tracks: int = 0
+    notes: int = 0
+    stems: int = 0
+    final_mixes: int = 0
+    matches: int = 0
+    audio_s: float = 0.0
+    llm_requests: int = 0
+    llm_cache_hits: int = 0
+    match_fallbacks: int = 0
+    midi_offset_s: float | None = None  # set when the cue's stems are offset from its MIDI
+    problems: tuple[ProblemReport, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmUse:
+    """What the LLM match step of one cue cost: requests sent, cached answers, fallbacks."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    fallbacks: int = 0
+
+
 @dataclass(kw_only=True)
 class IngestSummary:
     """What a run did. ``ok`` is false when anything failed."""
@@ -61,6 +107,8 @@ class IngestSummary:
     database: str = ""
     root: str = ""
     sample_rate_hz: int = 0
+    executor: str = "local"
+    workers: int = 1
     cues_found: int = 0
     cues_ingested: int = 0
     cues_skipped: int = 0
@@ -76,6 +124,7 @@ class IngestSummary:
     llm_cache_hits: int = 0
     match_fallbacks: int = 0  # cues the LLM could not match (fuzzy used instead)
     midi_offsets: dict[str, float] = field(default_factory=dict)  # cue → stems behind MIDI, s
+    audio_s: float = 0.0
     problems: list[ProblemReport] = field(default_factory=list)
     elapsed_s: float = 0.0
     interrupted: bool = False
@@ -102,6 +151,49 @@ class IngestSummary:
         return data
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlannedGroup:
+    """A stem or final mix a dry run found: its name, channel labels and files (cue-relative)."""
+
+    name: str
+    layout: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedCue:
+    """One cue of a dry run. ``action``: ``ingest`` (new), ``update`` (stored, files changed:
+    re-hashed and replaced if the content differs) or ``skip`` (stored, unchanged)."""
+
+    rel_path: str
+    action: str
+    midi_files: tuple[str, ...]
+    stems: tuple[PlannedGroup, ...]
+    final_mixes: tuple[PlannedGroup, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DryRunReport:
+    """What :func:`ingest` would do, found without writing anything."""
+
+    root: str
+    database: str
+    sample_rate_hz: int
+    cues: tuple[PlannedCue, ...]
+    problems: tuple[ProblemReport, ...]
+
+    @property
+    def errors(self) -> list[ProblemReport]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error_count"] = len(self.errors)
+        data["to_ingest"] = sum(1 for c in self.cues if c.action != "skip")
+        data["to_skip"] = sum(1 for c in self.cues if c.action == "skip")
+        return data
+
+
 ProgressCallback = Callable[[str, str], None]  # (cue rel_path, outcome) after each cue
 
 
@@ -119,8 +211,14 @@ def process_cue(
     """
     started = time.perf_counter()
     problems: list[Problem] = [
-        Problem(stage="discover", error_type="UnreadableFolder", message=reason, path=path)
-        for path, reason in cue.problems
+        Problem(
+            stage="discover",
+            error_type=p.error_type,
+            message=p.message,
+            path=p.path,
+            severity=p.severity,
+        )
+        for p in cue.problems
     ]
     hashes: dict[str, str] = {}
     for path in sorted(cue.midi_files + cue.audio_files):
@@ -134,7 +232,7 @@ def process_cue(
                     stage="discover",
                     error_type="UnreadableFile",
                     message=f"cannot read file: {exc.strerror}",
-                    path=str(path),
+                    path=discover.safe_text(str(path)),
                 )
             )
     content_fp = hashlib.sha256(
@@ -235,6 +333,10 @@ def ingest(
     progress: ProgressCallback | None = None,
     on_start: Callable[[int], None] | None = None,
     options: CueOptions | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    stop: threading.Event | None = None,
+    audio_progress: Callable[[float], None] | None = None,
 ) -> IngestSummary:
     """Ingest every cue below ``root`` at ``sample_rate`` Hz into the database.
 
@@ -255,46 +357,72 @@ def ingest(
         ``ingested``, ``skipped``, ``failed``.
     on_start : callable, optional
         Called once with the number of cues found, before any work.
+    executor : {"local", "dask"}
+        ``dask`` computes and writes each cue on a worker of the Dask cluster at ``scheduler``
+        (``tcp://HOST:PORT``); it needs PostgreSQL (SQLite allows one writer only).
+    stop : threading.Event, optional
+        When set (e.g. by a SIGINT handler), the run finishes the cues in flight, starts no
+        other and returns a summary with ``interrupted`` true.
+    audio_progress : callable, optional
+        Called with the seconds of audio (stems and mixes) of each cue once it is stored.
+
+    Raises
+    ------
+    ConfigError
+        For a bad sample rate, executor or scheduler, or SQLite with the ``dask`` executor.
+    DiscoverError
+        When ``root`` is not a readable folder.
     """
-    from .db import make_engine
-    from .migrate import upgrade
+    from .db import make_engine, normalize_url
 
     started = time.perf_counter()
     settings = settings or load_settings()
-    url = database_url or settings.database_url
+    url = str(database_url or settings.database_url)
     if sample_rate <= 0:
         raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
     if settings.matcher == "llm" and not settings.openai_api_key:
         raise ConfigError(
             "KMIDI_MATCHER=llm needs OPENAI_API_KEY (or use the fuzzy or auto matcher)"
         )
+    _check_executor(executor, scheduler, normalize_url(url).get_backend_name())
     options = options or CueOptions(sample_rate_hz=sample_rate)
+    worker_count = _worker_count(workers)
     root_path = Path(root)
-    cues = discover.find_cues(root_path)
+    tree = discover.scan(root_path)
+    cues = list(tree.cues)
+    stop = stop or threading.Event()
 
     engine = make_engine(url)
     try:
-        upgrade(engine)
+        _upgrade(engine)
         summary = IngestSummary(
-            database=mask_url(str(url)),
-            root=str(root_path),
+            database=mask_url(url),
+            root=discover.safe_text(str(root_path)),
             sample_rate_hz=sample_rate,
+            executor=executor,
+            workers=worker_count,
             cues_found=len(cues),
         )
         run_id = store.start_run(
             engine,
-            root=str(root_path.resolve()),
+            root=discover.safe_text(str(root_path.resolve())),
             sample_rate_hz=sample_rate,
             matcher=settings.matcher,
             version=__version__,
             parameters={
                 "force": force,
-                "workers": workers,
+                "workers": worker_count,
+                "executor": executor,
+                "scheduler": scheduler,
                 "mel": asdict(options.mel),
                 "match_threshold": options.match_threshold,
             },
         )
         summary.run_id = run_id
+        tree_problems = [_tree_problem(p) for p in tree.problems]
+        summary.problems.extend(_report(p, None) for p in tree_problems)
+        with contextlib.suppress(Exception):  # a failing database still gets a summary
+            store.record_problems(engine, run_id, tree_problems)
         summary.matcher = resolve_matcher(settings.matcher, api_key=settings.openai_api_key)
         llm = _llm_matcher(settings, engine, options) if summary.matcher == "llm" else None
         if on_start is not None:
@@ -302,17 +430,24 @@ def ingest(
         try:
             _run(
                 engine,
+                url,
                 cues,
                 options,
                 summary,
                 run_id=run_id,
                 force=force,
-                workers=workers,
+                workers=worker_count,
+                executor=executor,
+                scheduler=scheduler,
                 progress=progress,
+                audio_progress=audio_progress,
+                stop=stop,
                 llm=llm,
+                llm_settings=settings if summary.matcher == "llm" else None,
             )
         except KeyboardInterrupt:
-            summary.interrupted = True
+            stop.set()
+        summary.interrupted = stop.is_set()
         summary.elapsed_s = time.perf_counter() - started
         store.finish_run(
             engine,
@@ -332,23 +467,183 @@ def ingest(
         engine.dispose()
 
 
+def _upgrade(engine: Any) -> None:
+    from .migrate import upgrade
+
+    upgrade(engine)
+
+
+def _worker_count(workers: int | None) -> int:
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count < 1:
+        raise ConfigError(f"workers must be at least 1, got {count}")
+    return count
+
+
+def _check_executor(executor: str, scheduler: str | None, backend: str) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if executor != "dask":
+        if scheduler is not None:
+            raise ConfigError("--scheduler is only used with --executor dask")
+        return
+    if not scheduler:
+        raise ConfigError("--executor dask needs --scheduler tcp://HOST:PORT")
+    if backend == "sqlite":
+        raise ConfigError(
+            "--executor dask needs a PostgreSQL database: every Dask worker writes its cues "
+            "itself and SQLite allows one writer only; use --database-url postgresql://... "
+            "or the local executor"
+        )
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "--executor dask needs Dask distributed: pip install 'kmidi-ingest[dask]'"
+        ) from exc
+
+
+def plan(
+    root: str | Path,
+    sample_rate: int,
+    *,
+    database_url: str | None = None,
+    settings: Settings | None = None,
+    force: bool = False,
+    options: CueOptions | None = None,
+) -> DryRunReport:
+    """Say what :func:`ingest` would do, without writing anything (not even the schema).
+
+    Cues, their MIDI files, stem groups and final mixes come from the tree; whether a cue would
+    be skipped comes from the stored stat fingerprints, read only if the database already
+    exists and holds the schema.
+    """
+    from .db import normalize_url
+
+    settings = settings or load_settings()
+    url = str(database_url or settings.database_url)
+    if sample_rate <= 0:
+        raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
+    options = options or CueOptions(sample_rate_hz=sample_rate)
+    tree = discover.scan(root)
+    stored = {} if force else _peek_stored(normalize_url(url))
+    cues: list[PlannedCue] = []
+    problems = [_report(_tree_problem(p), None) for p in tree.problems]
+    for cue in tree.cues:
+        known = stored.get(discover.safe_text(cue.rel_path))
+        if known is None or known.sample_rate_hz != sample_rate:
+            action = "ingest"
+        elif known.status == "complete" and known.stat_fingerprint == discover.stat_fingerprint(
+            cue
+        ):
+            action = "skip"
+        else:
+            action = "update"
+        groups = discover.group_channels(
+            [(p, p.relative_to(cue.path).as_posix()) for p in cue.audio_files], options.rules
+        )
+        planned = [
+            PlannedGroup(
+                name=discover.safe_text(g.name),
+                layout=",".join(f.label or "mono" for f in g.files),
+                files=tuple(discover.safe_text(f.rel_path) for f in g.files),
+            )
+            for g in groups
+        ]
+        cues.append(
+            PlannedCue(
+                rel_path=discover.safe_text(cue.rel_path),
+                action=action,
+                midi_files=tuple(
+                    discover.safe_text(p.relative_to(cue.path).as_posix()) for p in cue.midi_files
+                ),
+                stems=tuple(p for p, g in zip(planned, groups, strict=True) if not g.is_final_mix),
+                final_mixes=tuple(
+                    p for p, g in zip(planned, groups, strict=True) if g.is_final_mix
+                ),
+            )
+        )
+        problems.extend(
+            ProblemReport(
+                cue=discover.safe_text(cue.rel_path),
+                stage="discover",
+                path=p.path,
+                error_type=p.error_type,
+                message=p.message,
+                severity=p.severity,
+            )
+            for p in cue.problems
+        )
+    return DryRunReport(
+        root=discover.safe_text(str(root)),
+        database=mask_url(url),
+        sample_rate_hz=sample_rate,
+        cues=tuple(cues),
+        problems=tuple(problems),
+    )
+
+
+def _peek_stored(url: Any) -> dict[str, store.StoredCue]:
+    from .db import make_engine
+
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if not database or database == ":memory:" or not Path(database).is_file():
+            return {}  # never create the file
+    engine = make_engine(url)
+    try:
+        return store.stored_cues_if_any(engine)
+    finally:
+        engine.dispose()
+
+
+def _tree_problem(p: discover.TreeProblem) -> Problem:
+    return Problem(
+        stage="discover",
+        error_type=p.error_type,
+        message=p.message,
+        path=p.path,
+        severity=p.severity,
+    )
+
+
+def _report(p: Problem, cue: str | None) -> ProblemReport:
+    return ProblemReport(
+        cue=cue,
+        stage=p.stage,
+        path=None if p.path is None else discover.safe_text(p.path),
+        error_type=p.error_type,
+        message=discover.safe_text(p.message),
+        severity=p.severity,
+    )
+
+
+Job = tuple[CueSource, str, "store.StoredCue | None"]
+
+
 def _run(
     engine: Any,
+    url: str,
     cues: list[CueSource],
     options: CueOptions,
     summary: IngestSummary,
     *,
     run_id: int,
     force: bool,
-    workers: int | None,
+    workers: int,
+    executor: str,
+    scheduler: str | None,
     progress: ProgressCallback | None,
+    audio_progress: Callable[[float], None] | None,
+    stop: threading.Event,
     llm: Matcher | None = None,
+    llm_settings: Settings | None = None,
 ) -> None:
     stored = store.stored_cues(engine)
-    jobs: list[tuple[CueSource, str, store.StoredCue | None]] = []
+    jobs: list[Job] = []
     for cue in cues:
         stat_fp = discover.stat_fingerprint(cue)
-        known = stored.get(cue.rel_path)
+        known = stored.get(discover.safe_text(cue.rel_path))
         if (
             not force
             and known is not None
@@ -362,17 +657,56 @@ def _run(
             continue
         jobs.append((cue, stat_fp, known))
 
-    for (cue, _stat_fp, known), outcome in zip(
-        jobs, _compute(jobs, options, force, workers), strict=True
-    ):
-        _write(engine, cue, known, outcome, summary, run_id=run_id, llm=llm)
-        if progress:
-            last = (
-                "failed"
-                if isinstance(outcome, BaseException)
-                else ("skipped" if isinstance(outcome, Unchanged) else "ingested")
+    outcomes: Iterable[CueOutcome]
+    if executor == "dask":
+        assert scheduler is not None
+        outcomes = _dask_outcomes(
+            engine, jobs, options, force, url, run_id, scheduler, stop, llm_settings
+        )
+    else:
+        outcomes = (
+            _write(engine, cue, known, computed, run_id=run_id, llm=llm)
+            for (cue, _fp, known), computed in zip(
+                jobs, _compute(jobs, options, force, workers, stop), strict=False
             )
-            progress(cue.rel_path, last)
+        )
+    for outcome in outcomes:
+        _account(summary, outcome)
+        log.info("%s: %s", outcome.status, discover.safe_text(outcome.rel_path))
+        if audio_progress and outcome.audio_s:
+            audio_progress(outcome.audio_s)
+        if progress:
+            progress(outcome.rel_path, _PROGRESS[outcome.status])
+
+
+_PROGRESS = {
+    "ingested": "ingested",
+    "unchanged": "skipped",
+    "conflict": "skipped",
+    "failed": "failed",
+}
+
+
+def _account(summary: IngestSummary, outcome: CueOutcome) -> None:
+    if outcome.status == "ingested":
+        summary.cues_ingested += 1
+    elif outcome.status == "failed":
+        summary.cues_failed += 1
+    else:
+        summary.cues_skipped += 1
+    summary.midi_files += outcome.midi_files
+    summary.tracks += outcome.tracks
+    summary.notes += outcome.notes
+    summary.stems += outcome.stems
+    summary.final_mixes += outcome.final_mixes
+    summary.matches += outcome.matches
+    summary.audio_s += outcome.audio_s
+    summary.llm_requests += outcome.llm_requests
+    summary.llm_cache_hits += outcome.llm_cache_hits
+    summary.match_fallbacks += outcome.match_fallbacks
+    if outcome.midi_offset_s is not None:
+        summary.midi_offsets[discover.safe_text(outcome.rel_path)] = outcome.midi_offset_s
+    summary.problems.extend(outcome.problems)
 
 
 def _reusable_fingerprint(
@@ -385,16 +719,35 @@ def _reusable_fingerprint(
     return known.content_fingerprint
 
 
+def _init_worker(parent_pid: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A worker blocked on the task queue would wait forever for a parent killed with -9.
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _compute(
-    jobs: list[tuple[CueSource, str, store.StoredCue | None]],
+    jobs: list[Job],
     options: CueOptions,
     force: bool,
-    workers: int | None,
+    workers: int,
+    stop: threading.Event,
 ) -> Iterator[CueResult | Unchanged | BaseException]:
-    """Yield each job's outcome in job order; exceptions are yielded, not raised."""
-    count = workers if workers is not None else (os.cpu_count() or 1)
-    if count <= 1 or len(jobs) <= 1:
+    """Yield each job's outcome in job order; exceptions are yielded, not raised.
+
+    Stops early once ``stop`` is set: the cues already handed to a worker are finished and
+    yielded, no other is started. At most ``2 × workers`` results wait in memory.
+    """
+    if workers <= 1 or len(jobs) <= 1:
         for cue, stat_fp, known in jobs:
+            if stop.is_set():
+                return
             try:
                 yield process_cue(
                     cue,
@@ -405,84 +758,107 @@ def _compute(
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
                 yield exc
         return
-    with ProcessPoolExecutor(max_workers=min(count, len(jobs))) as pool:
-        futures: list[Future[CueResult | Unchanged]] = [
-            pool.submit(
-                process_cue,
-                cue,
-                options,
-                stat_fingerprint=stat_fp,
-                stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+    pending = iter(jobs)
+    window: deque[Future[CueResult | Unchanged]] = deque()
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    ) as pool:
+
+        def submit() -> bool:
+            job = next(pending, None)
+            if job is None:
+                return False
+            cue, stat_fp, known = job
+            window.append(
+                pool.submit(
+                    process_cue,
+                    cue,
+                    options,
+                    stat_fingerprint=stat_fp,
+                    stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+                )
             )
-            for cue, stat_fp, known in jobs
-        ]
+            return True
+
+        while len(window) < 2 * workers and submit():
+            pass
         try:
-            for future in futures:
+            while window:
+                if stop.is_set():
+                    # Keep only what a worker already holds; drop the rest.
+                    window = deque(f for f in window if not f.cancel())
+                    pending = iter(())
+                    if not window:
+                        return
+                future = window.popleft()
                 try:
-                    yield future.result()
+                    result: CueResult | Unchanged | BaseException = future.result()
                 except Exception as exc:
-                    yield exc
-        except BaseException:
-            for future in futures:
+                    result = exc
+                if not stop.is_set():
+                    submit()
+                yield result
+        finally:
+            for future in window:
                 future.cancel()
-            raise
 
 
 def _write(
     engine: Any,
     cue: CueSource,
     known: store.StoredCue | None,
-    outcome: CueResult | Unchanged | BaseException,
-    summary: IngestSummary,
+    computed: CueResult | Unchanged | BaseException,
     *,
     run_id: int,
     llm: Matcher | None = None,
-) -> None:
-    if isinstance(outcome, Unchanged):
+) -> CueOutcome:
+    """Store one computed cue (one transaction) and say what happened.
+
+    With ``llm``, the LLM match step runs here first (in the process that owns the database and
+    its answer cache; see :mod:`kmidi_ingest.pairing`).
+    """
+    rel = cue.rel_path
+    if isinstance(computed, Unchanged):
         assert known is not None
-        store.touch_cue(engine, known.id, stat_fingerprint=outcome.stat_fingerprint)
-        summary.cues_skipped += 1
-        return
-    if isinstance(outcome, BaseException):
-        _fail(engine, cue, outcome, summary, run_id=run_id, stage="ingest")
-        return
+        store.touch_cue(engine, known.id, stat_fingerprint=computed.stat_fingerprint)
+        return CueOutcome(rel_path=rel, status="unchanged")
+    if isinstance(computed, BaseException):
+        return _fail(engine, cue, computed, run_id=run_id, stage="ingest")
+    llm_use = LlmUse()
     if llm is not None:
         try:
-            outcome = _apply_llm(llm, outcome, summary)
+            computed, llm_use = _apply_llm(llm, computed)
         except Exception as exc:  # e.g. the cache table is unreachable: fails only this cue
-            _fail(engine, cue, exc, summary, run_id=run_id, stage="match")
-            return
+            return _fail(engine, cue, exc, run_id=run_id, stage="match")
+    result = _safe_result(computed)
     try:
         store.write_cue(
-            engine, outcome, run_id=run_id, replace_id=None if known is None else known.id
+            engine, result, run_id=run_id, replace_id=None if known is None else known.id
         )
     except store.CueConflict:
-        summary.cues_skipped += 1  # another process stored this cue first
-        return
+        return CueOutcome(rel_path=rel, status="conflict")  # another process stored it first
     except Exception as exc:
-        _fail(engine, cue, exc, summary, run_id=run_id, stage="store")
-        return
-    summary.cues_ingested += 1
-    summary.midi_files += len(outcome.midi)
-    summary.tracks += sum(len(d.instrument_tracks) for d in outcome.midi)
-    summary.notes += sum(d.notes_total for d in outcome.midi)
-    summary.stems += len(outcome.stems)
-    summary.final_mixes += len(outcome.mixes)
-    summary.matches += sum(1 for r in outcome.matches if r.stem_index is not None)
-    if outcome.midi_offset_s is not None and any(
-        p.error_type == "MidiOffset" for p in outcome.problems
-    ):
-        summary.midi_offsets[cue.rel_path] = outcome.midi_offset_s
-    summary.problems.extend(
-        ProblemReport(
-            cue=cue.rel_path,
-            stage=p.stage,
-            path=p.path,
-            error_type=p.error_type,
-            message=p.message,
-            severity=p.severity,
-        )
-        for p in outcome.problems
+        return _fail(engine, cue, exc, run_id=run_id, stage="store")
+    safe_rel = discover.safe_text(rel)
+    return CueOutcome(
+        rel_path=rel,
+        status="ingested",
+        midi_files=len(result.midi),
+        tracks=sum(len(d.instrument_tracks) for d in result.midi),
+        notes=sum(d.notes_total for d in result.midi),
+        stems=len(result.stems),
+        final_mixes=len(result.mixes),
+        matches=sum(1 for r in result.matches if r.stem_index is not None),
+        audio_s=sum(s.duration_s for s in result.stems + result.mixes),
+        problems=tuple(_report(p, safe_rel) for p in result.problems),
+        llm_requests=llm_use.requests,
+        llm_cache_hits=llm_use.cache_hits,
+        match_fallbacks=llm_use.fallbacks,
+        midi_offset_s=result.midi_offset_s
+        if any(p.error_type == "MidiOffset" for p in result.problems)
+        else None,
     )
 
 
@@ -498,38 +874,185 @@ def _llm_matcher(settings: Settings, engine: Any, options: CueOptions) -> Matche
     )
 
 
-def _apply_llm(llm: Matcher, outcome: CueResult, summary: IngestSummary) -> CueResult:
-    """The LLM match step, run here in the writing process (see :mod:`kmidi_ingest.pairing`)."""
-    updated, answer = apply_matcher(outcome, llm)
-    summary.llm_requests += answer.requests
-    summary.llm_cache_hits += int(answer.cache_hit)
-    summary.match_fallbacks += int(answer.fallback_reason is not None)
-    return updated
+def _apply_llm(llm: Matcher, result: CueResult) -> tuple[CueResult, LlmUse]:
+    """The LLM match step, run in the writing process (see :mod:`kmidi_ingest.pairing`)."""
+    updated, answer = apply_matcher(result, llm)
+    return updated, LlmUse(
+        requests=answer.requests,
+        cache_hits=int(answer.cache_hit),
+        fallbacks=int(answer.fallback_reason is not None),
+    )
 
 
 def _fail(
     engine: Any,
     cue: CueSource,
     exc: BaseException,
-    summary: IngestSummary,
     *,
     run_id: int,
     stage: str,
-) -> None:
+) -> CueOutcome:
     stage = getattr(exc, "stage", stage)
+    rel = discover.safe_text(cue.rel_path)
     problem = Problem(
-        stage=stage, error_type=type(exc).__name__, message=str(exc), path=str(cue.path)
-    )
-    summary.cues_failed += 1
-    summary.problems.append(
-        ProblemReport(
-            cue=cue.rel_path,
-            stage=stage,
-            path=str(cue.path),
-            error_type=problem.error_type,
-            message=problem.message,
-        )
+        stage=stage,
+        error_type=type(exc).__name__,
+        message=discover.safe_text(str(exc)),
+        path=discover.safe_text(str(cue.path)),
     )
     # If the database itself is failing, the summary still reports the cue.
     with contextlib.suppress(Exception):
-        store.record_problems(engine, run_id, [problem], cue_path=cue.rel_path)
+        store.record_problems(engine, run_id, [problem], cue_path=rel)
+    return CueOutcome(rel_path=cue.rel_path, status="failed", problems=(_report(problem, rel),))
+
+
+def _safe_path(path: Path) -> Path:
+    return Path(discover.safe_text(str(path)))
+
+
+def _safe_result(result: CueResult) -> CueResult:
+    """``result`` with every file-name-derived text made valid Unicode for the database.
+
+    Non-UTF-8 file names reach Python as lone surrogates, which database drivers reject; they
+    are stored with ``\\xNN`` escapes instead. A result without such names is returned as is.
+    """
+    texts = [str(result.source.path), result.source.name, *result.file_hashes]
+    texts += [str(d.path) for d in result.midi]
+    texts += [p.message for p in result.problems] + [p.path or "" for p in result.problems]
+    for data in result.stems + result.mixes:
+        texts += [data.name, data.key, *(str(c.path) for c in data.channels)]
+    if all(discover.safe_text(t) is t for t in texts):
+        return result
+
+    def safe_stem(s: StemData) -> StemData:
+        return replace(
+            s,
+            name=discover.safe_text(s.name),
+            key=discover.safe_text(s.key),
+            channels=tuple(
+                replace(c, path=_safe_path(c.path), rel_path=discover.safe_text(c.rel_path))
+                for c in s.channels
+            ),
+            warnings=tuple(discover.safe_text(w) for w in s.warnings),
+        )
+
+    source = result.source
+    return replace(
+        result,
+        source=replace(
+            source,
+            path=_safe_path(source.path),
+            rel_path=discover.safe_text(source.rel_path),
+            name=discover.safe_text(source.name),
+        ),
+        midi=tuple(replace(d, path=_safe_path(d.path)) for d in result.midi),
+        stems=tuple(safe_stem(s) for s in result.stems),
+        mixes=tuple(safe_stem(s) for s in result.mixes),
+        file_hashes={discover.safe_text(k): v for k, v in result.file_hashes.items()},
+        problems=tuple(
+            replace(
+                p,
+                message=discover.safe_text(p.message),
+                path=None if p.path is None else discover.safe_text(p.path),
+            )
+            for p in result.problems
+        ),
+    )
+
+
+# --- Dask executor -------------------------------------------------------------------------
+
+_ENGINES: dict[str, Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _worker_engine(url: str) -> Any:
+    """One engine per worker process and URL, reused across tasks (threads share it)."""
+    from .db import make_engine
+
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = make_engine(url)
+        return engine
+
+
+def run_cue_task(
+    cue: CueSource,
+    options: CueOptions,
+    *,
+    stat_fingerprint: str,
+    known: store.StoredCue | None,
+    force: bool,
+    database_url: str,
+    run_id: int,
+    llm_settings: Settings | None = None,
+) -> CueOutcome:
+    """Compute one cue and write it to ``database_url`` (the task a Dask worker runs).
+
+    With ``llm_settings`` the worker runs the LLM match step itself, caching answers in the
+    shared database like the local executor does.
+    """
+    engine = _worker_engine(database_url)
+    llm = None if llm_settings is None else _llm_matcher(llm_settings, engine, options)
+    try:
+        computed: CueResult | Unchanged | BaseException = process_cue(
+            cue,
+            options,
+            stat_fingerprint=stat_fingerprint,
+            stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+        )
+    except Exception as exc:
+        computed = exc
+    return _write(engine, cue, known, computed, run_id=run_id, llm=llm)
+
+
+def _dask_outcomes(
+    engine: Any,
+    jobs: list[Job],
+    options: CueOptions,
+    force: bool,
+    url: str,
+    run_id: int,
+    scheduler: str,
+    stop: threading.Event,
+    llm_settings: Settings | None = None,
+) -> Iterator[CueOutcome]:
+    """Run every job as a task on the cluster; yield the outcomes in job order.
+
+    Once ``stop`` is set, unfinished tasks are cancelled: a task already running on a worker
+    cannot be interrupted and still commits its cue (whole, in one transaction).
+    """
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="30s", set_as_default=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    with client:
+        futures = [
+            client.submit(
+                run_cue_task,
+                cue,
+                options,
+                stat_fingerprint=stat_fp,
+                known=known,
+                force=force,
+                database_url=url,
+                run_id=run_id,
+                llm_settings=llm_settings,
+                key=f"kmidi-cue-{uuid.uuid4().hex}",
+            )
+            for cue, stat_fp, known in jobs
+        ]
+        by_key = {f.key: job for f, job in zip(futures, jobs, strict=True)}
+        try:
+            for future in futures:  # in job order; the cluster runs them in any order
+                try:
+                    yield future.result()
+                except Exception as exc:  # the worker died or the task could not run
+                    yield _fail(engine, by_key[future.key][0], exc, run_id=run_id, stage="ingest")
+                if stop.is_set():
+                    return
+        finally:
+            client.cancel([f for f in futures if not f.done()])

@@ -109,6 +109,15 @@ def stored_cues(engine: Engine) -> dict[str, StoredCue]:
     }
 
 
+def stored_cues_if_any(engine: Engine) -> dict[str, StoredCue]:
+    """:func:`stored_cues`, or nothing when the database has no schema yet (never creates it)."""
+    from sqlalchemy import inspect
+
+    if not inspect(engine).has_table(m.Cue.__tablename__):
+        return {}
+    return stored_cues(engine)
+
+
 def touch_cue(engine: Engine, cue_id: int, *, stat_fingerprint: str) -> None:
     """Record a new stat fingerprint for a cue whose content did not change (e.g. a copy)."""
     with engine.begin() as conn:

@@ -1,0 +1,312 @@
+"""Batch runs: kill -9 and Ctrl-C survival, parallel and concurrent runs, Dask, run records."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from kmidi_ingest import ingest
+from kmidi_ingest.cli import main
+from kmidi_ingest.config import Settings
+from tests.conftest import REPO, note_track, write_midi, write_tone
+from tests.dbutil import content, counts, scalar
+
+SR = 8000
+TABLES = [
+    "cues",
+    "midi_files",
+    "midi_tracks",
+    "midi_notes",
+    "midi_cc",
+    "tempo_changes",
+    "time_signatures",
+    "markers",
+    "audio_files",
+    "final_mixes",
+    "audio_channels",
+    "audio_features",
+    "audio_feature_chunks",
+    "track_matches",
+    "ingest_errors",
+]
+# Problem rows of earlier (killed) runs legitimately stay; compare the cue data only.
+CUE_TABLES = [t for t in TABLES if t != "ingest_errors"]
+
+
+def make_corpus(root: Path, n: int = 6, *, notes: int = 400) -> Path:
+    """``n`` small cues (two instruments, a stereo stem, a mono stem, a 5.1 mix) under ``root``."""
+    for i in range(n):
+        code = f"{i // 3 + 1}M{i + 1:02d}"
+        cue = root / f"Reel {i // 3 + 1}" / f"{code} Cue {i}"
+        strings = [(k * 120, k * 120 + 100, 60 + (k + i) % 12) for k in range(notes)]
+        brass = [(k * 240, k * 240 + 200, 40 + k % 7) for k in range(notes // 2)]
+        write_midi(
+            cue / "MIDI" / f"{code}.mid",
+            [
+                [mido.MetaMessage("set_tempo", tempo=500_000 + 1000 * i, time=0)],
+                note_track("Strings", strings, program=48),
+                note_track("Brass", brass, channel=1, program=61),
+            ],
+        )
+        audio = cue / "Audio Files"
+        for label, freq in (("L", 440), ("R", 660)):
+            write_tone(audio / f"{code} Strings.{label}.wav", seconds=0.5, freq=freq + i)
+        write_tone(audio / f"{code} Brass.wav", seconds=0.5, freq=220 + i)
+        for label in ("L", "R", "C", "LFE", "Ls", "Rs"):
+            write_tone(audio / f"{code} 6mx.{label}.wav", seconds=0.3, freq=330, amplitude=0.2)
+    return root
+
+
+def run(root: Path, url: str, **kwargs):
+    return ingest(root, SR, database_url=url, settings=Settings(), **kwargs)
+
+
+def cli(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kmidi_ingest", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("batch") / "cues")
+
+
+@pytest.fixture(scope="module")
+def clean(corpus, tmp_path_factory):
+    """The reference database: one uninterrupted serial run over the corpus."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('clean') / 'clean.sqlite'}"
+    summary = run(corpus, url, workers=1)
+    assert summary.ok and summary.cues_ingested == 6, summary.problems
+    return url
+
+
+def _lines_until(stream, needle: str, count: int, deadline: float) -> list[str]:
+    seen: list[str] = []
+    hits = 0
+    while hits < count and time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        hits += needle in line
+    return seen
+
+
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize(("seed", "workers"), [(1, 1), (2, 1), (3, 2)])
+def test_kill_9_at_a_random_point_then_rerun_equals_a_clean_run(
+    seed, workers, corpus, clean, tmp_path
+):
+    rng = random.Random(seed)
+    url = f"sqlite:///{tmp_path / 'killed.sqlite'}"
+    args = ["--database-url", url, "--workers", str(workers), "--log-level", "INFO"]
+    proc = cli(str(corpus), str(SR), *args)
+    # Kill after a random number of stored cues (0: somewhere in start-up or migration).
+    stored_before_kill = rng.randrange(0, 4)
+    if stored_before_kill:
+        _lines_until(proc.stderr, "ingested:", stored_before_kill, time.monotonic() + 60)
+        time.sleep(rng.uniform(0.0, 0.05))
+    else:
+        time.sleep(rng.uniform(0.3, 2.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while _processes_running(url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_running(url) == []  # pool workers exit with their killed parent
+
+    if Path(url.removeprefix("sqlite:///")).exists() and scalar(
+        url, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'cues'"
+    ):
+        # Only whole cues are visible, never a half-written one.
+        assert scalar(url, "SELECT COUNT(*) FROM cues WHERE status <> 'complete'") == 0
+        assert scalar(url, "SELECT COUNT(*) FROM cues") >= stored_before_kill
+    again = run(corpus, url, workers=1)
+    assert again.ok, again.problems
+    assert again.cues_ingested + again.cues_skipped == 6
+    assert content(url, CUE_TABLES) == content(clean, CUE_TABLES)
+
+
+def test_ctrl_c_stops_after_the_cues_in_flight_and_exits_130(tmp_path):
+    corpus = make_corpus(tmp_path / "cues", 16, notes=40)
+    url = f"sqlite:///{tmp_path / 'int.sqlite'}"
+    proc = cli(
+        str(corpus),
+        str(SR),
+        "--database-url",
+        url,
+        "--workers",
+        "2",
+        "--log-level",
+        "INFO",
+        start_new_session=True,  # its own process group, like a shell job
+    )
+    _lines_until(proc.stderr, "ingested:", 1, time.monotonic() + 60)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the group, workers too
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; finishing the cues in flight" in err
+    assert "stopped after the cue in flight" in out and "16 found" in out
+    stored = scalar(url, "SELECT COUNT(*) FROM cues")
+    # Two workers hold at most a few cues (running + queued in the pool) when the flag is seen.
+    assert 1 <= stored < 16, out
+    assert scalar(url, "SELECT COUNT(*) FROM cues WHERE status <> 'complete'") == 0
+    assert scalar(url, "SELECT status FROM ingest_runs") == "interrupted"
+    assert scalar(url, "SELECT cues_ingested FROM ingest_runs") == stored
+    again = run(corpus, url, workers=1)
+    assert (again.cues_ingested, again.cues_skipped) == (16 - stored, stored)
+    assert again.ok, again.problems
+    assert scalar(url, "SELECT COUNT(DISTINCT rel_path) || '/' || COUNT(*) FROM cues") == "16/16"
+    assert scalar(url, "SELECT COUNT(*) FROM midi_notes") == 16 * 60
+
+
+def test_two_workers_give_the_same_database_as_one(corpus, clean, tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.sqlite'}"
+    summary = run(corpus, url, workers=2)
+    assert (summary.workers, summary.cues_ingested, summary.notes) == (2, 6, 6 * 600)
+    assert content(url, TABLES) == content(clean, TABLES)
+
+
+def test_stop_flag_in_process_pool_finishes_handed_out_cues_only(corpus, tmp_path):
+    url = f"sqlite:///{tmp_path / 'stop.sqlite'}"
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def progress(cue: str, outcome: str) -> None:
+        seen.append(outcome)
+        stop.set()
+
+    summary = run(corpus, url, workers=2, stop=stop, progress=progress)
+    assert summary.interrupted and not summary.ok
+    # 2 workers hold at most 2 running cues + 1 queued call each time the flag is checked.
+    assert 1 <= summary.cues_ingested < 6
+    assert counts(url)["cues"] == summary.cues_ingested == len(seen)
+
+
+def test_every_run_is_recorded_with_parameters_version_timings_counts(corpus, clean):
+    row = json.loads(scalar(clean, "SELECT parameters_json FROM ingest_runs"))
+    assert (row["workers"], row["executor"], row["force"]) == (1, "local", False)
+    assert scalar(clean, "SELECT version FROM ingest_runs") == "0.1.0"
+    assert scalar(clean, "SELECT status FROM ingest_runs") == "ok"
+    assert scalar(clean, "SELECT cues_found || '/' || cues_ingested FROM ingest_runs") == "6/6"
+    assert scalar(clean, "SELECT elapsed_s > 0 AND finished_at >= started_at FROM ingest_runs")
+
+
+def test_default_workers_is_the_cpu_count(make_cue, tmp_path):
+    make_cue("1M01 Opening")
+    summary = run(tmp_path / "cues", f"sqlite:///{tmp_path / 'w.sqlite'}", workers=None)
+    assert summary.workers == (os.cpu_count() or 1)
+
+
+def test_two_concurrent_runs_on_postgresql_never_duplicate_a_cue(corpus, clean, pg_url):
+    procs = [
+        cli(str(corpus), str(SR), "--database-url", pg_url, "--workers", "1", "--json")
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sum(r["cues_ingested"] for r in results) == 6
+    assert [r["cues_ingested"] + r["cues_skipped"] for r in results] == [6, 6]
+    assert scalar(pg_url, "SELECT COUNT(DISTINCT rel_path) FROM cues") == 6
+    assert content(pg_url, CUE_TABLES) == content(clean, CUE_TABLES)
+
+
+def test_dask_local_cluster_gives_the_same_database(corpus, clean, pg_url):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        summary = run(corpus, pg_url, executor="dask", scheduler=cluster.scheduler_address)
+    assert summary.ok, summary.problems
+    assert (summary.executor, summary.cues_ingested) == ("dask", 6)
+    assert content(pg_url, TABLES) == content(clean, TABLES)
+    params = json.loads(scalar(pg_url, "SELECT parameters_json FROM ingest_runs"))
+    assert params["scheduler"] == cluster.scheduler_address
+
+
+def test_dask_refuses_sqlite_and_a_missing_scheduler(tmp_path, capsys):
+    db = tmp_path / "d.sqlite"
+    args = [str(tmp_path), "8000", "--database-url", f"sqlite:///{db}", "--executor", "dask"]
+    assert main([*args, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "--executor dask needs a PostgreSQL database" in err and "SQLite" in err
+    assert main(args) == 2
+    assert "needs --scheduler tcp://HOST:PORT" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_exit_codes_0_1_2(make_cue, tmp_path, capsys):
+    cue = make_cue("1M01 Opening")
+    url = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    root = str(tmp_path / "cues")
+    assert main([root, "8000", "--database-url", url, "--quiet"]) == 0
+    (cue / "MIDI" / "1M01 Opening.mid").write_bytes(b"MThd garbage")
+    assert main([root, "8000", "--database-url", url, "--quiet"]) == 1
+    assert main([root, "8000", "--database-url", url, "--workers", "0"]) == 2
+    assert main([root, "8000", "--database-url", url, "--executor", "spark"]) == 2
+    capsys.readouterr()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal_only_and_not_with_quiet(make_cue, tmp_path, monkeypatch):
+    make_cue("1M01 Opening")
+    root, url = str(tmp_path / "cues"), f"sqlite:///{tmp_path / 'p.sqlite'}"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([root, "8000", "--database-url", url, "--workers", "1"]) == 0
+    shown = terminal.getvalue()
+    assert "cues: 100%" in shown and "1/1" in shown
+    assert "audio: 3.00s" in shown  # Strings 1 s + Brass 1 s + 6mx 1 s
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([root, "8000", "--database-url", url, "--force", "--quiet"]) == 0
+    assert quiet.getvalue() == ""
+
+
+def test_every_ingest_option_is_documented_in_the_readme():
+    from kmidi_ingest.cli import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    options = [
+        option
+        for action in build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--version")
+    ]
+    assert {"--dry-run", "--executor", "--scheduler", "--workers"} <= set(options)
+    assert [o for o in options if o not in readme] == []
