@@ -210,16 +210,7 @@ def process_cue(
     Per-file failures become :class:`~kmidi_ingest.results.Problem` entries, never exceptions.
     """
     started = time.perf_counter()
-    problems: list[Problem] = [
-        Problem(
-            stage="discover",
-            error_type=p.error_type,
-            message=p.message,
-            path=p.path,
-            severity=p.severity,
-        )
-        for p in cue.problems
-    ]
+    problems: list[Problem] = [_tree_problem(p) for p in cue.problems]
     hashes: dict[str, str] = {}
     for path in sorted(cue.midi_files + cue.audio_files):
         rel = path.relative_to(cue.path).as_posix()
@@ -564,15 +555,7 @@ def plan(
             )
         )
         problems.extend(
-            ProblemReport(
-                cue=discover.safe_text(cue.rel_path),
-                stage="discover",
-                path=p.path,
-                error_type=p.error_type,
-                message=p.message,
-                severity=p.severity,
-            )
-            for p in cue.problems
+            _report(_tree_problem(p), discover.safe_text(cue.rel_path)) for p in cue.problems
         )
     return DryRunReport(
         root=discover.safe_text(str(root)),
