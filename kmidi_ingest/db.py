@@ -71,7 +71,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if iam is not None:
         event.listen(engine, "do_connect", iam.connect_hook())
     if profile == DSQL or (iam is not None and iam.mode.startswith("dsql")):
+        from . import dsql_ddl
+
         engine.update_execution_options(kmidi_profile=DSQL)
+        dsql_ddl.enable(engine)
     return engine
 
 

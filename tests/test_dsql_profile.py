@@ -112,11 +112,22 @@ def audit() -> Iterator[Audit]:
     ]
     for target, name, fn in hooks:
         event.listen(target, name, fn)
+    # Registered after the recorder, which so keeps the statement as DSQL would receive it.
+    event.listen(Engine, "before_cursor_execute", _async_index_on_postgresql, retval=True)
     try:
         yield recorder
     finally:
+        event.remove(Engine, "before_cursor_execute", _async_index_on_postgresql)
         for target, name, fn in hooks:
             event.remove(target, name, fn)
+
+
+def _async_index_on_postgresql(_conn, _cursor, statement, parameters, _context, _many):
+    """Stand-in for DSQL on the local server: PostgreSQL builds the index synchronously and knows
+    no ``ASYNC`` keyword (everything else the profile sends is plain PostgreSQL)."""
+    if statement.startswith(("CREATE INDEX ASYNC ", "CREATE UNIQUE INDEX ASYNC ")):
+        statement = statement.replace(" INDEX ASYNC ", " INDEX ", 1)
+    return statement, parameters
 
 
 @pytest.fixture
@@ -161,6 +172,13 @@ def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit):
     assert_within_dsql_limits(audit, max_rows=DSQL_MAX_ROWS, max_bytes=DSQL_MAX_BYTES)
     ddl = [t for t in audit.transactions() if t.ddl]
     assert len(ddl) > 30  # every CREATE TABLE / INDEX / VIEW in a transaction of its own
+    # DSQL builds indexes asynchronously only, and wants an explicit identity cache.
+    statements = [s for t in ddl for s in t.statements if DDL.match(s)]
+    indexes = [s for s in statements if re.match(r"CREATE (UNIQUE )?INDEX", s)]
+    assert len(indexes) > 20 and all(" INDEX ASYNC " in s for s in indexes), indexes
+    tables = [s for s in statements if s.lstrip().startswith("CREATE TABLE")]
+    identities = [s for s in tables if "AS IDENTITY" in s]
+    assert len(identities) == 21 and all("AS IDENTITY (CACHE 65536)" in s for s in identities)
     # Every note went through an audited INSERT (no COPY), in more than one transaction.
     n = counts(pg_url)
     assert audit.rows_by_table["midi_notes"] == n["midi_notes"] == 5 + BIG_NOTES
