@@ -109,3 +109,22 @@ def make_cue(tmp_path: Path) -> CueMaker:
         return cue
 
     return make
+
+
+def _async_index_on_postgresql(_conn, _cursor, statement, parameters, _context, _many):
+    """Stand-in for Aurora DSQL on the local server: PostgreSQL builds indexes synchronously and
+    knows no ``ASYNC`` keyword (everything else the DSQL profile sends is plain PostgreSQL)."""
+    if statement.startswith(("CREATE INDEX ASYNC ", "CREATE UNIQUE INDEX ASYNC ")):
+        statement = statement.replace(" INDEX ASYNC ", " INDEX ", 1)
+    return statement, parameters
+
+
+@pytest.fixture
+def dsql_on_postgresql():
+    """Let DSQL-profile DDL run on the local PostgreSQL. Fixtures that record statements and are
+    requested before this one see them as DSQL would receive them."""
+    from sqlalchemy import Engine, event
+
+    event.listen(Engine, "before_cursor_execute", _async_index_on_postgresql, retval=True)
+    yield
+    event.remove(Engine, "before_cursor_execute", _async_index_on_postgresql)

@@ -160,7 +160,7 @@ def test_chunks_are_split_by_bytes_too():
     assert [len(b) for b in dbcopy._byte_batches([{"data": b"x" * 5000}], 1000)] == [1]
 
 
-def test_copy_into_a_dsql_profile_target(examples_sqlite, pg_url, capsys):
+def test_copy_into_a_dsql_profile_target(examples_sqlite, pg_url, dsql_on_postgresql, capsys):
     # The target is migrated one DDL statement per transaction and filled in small chunks.
     assert cli.main(["db", "copy", examples_sqlite, f"{pg_url}?kmidi_profile=dsql", "--quiet"]) == 0
     assert "verified:" in capsys.readouterr().out

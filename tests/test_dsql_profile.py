@@ -112,22 +112,11 @@ def audit() -> Iterator[Audit]:
     ]
     for target, name, fn in hooks:
         event.listen(target, name, fn)
-    # Registered after the recorder, which so keeps the statement as DSQL would receive it.
-    event.listen(Engine, "before_cursor_execute", _async_index_on_postgresql, retval=True)
     try:
         yield recorder
     finally:
-        event.remove(Engine, "before_cursor_execute", _async_index_on_postgresql)
         for target, name, fn in hooks:
             event.remove(target, name, fn)
-
-
-def _async_index_on_postgresql(_conn, _cursor, statement, parameters, _context, _many):
-    """Stand-in for DSQL on the local server: PostgreSQL builds the index synchronously and knows
-    no ``ASYNC`` keyword (everything else the profile sends is plain PostgreSQL)."""
-    if statement.startswith(("CREATE INDEX ASYNC ", "CREATE UNIQUE INDEX ASYNC ")):
-        statement = statement.replace(" INDEX ASYNC ", " INDEX ", 1)
-    return statement, parameters
 
 
 @pytest.fixture
@@ -160,7 +149,7 @@ def assert_within_dsql_limits(audit: Audit, *, max_rows: int, max_bytes: int) ->
         assert txn.bytes_written <= max_bytes, (txn.bytes_written, txn.statements[:3])
 
 
-def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit):
+def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit, dsql_on_postgresql):
     url = dsql_url(pg_url)
     engine = make_engine(url)
     assert is_dsql(engine)
@@ -199,7 +188,7 @@ def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit):
     assert counts(pg_url) == {**n, "ingest_runs": 2}
 
 
-def test_smaller_limits_split_rows_and_bytes(cues, pg_url, audit, monkeypatch):
+def test_smaller_limits_split_rows_and_bytes(cues, pg_url, audit, dsql_on_postgresql, monkeypatch):
     # Feature chunks are bytes-heavy: a 64 KiB budget forces byte-based splits too.
     monkeypatch.setattr(store, "DSQL_MAX_ROWS", 500)
     monkeypatch.setattr(store, "DSQL_MAX_BYTES", 64 * 1024)
@@ -217,7 +206,7 @@ def test_smaller_limits_split_rows_and_bytes(cues, pg_url, audit, monkeypatch):
 
 @pytest.mark.parametrize("sqlstate", ["40001", "OC000"])
 def test_serialization_failure_is_retried_after_removing_the_pending_rows(
-    cues, pg_url, audit, sqlstate, monkeypatch
+    cues, pg_url, audit, dsql_on_postgresql, sqlstate, monkeypatch
 ):
     monkeypatch.setattr(store, "RETRY_BASE_S", 0.001)
     url = dsql_url(pg_url)
