@@ -411,7 +411,7 @@ class MelStream:
         # The float32 error bound (see the class docstring): a band passes when
         # 2e·sqrt(W·P) + e²·W <= tol·max(P, amin), i.e. when max(P, amin)/W >= e²/s0² with
         # s0 = sqrt(1 + tol) - 1. The frame's energy is bounded by Parseval: 2·sum(|X|²)/n_fft.
-        energy = 2.0 * power.sum(axis=1, dtype=np.float64) / self.params.n_fft
+        energy = np.add.reduce(power, axis=1) * np.float32(2.0 / self.params.n_fft)
         need = energy * self._f32_scale
         level = np.maximum(mel, np.float32(self.params.db_amin))
         level *= self._inv_weight_sum
