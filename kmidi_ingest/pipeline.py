@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,25 @@ def process_cue(
     """
     started = time.perf_counter()
     problems: list[Problem] = [_tree_problem(p) for p in cue.problems]
+    if stored_content_fingerprint is not None:
+        # The content hash decides whether there is anything to compute: it comes first.
+        hashed = _hash_cue(cue)
+        if hashed[2] == stored_content_fingerprint:
+            return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
+        return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed)
+    # Nothing to compare with: hash in a background thread (hashlib and file reads release
+    # the GIL) while the audio is decoded and transformed.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmidi-hash") as pool:
+        hashing = pool.submit(_hash_cue, cue)
+        return _compute_cue(cue, options, stat_fingerprint, started, problems, hashing)
+
+
+_Hashed = tuple[dict[str, str], list[Problem], str]
+
+
+def _hash_cue(cue: CueSource) -> _Hashed:
+    """SHA-256 of every file of ``cue``: ``(hashes by cue-relative path, problems, content fp)``."""
+    problems: list[Problem] = []
     hashes: dict[str, str] = {}
     for path in sorted(cue.midi_files + cue.audio_files):
         rel = path.relative_to(cue.path).as_posix()
@@ -231,9 +250,19 @@ def process_cue(
             "utf-8", "surrogateescape"
         )
     ).hexdigest()
-    if stored_content_fingerprint is not None and content_fp == stored_content_fingerprint:
-        return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
+    return hashes, problems, content_fp
 
+
+def _compute_cue(
+    cue: CueSource,
+    options: CueOptions,
+    stat_fingerprint: str,
+    started: float,
+    problems: list[Problem],
+    hashed: _Hashed | Future[_Hashed],
+) -> CueResult:
+    """The computing part of :func:`process_cue`; ``hashed`` may still be running."""
+    tree_problems = len(problems)
     midi: list[MidiData] = []
     for path in cue.midi_files:
         try:
@@ -285,6 +314,8 @@ def process_cue(
 
     matching = match_offline(midi, stems, threshold=options.match_threshold, cue_path=str(cue.path))
     problems.extend(matching.problems)
+    hashes, hash_problems, content_fp = hashed.result() if isinstance(hashed, Future) else hashed
+    problems[tree_problems:tree_problems] = hash_problems  # in the order they always had
     return CueResult(
         source=cue,
         stat_fingerprint=stat_fingerprint,

@@ -263,6 +263,32 @@ def test_long_interleaved_mix_spans_many_blocks_and_matches_librosa(tmp_path):
     assert stem.rms == pytest.approx(float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))), 1e-5)
 
 
+def test_float32_fast_path_and_float64_fallback_both_match_librosa():
+    """Broadband frames take the float32 FFT, near-pure tones are redone in float64; both stay
+    within float16 precision of librosa (which transforms in float64)."""
+    rate = 48000
+    rng = np.random.default_rng(11)
+    t = np.arange(3 * rate) / rate
+    noisy = (0.2 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+    # A comb-filtered copy (the mean of two shifted noises) has deep notches next to a tone.
+    combed = 0.5 * (noisy + np.roll(noisy, 31))
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    precise = []
+    for y in (noisy, combed, tone):
+        stream = MelStream(rate, MelParams())
+        stream.push(y)
+        got = stream.finish().astype(np.float32)
+        power = librosa.feature.melspectrogram(y=y, sr=rate, n_fft=2048, hop_length=512)
+        expected = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
+        assert got.shape == expected.shape
+        assert np.max(np.abs(got - expected)) <= F16_TOL
+        precise.append(stream.precise_frames / got.shape[1])
+    assert precise[0] == 0.0  # broadband: all float32
+    assert precise[2] > 0.5  # a pure tone's quiet bands need float64
+
+
 def test_mel_stream_is_independent_of_how_samples_are_pushed():
     y = np.random.default_rng(3).normal(scale=0.1, size=50_000).astype(np.float32)
     whole = MelStream(16000, MelParams())
