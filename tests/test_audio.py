@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import librosa
@@ -422,16 +425,40 @@ def test_every_bad_file_of_a_stem_is_reported(tmp_path):
     assert reasons["S.C.wav"] == "cannot read file: No such file or directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
-def test_unreadable_file_permissions(tmp_path):
-    bad = write_tone(tmp_path / "S.wav")
-    bad.chmod(0)
+def test_unreadable_file_permissions():
+    """chmod 000 does not stop root, so under root the stem is read in a forked child that has
+    dropped to ``nobody`` (the file lives in a folder that user may enter)."""
+    base = Path(tempfile.mkdtemp(prefix="kmidi-perm-"))
     try:
-        with pytest.raises(StemError) as info:
-            process_group(one_group([bad]), sample_rate_hz=22050)
+        base.chmod(0o755)
+        bad = write_tone(base / "S.wav")
+        bad.chmod(0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: never returns into pytest
+            status = 1
+            try:
+                os.close(read_end)
+                if os.geteuid() == 0:
+                    nobody = pwd.getpwnam("nobody")
+                    os.setgid(nobody.pw_gid)
+                    os.setuid(nobody.pw_uid)
+                try:
+                    process_group(one_group([bad]), sample_rate_hz=22050)
+                    answer = "no error"
+                except StemError as exc:
+                    answer = exc.errors[0].reason
+                os.write(write_end, answer.encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            answer = pipe.read()
+        assert os.waitpid(pid, 0)[1] == 0
+        assert answer == "cannot read file: Permission denied"
     finally:
-        bad.chmod(0o644)
-    assert info.value.errors[0].reason == "cannot read file: Permission denied"
+        shutil.rmtree(base)
 
 
 def test_sample_rate_must_be_positive(tmp_path):
