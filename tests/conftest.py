@@ -128,3 +128,30 @@ def dsql_on_postgresql():
     event.listen(Engine, "before_cursor_execute", _async_index_on_postgresql, retval=True)
     yield
     event.remove(Engine, "before_cursor_execute", _async_index_on_postgresql)
+
+
+def run_as_nobody(task: Callable[[], str]) -> str:
+    """Run ``task`` in a forked child that has dropped to ``nobody`` when the suite runs as root
+    (root reads files whatever their permissions); return the text it answered."""
+    import os
+    import pwd
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                nobody = pwd.getpwnam("nobody")
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+            os.write(write_end, task().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    return answer

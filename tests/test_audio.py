@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import struct
 import tempfile
@@ -30,7 +28,7 @@ from kmidi_ingest.audio import (
 )
 from kmidi_ingest.discover import GroupingRules, group_channels
 from kmidi_ingest.errors import AudioError
-from tests.conftest import write_tone
+from tests.conftest import run_as_nobody, write_tone
 
 # float16 spacing is 2**-4 for |x| in [64, 128): half of it plus float32 slack.
 F16_TOL = 0.04
@@ -433,29 +431,15 @@ def test_unreadable_file_permissions():
         base.chmod(0o755)
         bad = write_tone(base / "S.wav")
         bad.chmod(0)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: never returns into pytest
-            status = 1
+
+        def read() -> str:
             try:
-                os.close(read_end)
-                if os.geteuid() == 0:
-                    nobody = pwd.getpwnam("nobody")
-                    os.setgid(nobody.pw_gid)
-                    os.setuid(nobody.pw_uid)
-                try:
-                    process_group(one_group([bad]), sample_rate_hz=22050)
-                    answer = "no error"
-                except StemError as exc:
-                    answer = exc.errors[0].reason
-                os.write(write_end, answer.encode())
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            answer = pipe.read()
-        assert os.waitpid(pid, 0)[1] == 0
+                process_group(one_group([bad]), sample_rate_hz=22050)
+            except StemError as exc:
+                return exc.errors[0].reason
+            return "no error"
+
+        answer = run_as_nobody(read)
         assert answer == "cannot read file: Permission denied"
     finally:
         shutil.rmtree(base)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from kmidi_ingest import discover, ingest
 from kmidi_ingest.cli import main
 from kmidi_ingest.config import Settings
-from tests.conftest import write_tone
+from tests.conftest import run_as_nobody, write_tone
 from tests.dbutil import counts, scalar
 
 SR = 8000
@@ -81,26 +80,14 @@ def test_unreadable_folder_for_real_as_an_unprivileged_user(make_cue):
         make_cue("1M01 Open", root=base / "cues")
         make_cue("2M01 Closed", root=base / "cues" / "locked")
         (base / "cues" / "locked").chmod(0o000)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: never returns into pytest
-            status = 1
-            try:
-                os.close(read_end)
-                if os.geteuid() == 0:
-                    nobody = pwd.getpwnam("nobody")
-                    os.setgid(nobody.pw_gid)
-                    os.setuid(nobody.pw_uid)
-                found = discover.scan(base / "cues")
-                answer = [[c.rel_path for c in found.cues], [p.error_type for p in found.problems]]
-                os.write(write_end, json.dumps(answer).encode())
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            answer = pipe.read()
-        assert os.waitpid(pid, 0)[1] == 0
+
+        def walk() -> str:
+            found = discover.scan(base / "cues")
+            return json.dumps(
+                [[c.rel_path for c in found.cues], [p.error_type for p in found.problems]]
+            )
+
+        answer = run_as_nobody(walk)
         assert json.loads(answer) == [["1M01 Open"], ["UnreadableFolder"]]
     finally:
         (base / "cues" / "locked").chmod(0o755)
