@@ -1,7 +1,7 @@
 """Batch section: whole-cue ingest against the bare read+mel limit and a naive approach, the re-run
 of an unchanged corpus, and the speed-up of two workers over one.
 
-The corpus is generated under ``/tmp`` and deleted afterwards. Full mode: cues of a MIDI file
+The corpus is generated under ``/tmp`` and deleted afterwards. Full mode: 8 cues of a MIDI file
 with thousands of notes, ten stereo stems and a 5.1 mix of 90 s at 48 kHz (225 MB of audio per
 cue); quick mode: a few seconds of audio.
 """
@@ -9,6 +9,7 @@ cue); quick mode: a few seconds of audio.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -44,15 +45,16 @@ MIX_LABELS = ("L", "R", "C", "LFE", "Ls", "Rs")
 
 @dataclass(frozen=True, kw_only=True)
 class Shape:
-    cues: int
-    naive_cues: int
+    cues: int  # the corpus: re-run and 1 vs 2 workers
+    timed_cues: int  # the first cues, each timed against the limit
+    naive_cues: int  # the first cues, each also timed the naive way
     seconds: float
     stems: int
     notes_per_track: int
 
 
-FULL = Shape(cues=4, naive_cues=2, seconds=90.0, stems=10, notes_per_track=1000)
-QUICK = Shape(cues=2, naive_cues=1, seconds=4.0, stems=3, notes_per_track=200)
+FULL = Shape(cues=8, timed_cues=4, naive_cues=2, seconds=90.0, stems=10, notes_per_track=1000)
+QUICK = Shape(cues=2, timed_cues=2, naive_cues=1, seconds=4.0, stems=3, notes_per_track=200)
 
 
 def make_corpus(root: Path, shape: Shape, *, seed: int = 0) -> Path:
@@ -136,6 +138,7 @@ def limit_per_cue(cue: Path) -> float:
     from kmidi_ingest.discover import group_channels
 
     files = sorted((cue / "Audio Files").iterdir())
+    os.sync()  # the previous run's dirty pages are written now, not during this one
     started = time.perf_counter()
     for group in group_channels([(p, p.name) for p in files]):
         mono = np.mean([sf.read(f.path, dtype="float32")[0] for f in group.files], axis=0)
@@ -183,6 +186,7 @@ def naive_per_cue(cue: Path, url: str) -> float:
 
     engine = make_engine(url)  # WAL, synchronous=NORMAL: the same per-commit cost as ours
     NaiveBase.metadata.create_all(engine)
+    os.sync()  # the previous run's dirty pages are written now, not during this one
     started = time.perf_counter()
     with Session(engine) as session:
         for midi_path in sorted((cue / "MIDI").glob("*.mid")):
@@ -231,6 +235,7 @@ def _ingest(root: Path, url: str, workers: int) -> float:
     from kmidi_ingest import ingest
     from kmidi_ingest.config import Settings
 
+    os.sync()  # the previous run's dirty pages are written now, not during this one
     started = time.perf_counter()
     summary = ingest(root, SR, database_url=url, settings=Settings(), workers=workers)
     elapsed = time.perf_counter() - started
@@ -253,29 +258,37 @@ def run(quick: bool) -> list[Row]:
         # Per cue, ours / limit / naive back to back: a shared machine's load drifts, and
         # interleaving keeps each comparison under the same load.
         ours, limit, naive = [], [], []
-        for i, cue in enumerate(cues):
+        for i, cue in enumerate(cues[: shape.timed_cues]):
             url = f"sqlite:///{work / f'cue{i}.sqlite'}"
             upgrade(make_engine(url))  # the schema is made once per database, not per cue
             ours.append(_ingest(cue, url, 1))
             limit.append(limit_per_cue(cue))
             if i < shape.naive_cues:
                 naive.append(naive_per_cue(cue, f"sqlite:///{work / 'naive.sqlite'}"))
-        one = _ingest(root, f"sqlite:///{work / 'one.sqlite'}", 1)
-        rerun = _ingest(root, f"sqlite:///{work / 'one.sqlite'}", 1)
-        two = _ingest(root, f"sqlite:///{work / 'two.sqlite'}", 2)
+        # One worker and two on the whole corpus (enough cues that the last ones finishing on
+        # their own weigh little), alternated and each the best of two runs: a run's time on a
+        # shared machine only ever grows with interference.
+        ones, twos = [], []
+        for k in range(2):
+            ones.append(_ingest(root, f"sqlite:///{work / f'one{k}.sqlite'}", 1))
+            if k == 0:
+                rerun = _ingest(root, f"sqlite:///{work / 'one0.sqlite'}", 1)
+            twos.append(_ingest(root, f"sqlite:///{work / f'two{k}.sqlite'}", 2))
+        one, two = min(ones), min(twos)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     n = len(cues)
+    t = len(ours)
     k = len(naive)
-    label = f"{n} cues × ({shape.stems} stereo stems + 5.1 mix, {shape.seconds:g} s at 48 kHz)"
+    label = f"{shape.stems} stereo stems + 5.1 mix, {shape.seconds:g} s at 48 kHz"
     return [
         Row(
             section=SECTION,
-            figure=f"whole-cue ingest, 1 worker [{label}]",
-            value=sum(ours) / n,
+            figure=f"whole-cue ingest, 1 worker [{t} cues of {label}]",
+            value=sum(ours) / t,
             unit="s/cue",
             baseline="limit: bare read of every channel + one mel per stem",
-            baseline_value=sum(limit) / n,
+            baseline_value=sum(limit) / t,
             higher_is_better=False,
             target=1.3,
         ),
@@ -291,20 +304,20 @@ def run(quick: bool) -> list[Row]:
         ),
         Row(
             section=SECTION,
-            figure="re-run of the unchanged corpus",
+            figure=f"re-run of the unchanged corpus [{n} cues]",
             value=rerun,
             unit="s",
-            baseline="first run",
-            baseline_value=one,
+            baseline="its first run",
+            baseline_value=ones[0],
             higher_is_better=False,
             target=0.02,
         ),
         Row(
             section=SECTION,
-            figure="throughput, 2 workers",
+            figure="throughput, 2 workers (best of 2 runs)",
             value=n / two,
             unit="cues/s",
-            baseline="1 worker",
+            baseline="1 worker (best of 2 runs)",
             baseline_value=n / one,
             higher_is_better=True,
             target=1.7,

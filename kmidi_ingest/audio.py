@@ -30,7 +30,11 @@ from .discover import ChannelFile, GroupingRules, StemGroup
 from .errors import AudioError
 
 BLOCK_FRAMES = 1 << 17  # source frames read per file per step (~2.7 s at 48 kHz)
-FFT_FRAMES = 256  # spectrogram frames transformed per batch (bounded temporaries)
+# Integer PCM read as integers (libsndfile's float conversion costs ~8x the read), with the factor
+# that turns them into libsndfile's own float values: x / 2^15 for 16-bit, and 24-bit arrives
+# left-justified in int32, so x / 2^31. Both are exact in float32 (at most 24 significant bits).
+INT_READS = {"PCM_16": (np.int16, 2.0**-15), "PCM_24": (np.int32, 2.0**-31)}
+FFT_FRAMES = 64  # spectrogram frames transformed per batch: its ~1 MB of temporaries stay in cache
 # Float32 FFT error per bin assumed by the precision check, in float32 epsilons times the frame's
 # L2 norm, and the relative error allowed in a band before the frame is redone in float64 (1e-3
 # is 0.004 dB, a tenth of the float16 spacing of the stored values). Calibrated, not proven: the
@@ -232,6 +236,9 @@ class FeatureData:
     db_amin: float
     centered: bool
     values: np.ndarray
+    # Spectral flux of ``values`` as stored (see verify.stem_onset_envelope), shape (n_frames,),
+    # float32; computed while streaming, where the frames are at hand, or None.
+    onset_strength: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,11 +368,18 @@ class MelStream:
         self._db_offset = np.float32(10.0 * np.log10(max(params.db_amin, params.db_ref)))
         self._buffer = np.zeros(params.n_fft + BLOCK_FRAMES, dtype=np.float32)
         self._fill = params.n_fft // 2  # the centring pad
-        # Frames are written in place, one row each, so the result costs its own size once
-        # (no list of blocks to concatenate); sized from the expected length, grown if needed.
+        # Frames are written in place as columns of a C-order (n_mels, frames) matrix, so the
+        # result costs its own size once (no blocks to concatenate, no transposed copy for
+        # storage); sized from the expected length, grown if needed.
         self._out = np.empty(
-            (1 + expected_samples // params.hop_length + 1, params.n_mels), dtype=params.dtype
+            (params.n_mels, 1 + expected_samples // params.hop_length), dtype=params.dtype
         )
+        # Onset strength as librosa computes it from the stored matrix (mean over bands of the
+        # rise from the previous frame, silence before the first), one value per frame.
+        self._onset = np.empty(self._out.shape[1], dtype=np.float32)
+        floor = np.float32(10.0 * np.log10(params.db_amin / params.db_ref))
+        self._last = np.full(params.n_mels, floor, dtype=np.float32)
+        self.onset_strength: np.ndarray | None = None  # set by finish
         self._frames = 0
         self.samples_in = 0
         self.precise_frames = 0  # frames transformed again in float64
@@ -386,46 +400,63 @@ class MelStream:
         """Return the whole log-mel matrix, shape ``(n_mels, 1 + samples // hop)``."""
         self.push(np.zeros(self.params.n_fft - self.params.n_fft // 2, dtype=np.float32))
         self.samples_in -= self.params.n_fft - self.params.n_fft // 2
-        values = self._out[: self._frames].T  # a view: (n_mels, n_frames), Fortran order
+        values = self._out[:, : self._frames]
+        if not values.flags.c_contiguous:  # the length was not the expected one
+            values = values.copy()
+        self._out = values
+        self.onset_strength = self._onset[: self._frames].copy()
         expected = 1 + self.samples_in // self.params.hop_length
         if values.shape[1] != expected:
             raise AssertionError(f"mel frame count {values.shape[1]} != {expected}")
         return values
 
     def _store(self, mel: np.ndarray) -> None:
-        """Append ``mel``, shape ``(n_mels, frames)``, as rows of the output."""
-        end = self._frames + mel.shape[1]
-        if end > len(self._out):
-            grown = np.empty((max(end, 2 * len(self._out)), self.params.n_mels), self._out.dtype)
-            grown[: self._frames] = self._out[: self._frames]
+        """Append ``mel``, shape ``(n_mels, frames)``, as columns of the output."""
+        start, end = self._frames, self._frames + mel.shape[1]
+        capacity = self._out.shape[1]
+        if end > capacity:
+            grown = np.empty((self.params.n_mels, max(end, 2 * capacity)), self._out.dtype)
+            grown[:, :start] = self._out[:, :start]
             self._out = grown
-        self._out[self._frames : end] = mel.T
+            onset = np.empty(grown.shape[1], dtype=np.float32)
+            onset[:start] = self._onset[:start]
+            self._onset = onset
+        rounded = mel.astype(self._out.dtype)  # a contiguous cast: ~2x a strided one
+        self._out[:, start:end] = rounded
+        stored = rounded.astype(np.float32)
+        rise = np.diff(stored, axis=1, prepend=self._last[:, np.newaxis])
+        np.maximum(rise, 0.0, out=rise)
+        self._onset[start:end] = rise.mean(axis=0)
+        self._last = stored[:, -1].copy()
         self._frames = end
 
     def _mel_power(self, frames: np.ndarray) -> np.ndarray:
-        """Mel power of ``frames`` (float32 samples), shape ``(n_mels, frames)``, float32."""
+        """Mel power of ``frames`` (float32 samples), floored at ``db_amin``, float32, shape
+        ``(n_mels, frames)``."""
         from scipy import fft
 
         batch = self._batch[: len(frames)]
         np.multiply(frames, self._window32, out=batch)
-        spec = fft.rfft(batch, axis=1)  # complex64
-        power = np.square(spec.real)
-        power += np.square(spec.imag)
+        spec = fft.rfft(batch, axis=1, overwrite_x=True)  # complex64
+        parts = spec.view(np.float32)  # re, im interleaved
+        np.square(parts, out=parts)
+        power = parts[:, 0::2] + parts[:, 1::2]
         mel = np.asarray(self._basis32 @ np.ascontiguousarray(power.T))
         # The float32 error bound (see the class docstring): a band passes when
         # 2e·sqrt(W·P) + e²·W <= tol·max(P, amin), i.e. when max(P, amin)/W >= e²/s0² with
         # s0 = sqrt(1 + tol) - 1. The frame's energy is bounded by Parseval: 2·sum(|X|²)/n_fft.
         energy = np.add.reduce(power, axis=1) * np.float32(2.0 / self.params.n_fft)
         need = energy * self._f32_scale
-        level = np.maximum(mel, np.float32(self.params.db_amin))
-        level *= self._inv_weight_sum
-        unsure = level.min(axis=0) < need
+        amin = np.float32(self.params.db_amin)
+        np.maximum(mel, amin, out=mel)
+        unsure = (mel * self._inv_weight_sum).min(axis=0) < need
         if np.any(unsure):
             redo = frames[unsure] * self._window  # float64, as librosa
             spec64 = fft.rfft(redo, axis=1)
             power64 = np.square(spec64.real)
             power64 += np.square(spec64.imag)
-            mel[:, unsure] = np.asarray(self._basis64 @ np.ascontiguousarray(power64.T))
+            mel64 = np.asarray(self._basis64 @ np.ascontiguousarray(power64.T))
+            mel[:, unsure] = np.maximum(mel64, amin)
             self.precise_frames += int(np.count_nonzero(unsure))
         return mel
 
@@ -439,7 +470,6 @@ class MelStream:
         frames = sliding_window_view(self._buffer[: self._fill], n_fft)[::hop]
         for first in range(0, count, FFT_FRAMES):
             mel = self._mel_power(frames[first : min(count, first + FFT_FRAMES)])
-            np.maximum(mel, self.params.db_amin, out=mel)
             np.log10(mel, out=mel)
             mel *= 10.0
             mel -= self._db_offset
@@ -463,7 +493,11 @@ class _Source:
     audio_format: str
     subtype: str
     size_bytes: int
-    weights: np.ndarray  # (channels,) float32, its share of the composite mono
+    weights: (
+        np.ndarray
+    )  # (channels,) float32: 0 if left out of the mono, else its read scale / the unit
+    read_dtype: Any  # what the file is read as: float32, or int16/int32 for integer PCM
+    scale: float  # read value × scale = sample in [-1, 1)
     peak: np.ndarray  # (channels,) float64
     sumsq: np.ndarray  # (channels,) float64
     frames_read: int = 0
@@ -552,6 +586,7 @@ def process_group(
                 errors.append(exc)
                 continue
             channels = handle.channels
+            read_dtype, scale = INT_READS.get(handle.subtype, (np.float32, 1.0))
             sources.append(
                 _Source(
                     handle=handle,
@@ -564,6 +599,8 @@ def process_group(
                     subtype=handle.subtype,
                     size_bytes=size,
                     weights=np.zeros(channels, dtype=np.float32),
+                    read_dtype=read_dtype,
+                    scale=scale,
                     peak=np.zeros(channels),
                     sumsq=np.zeros(channels),
                 )
@@ -609,7 +646,7 @@ def _stream(
         in_mono = [True] * len(flat)
     share = 1.0 / sum(in_mono)
     for (src, k), used in zip(flat, in_mono, strict=True):
-        src.weights[k] = share if used else 0.0
+        src.weights[k] = 1.0 if used else 0.0  # the 1/n share is applied to the sum
 
     source_rate = sources[0].sample_rate_hz
     resampler = (
@@ -621,8 +658,14 @@ def _stream(
     mel = MelStream(
         sample_rate_hz, params, expected_samples=-(-total * sample_rate_hz // source_rate)
     )
+    # The mono mix is summed in units of the finest read scale and scaled once per block: for
+    # 16-bit stems the sum of integers is exact, and the other scales are powers of two of it.
+    unit = min(src.scale for src in sources)
+    for src in sources:
+        src.weights *= np.float32(src.scale / unit)
     mono = np.zeros(BLOCK_FRAMES, dtype=np.float32)
-    buffers = [np.empty((BLOCK_FRAMES, src.channels), dtype=np.float32) for src in sources]
+    planar = np.empty(BLOCK_FRAMES, dtype=np.float32)
+    buffers = [np.empty((BLOCK_FRAMES, src.channels), dtype=src.read_dtype) for src in sources]
     mono_peak = 0.0
     mono_sumsq = 0.0
     position = 0
@@ -633,9 +676,10 @@ def _stream(
             if src.done:
                 continue
             block = _read(src, buffer, n)
-            _accumulate(src, block, mono)
+            _accumulate(src, block, mono, planar)
         position += n
         chunk = mono[:n]
+        chunk *= np.float32(share * unit)
         mono_peak = max(mono_peak, float(np.max(chunk)), -float(np.min(chunk)))
         mono_sumsq += float(np.dot(chunk, chunk))
         last = position >= total
@@ -693,6 +737,7 @@ def _stream(
             db_amin=params.db_amin,
             centered=True,
             values=values,
+            onset_strength=mel.onset_strength,
         ),
         warnings=tuple(warnings),
     )
@@ -701,7 +746,7 @@ def _stream(
 def _read(src: _Source, buffer: np.ndarray, n: int) -> np.ndarray:
     """Read up to ``n`` frames of ``src`` into ``buffer``; shape ``(frames, channels)``."""
     try:
-        block = src.handle.read(n, dtype="float32", always_2d=True, out=buffer[:n])
+        block = src.handle.read(n, dtype=buffer.dtype.name, always_2d=True, out=buffer[:n])
     except Exception as exc:  # soundfile raises several types for a corrupt stream
         raise AudioError(f"cannot decode audio: {exc}", path=src.file.path) from exc
     src.frames_read += len(block)
@@ -710,21 +755,23 @@ def _read(src: _Source, buffer: np.ndarray, n: int) -> np.ndarray:
     return block
 
 
-def _accumulate(src: _Source, block: np.ndarray, mono: np.ndarray) -> None:
-    """Add ``block``'s share to ``mono`` and update the per-channel peak and sum of squares."""
+def _accumulate(src: _Source, block: np.ndarray, mono: np.ndarray, planar: np.ndarray) -> None:
+    """Add ``block``'s channels × their weights to ``mono`` and update each channel's peak and
+    sum of squares (in samples, i.e. read values × ``src.scale``). ``planar`` is scratch space
+    of at least ``len(block)`` float32."""
     count = len(block)
     if count == 0:
         return
-    if src.channels == 1:
-        x = block[:, 0]
-        src.peak[0] = max(src.peak[0], float(np.max(x)), -float(np.min(x)))
-        src.sumsq[0] += float(np.dot(x, x))
-        if src.weights[0]:
-            mono[:count] += src.weights[0] * x
-        return
-    planar = np.ascontiguousarray(block.T)  # (channels, frames): fast per-channel reductions
+    x = planar[:count]
     for k in range(src.channels):
-        x = planar[k]
-        src.peak[k] = max(src.peak[k], float(np.max(x)), -float(np.min(x)))
-        src.sumsq[k] += float(np.dot(x, x))
-    mono[:count] += src.weights @ planar
+        column = block[:, k]
+        top = max(float(column.max()), -float(column.min()))
+        np.copyto(x, column)  # one channel, contiguous float32 (exact for 16/24-bit integers)
+        src.peak[k] = max(src.peak[k], top * src.scale)
+        src.sumsq[k] += float(np.dot(x, x)) * src.scale**2
+        weight = src.weights[k]
+        if weight == 1.0:
+            mono[:count] += x
+        elif weight:
+            x *= weight
+            mono[:count] += x

@@ -384,7 +384,9 @@ def content_fingerprint(cue: CueSource) -> str:
 
 def sha256_file(path: Path, *, block_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(block_size):
-            digest.update(block)
+    buffer = bytearray(block_size)  # one buffer reused: no allocation or copy per block
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
     return digest.hexdigest()

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -211,17 +211,13 @@ def process_cue(
     """
     started = time.perf_counter()
     problems: list[Problem] = [_tree_problem(p) for p in cue.problems]
-    if stored_content_fingerprint is not None:
-        # The content hash decides whether there is anything to compute: it comes first.
-        hashed = _hash_cue(cue)
-        if hashed[2] == stored_content_fingerprint:
-            return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
-        return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed)
-    # Nothing to compare with: hash in a background thread (hashlib and file reads release
-    # the GIL) while the audio is decoded and transformed.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmidi-hash") as pool:
-        hashing = pool.submit(_hash_cue, cue)
-        return _compute_cue(cue, options, stat_fingerprint, started, problems, hashing)
+    # Hashing comes first: it decides whether there is anything to compute, and it leaves the
+    # files in the page cache for decoding. It runs in this thread, not beside it, so that a
+    # worker keeps exactly one core busy: --workers N means N cores.
+    hashed = _hash_cue(cue)
+    if stored_content_fingerprint is not None and hashed[2] == stored_content_fingerprint:
+        return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
+    return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed)
 
 
 _Hashed = tuple[dict[str, str], list[Problem], str]
@@ -259,9 +255,9 @@ def _compute_cue(
     stat_fingerprint: str,
     started: float,
     problems: list[Problem],
-    hashed: _Hashed | Future[_Hashed],
+    hashed: _Hashed,
 ) -> CueResult:
-    """The computing part of :func:`process_cue`; ``hashed`` may still be running."""
+    """The computing part of :func:`process_cue`."""
     tree_problems = len(problems)
     midi: list[MidiData] = []
     for path in cue.midi_files:
@@ -314,7 +310,7 @@ def _compute_cue(
 
     matching = match_offline(midi, stems, threshold=options.match_threshold, cue_path=str(cue.path))
     problems.extend(matching.problems)
-    hashes, hash_problems, content_fp = hashed.result() if isinstance(hashed, Future) else hashed
+    hashes, hash_problems, content_fp = hashed
     problems[tree_problems:tree_problems] = hash_problems  # in the order they always had
     return CueResult(
         source=cue,

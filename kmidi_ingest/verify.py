@@ -62,6 +62,8 @@ def stem_onset_envelope(feature: FeatureData) -> np.ndarray:
     """
     import librosa
 
+    if feature.onset_strength is not None:  # computed the same way while the audio streamed
+        return np.log1p(np.asarray(feature.onset_strength, dtype=np.float64))
     values = np.asarray(feature.values, dtype=np.float32)
     if values.shape[1] == 0:
         return np.zeros(0, dtype=np.float64)

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from kmidi_ingest import features
+from kmidi_ingest import audio, features
 from kmidi_ingest.audio import (
     BLOCK_FRAMES,
     MelParams,
@@ -244,6 +244,48 @@ def test_multi_mono_resampled_mel_matches_librosa_within_float16(tmp_path):
     other_db = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
     loud = other_db > other_db.max() - 100
     assert np.max(np.abs(got.astype(np.float32) - other_db)[loud]) <= F16_TOL
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "suffix"),
+    [
+        ("WAV", "PCM_16", "wav"),
+        ("WAV", "PCM_24", "wav"),
+        ("FLAC", "PCM_16", "flac"),
+        ("FLAC", "PCM_24", "flac"),
+        ("AIFF", "PCM_16", "aif"),
+        ("AIFF", "PCM_24", "aif"),
+    ],
+)
+def test_integer_reads_equal_libsndfile_float_reads_bit_for_bit(
+    tmp_path, monkeypatch, fmt, subtype, suffix
+):
+    rate, frames = 48000, BLOCK_FRAMES + 999  # two read blocks
+    rng = np.random.default_rng(7)
+    paths = []
+    for k, label in enumerate(("L", "R", "C")):
+        data = 0.3 * rng.standard_normal(frames - 500 * k)  # unequal lengths: zero padding
+        data[k * 100] = -1.0  # full scale, the one value whose magnitude is 2^15 (2^23)
+        path = tmp_path / f"S.{label}.{suffix}"
+        sf.write(str(path), np.clip(data, -1, 1), rate, format=fmt, subtype=subtype)
+        paths.append(path)
+    paths.append(tmp_path / f"S.Ls.{suffix}")  # a 16-bit file in a 24-bit group and vice versa
+    other = "PCM_16" if subtype == "PCM_24" else "PCM_24"
+    sf.write(str(paths[-1]), 0.1 * rng.standard_normal(frames), rate, format=fmt, subtype=other)
+
+    fast = process_group(one_group(paths), sample_rate_hz=rate)
+    monkeypatch.setattr(audio, "INT_READS", {})  # every file through libsndfile's float path
+    slow = process_group(one_group(paths), sample_rate_hz=rate)
+    assert np.array_equal(fast.feature.values, slow.feature.values)
+    assert (fast.peak, fast.rms) == (slow.peak, slow.rms)
+    assert [(c.peak, c.rms) for c in fast.channels] == [(c.peak, c.rms) for c in slow.channels]
+    assert [c.peak for c in fast.channels][:3] == [1.0, 1.0, 1.0]
+    columns = [sf.read(str(p), dtype="float64")[0] for p in paths]
+    mono = np.zeros(frames)
+    for column in columns:
+        mono[: len(column)] += column / 4
+    assert fast.peak == pytest.approx(np.max(np.abs(mono)), rel=1e-6)
+    assert fast.rms == pytest.approx(np.sqrt(np.mean(mono**2)), rel=1e-5)
 
 
 def test_long_interleaved_mix_spans_many_blocks_and_matches_librosa(tmp_path):

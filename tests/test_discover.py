@@ -1,5 +1,8 @@
+import hashlib
 from pathlib import Path
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +13,7 @@ from kmidi_ingest.discover import (
     canonical_name,
     find_cues,
     group_channels,
+    sha256_file,
 )
 
 
@@ -144,3 +148,11 @@ def test_any_multi_mono_set_groups_into_one_stem_in_film_order(base, labels, dat
     (group,) = _group(names)
     assert group.key == base and not group.is_final_mix
     assert [f.label for f in group.files] == sorted(labels, key=lambda x: CHANNEL_ORDER[x.upper()])
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 3 * 4096 + 17])
+def test_sha256_file_equals_hashlib_across_block_boundaries(tmp_path, size):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "x.bin"
+    path.write_bytes(data)
+    assert sha256_file(path, block_size=4096) == hashlib.sha256(data).hexdigest()
