@@ -19,7 +19,7 @@ the same default order.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -556,8 +556,11 @@ def process_group(
     sample_rate_hz: int,
     params: MelParams | None = None,
     rules: GroupingRules | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> StemData:
     """Mix a stem group to composite mono at ``sample_rate_hz`` and compute its log-mel.
+
+    ``progress``, if given, is called with the seconds of the stem just read, block by block.
 
     The composite is the mean of the channels (labels in ``rules.exclude_from_mono``, LFE by
     default, left out unless nothing else is left), shorter channels zero-padded (and reported in
@@ -608,7 +611,7 @@ def process_group(
         errors.extend(_rate_errors(group, sources))
         if errors:
             raise StemError(group.key, errors)
-        return _stream(group, sources, sample_rate_hz, params, excluded)
+        return _stream(group, sources, sample_rate_hz, params, excluded, progress)
     finally:
         for src in sources:
             src.handle.close()
@@ -637,6 +640,7 @@ def _stream(
     sample_rate_hz: int,
     params: MelParams,
     excluded: frozenset[str],
+    progress: Callable[[float], None] | None,
 ) -> StemData:
     import soxr
 
@@ -678,6 +682,8 @@ def _stream(
             block = _read(src, buffer, n)
             _accumulate(src, block, mono, planar)
         position += n
+        if progress is not None:
+            progress(n / source_rate)
         chunk = mono[:n]
         chunk *= np.float32(share * unit)
         mono_peak = max(mono_peak, float(np.max(chunk)), -float(np.min(chunk)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -203,11 +204,13 @@ def process_cue(
     *,
     stat_fingerprint: str,
     stored_content_fingerprint: str | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> CueResult | Unchanged:
     """Compute everything for one cue (pure computation, no database).
 
     Returns :class:`Unchanged` when the content hash equals ``stored_content_fingerprint``.
     Per-file failures become :class:`~kmidi_ingest.results.Problem` entries, never exceptions.
+    ``progress`` is called with seconds of audio as they are decoded.
     """
     started = time.perf_counter()
     problems: list[Problem] = [_tree_problem(p) for p in cue.problems]
@@ -217,7 +220,7 @@ def process_cue(
     hashed = _hash_cue(cue)
     if stored_content_fingerprint is not None and hashed[2] == stored_content_fingerprint:
         return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
-    return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed)
+    return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed, progress)
 
 
 _Hashed = tuple[dict[str, str], list[Problem], str]
@@ -256,6 +259,7 @@ def _compute_cue(
     started: float,
     problems: list[Problem],
     hashed: _Hashed,
+    progress: Callable[[float], None] | None = None,
 ) -> CueResult:
     """The computing part of :func:`process_cue`."""
     tree_problems = len(problems)
@@ -278,6 +282,7 @@ def _compute_cue(
                 sample_rate_hz=options.sample_rate_hz,
                 params=options.mel,
                 rules=options.rules,
+                progress=progress,
             )
         except KmidiError as exc:
             # A stem with several bad files records one problem per file.
@@ -382,7 +387,9 @@ def ingest(
         When set (e.g. by a SIGINT handler), the run finishes the cues in flight, starts no
         other and returns a summary with ``interrupted`` true.
     audio_progress : callable, optional
-        Called with the seconds of audio (stems and mixes) of each cue once it is stored.
+        Called with seconds of audio (stems and mixes) as they are decoded, block by block, from
+        this process or, through a queue, from the worker processes; with the ``dask`` executor
+        once per cue, when it is stored.
 
     Raises
     ------
@@ -677,13 +684,13 @@ def _run(
         outcomes = (
             _write(engine, cue, known, computed, run_id=run_id, llm=llm)
             for (cue, _fp, known), computed in zip(
-                jobs, _compute(jobs, options, force, workers, stop), strict=False
+                jobs, _compute(jobs, options, force, workers, stop, audio_progress), strict=False
             )
         )
     for outcome in outcomes:
         _account(summary, outcome)
         log.info("%s: %s", outcome.status, discover.safe_text(outcome.rel_path))
-        if audio_progress and outcome.audio_s:
+        if executor == "dask" and audio_progress and outcome.audio_s:
             audio_progress(outcome.audio_s)
         if progress:
             progress(outcome.rel_path, _PROGRESS[outcome.status])
@@ -729,10 +736,37 @@ def _reusable_fingerprint(
     return known.content_fingerprint
 
 
-def _init_worker(parent_pid: int) -> None:
+_worker_progress: Any = None  # in a pool worker: the queue audio seconds are reported to
+
+
+def _init_worker(parent_pid: int, progress: Any = None) -> None:
+    global _worker_progress
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    _worker_progress = progress
+
+
+def _process_cue_in_worker(
+    cue: CueSource,
+    options: CueOptions,
+    *,
+    stat_fingerprint: str,
+    stored_content_fingerprint: str | None,
+) -> CueResult | Unchanged:
+    return process_cue(
+        cue,
+        options,
+        stat_fingerprint=stat_fingerprint,
+        stored_content_fingerprint=stored_content_fingerprint,
+        progress=None if _worker_progress is None else _worker_progress.put,
+    )
+
+
+def _relay(queue: Any, callback: Callable[[float], None]) -> None:
+    """Pass the workers' audio seconds to ``callback`` until the ``None`` sentinel."""
+    while (seconds := queue.get()) is not None:
+        callback(seconds)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -748,6 +782,7 @@ def _compute(
     force: bool,
     workers: int,
     stop: threading.Event,
+    audio_progress: Callable[[float], None] | None = None,
 ) -> Iterator[CueResult | Unchanged | BaseException]:
     """Yield each job's outcome in job order; exceptions are yielded, not raised.
 
@@ -764,16 +799,39 @@ def _compute(
                     options,
                     stat_fingerprint=stat_fp,
                     stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+                    progress=audio_progress,
                 )
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
                 yield exc
         return
+    queue = None
+    relay = None
+    if audio_progress is not None:
+        queue = multiprocessing.get_context().SimpleQueue()
+        relay = threading.Thread(target=_relay, args=(queue, audio_progress), daemon=True)
+        relay.start()
+    try:
+        yield from _compute_in_pool(jobs, options, force, workers, stop, queue)
+    finally:
+        if queue is not None and relay is not None:
+            queue.put(None)
+            relay.join(timeout=5.0)
+
+
+def _compute_in_pool(
+    jobs: list[Job],
+    options: CueOptions,
+    force: bool,
+    workers: int,
+    stop: threading.Event,
+    progress_queue: Any,
+) -> Iterator[CueResult | Unchanged | BaseException]:
     pending = iter(jobs)
     window: deque[Future[CueResult | Unchanged]] = deque()
     with ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)),
         initializer=_init_worker,
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), progress_queue),
     ) as pool:
 
         def submit() -> bool:
@@ -783,7 +841,7 @@ def _compute(
             cue, stat_fp, known = job
             window.append(
                 pool.submit(
-                    process_cue,
+                    _process_cue_in_worker,
                     cue,
                     options,
                     stat_fingerprint=stat_fp,

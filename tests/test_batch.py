@@ -283,6 +283,26 @@ class _Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_audio_seconds_are_reported_block_by_block_from_every_worker(tmp_path, workers):
+    root = tmp_path / "cues"
+    for i in range(2):
+        cue = root / f"1M0{i + 1} Long"
+        notes = [(k * 480, k * 480 + 240, 60) for k in range(4)]
+        write_midi(cue / "MIDI" / "x.mid", [note_track("Strings", notes)])
+        for label in ("L", "R"):  # 20 s at 8 kHz: two read blocks of at most 131072 frames
+            write_tone(cue / "Audio Files" / f"Strings.{label}.wav", seconds=20, sample_rate=8000)
+        write_tone(cue / "Audio Files" / "Mix 6mx.wav", seconds=1, sample_rate=8000)
+    reported: list[float] = []
+    summary = run(
+        root, f"sqlite:///{tmp_path / 'a.sqlite'}", workers=workers, audio_progress=reported.append
+    )
+    assert summary.ok and summary.cues_ingested == 2
+    block, rest = 131072 / 8000, 20 - 131072 / 8000
+    assert sorted(reported) == pytest.approx(sorted([block, rest, 1.0] * 2))
+    assert sum(reported) == pytest.approx(summary.audio_s) == 42.0
+
+
 def test_progress_bars_on_a_terminal_only_and_not_with_quiet(make_cue, tmp_path, monkeypatch):
     make_cue("1M01 Opening")
     root, url = str(tmp_path / "cues"), f"sqlite:///{tmp_path / 'p.sqlite'}"
