@@ -404,7 +404,7 @@ class MelStream:
         if not values.flags.c_contiguous:  # the length was not the expected one
             values = values.copy()
         self._out = values
-        self.onset_strength = self._onset[: self._frames].copy()
+        self.onset_strength = self._onset[: self._frames]
         expected = 1 + self.samples_in // self.params.hop_length
         if values.shape[1] != expected:
             raise AssertionError(f"mel frame count {values.shape[1]} != {expected}")
