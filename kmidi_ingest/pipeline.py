@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from . import __version__, discover, store
@@ -763,9 +764,19 @@ def _process_cue_in_worker(
     )
 
 
-def _relay(queue: Any, callback: Callable[[float], None]) -> None:
-    """Pass the workers' audio seconds to ``callback`` until the ``None`` sentinel."""
-    while (seconds := queue.get()) is not None:
+def _relay(queue: Any, callback: Callable[[float], None], done: threading.Event) -> None:
+    """Pass the workers' audio seconds to ``callback`` until ``done`` is set and all is read.
+
+    This process only reads the queue: were a worker killed while writing to it, the main
+    process could not be left waiting for the queue's lock.
+    """
+    while True:
+        try:
+            seconds = queue.get(timeout=0.1)
+        except Empty:
+            if done.is_set():
+                return
+            continue
         callback(seconds)
 
 
@@ -806,15 +817,16 @@ def _compute(
         return
     queue = None
     relay = None
+    done = threading.Event()
     if audio_progress is not None:
-        queue = multiprocessing.get_context().SimpleQueue()
-        relay = threading.Thread(target=_relay, args=(queue, audio_progress), daemon=True)
+        queue = multiprocessing.get_context().Queue()
+        relay = threading.Thread(target=_relay, args=(queue, audio_progress, done), daemon=True)
         relay.start()
     try:
         yield from _compute_in_pool(jobs, options, force, workers, stop, queue)
     finally:
-        if queue is not None and relay is not None:
-            queue.put(None)
+        done.set()  # the pool has shut down: its workers flushed what they put
+        if relay is not None:
             relay.join(timeout=5.0)
 
 
