@@ -257,13 +257,20 @@ def format_plan(report: Any) -> str:
     return "\n".join(lines)
 
 
+def _skipped_note(summary: Any) -> str:
+    if not summary.cues_elsewhere:
+        return "already stored"
+    return f"already stored; {summary.cues_elsewhere} by another run at the same time"
+
+
 def format_summary(summary: Any) -> str:
     """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
     lines = [
         f"kmidi-ingest {__version__}: {summary.root} at {summary.sample_rate_hz} Hz "
         f"→ {summary.database}",
         f"  cues        {summary.cues_found} found, {summary.cues_ingested} ingested, "
-        f"{summary.cues_skipped} skipped (already stored), {summary.cues_failed} failed",
+        f"{summary.cues_skipped} skipped ({_skipped_note(summary)}), "
+        f"{summary.cues_failed} failed",
         f"  MIDI        {summary.midi_files} files, {summary.tracks} instrument tracks, "
         f"{summary.notes} notes",
         f"  audio       {summary.stems} stems, {summary.final_mixes} final mixes, "

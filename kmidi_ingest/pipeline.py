@@ -23,10 +23,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, TypeAlias
 
 from . import __version__, discover, store
 from .audio import MelParams, StemData, process_group
+from .claims import CueClaims
 from .config import Settings, load_settings, mask_url
 from .discover import CueSource, GroupingRules
 from .errors import ConfigError, KmidiError
@@ -58,6 +59,13 @@ class Unchanged:
     stat_fingerprint: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Elsewhere:
+    """A job not computed: another run holds the cue's claim or has stored the cue."""
+
+    rel_path: str
+
+
 @dataclass(kw_only=True)
 class ProblemReport:
     cue: str | None
@@ -73,7 +81,8 @@ class CueOutcome:
     """What happened to one cue once written (small and picklable: Dask workers return it).
 
     ``status`` is ``ingested``, ``unchanged`` (content hash equal to the stored one),
-    ``conflict`` (another process stored the cue first) or ``failed``.
+    ``conflict`` (another process stored the cue first), ``elsewhere`` (another run was
+    ingesting it or had just stored it, so it was not computed here) or ``failed``.
     """
 
     rel_path: str
@@ -115,6 +124,7 @@ class IngestSummary:
     cues_ingested: int = 0
     cues_skipped: int = 0
     cues_failed: int = 0
+    cues_elsewhere: int = 0  # of the skipped: ingested by another run at the same time
     midi_files: int = 0
     tracks: int = 0
     notes: int = 0
@@ -637,6 +647,7 @@ def _report(p: Problem, cue: str | None) -> ProblemReport:
 
 
 Job = tuple[CueSource, str, "store.StoredCue | None"]
+Computed: TypeAlias = "CueResult | Unchanged | Elsewhere | BaseException"
 
 
 def _run(
@@ -662,13 +673,7 @@ def _run(
     for cue in cues:
         stat_fp = discover.stat_fingerprint(cue)
         known = stored.get(discover.safe_text(cue.rel_path))
-        if (
-            not force
-            and known is not None
-            and known.status == "complete"
-            and known.stat_fingerprint == stat_fp
-            and known.sample_rate_hz == options.sample_rate_hz
-        ):
+        if _up_to_date(known, stat_fp, options, force):
             summary.cues_skipped += 1
             if progress:
                 progress(cue.rel_path, "skipped")
@@ -682,11 +687,8 @@ def _run(
             engine, jobs, options, force, url, run_id, scheduler, stop, llm_settings
         )
     else:
-        outcomes = (
-            _write(engine, cue, known, computed, run_id=run_id, llm=llm)
-            for (cue, _fp, known), computed in zip(
-                jobs, _compute(jobs, options, force, workers, stop, audio_progress), strict=False
-            )
+        outcomes = _local_outcomes(
+            engine, jobs, options, force, workers, stop, audio_progress, run_id=run_id, llm=llm
         )
     for outcome in outcomes:
         _account(summary, outcome)
@@ -701,8 +703,73 @@ _PROGRESS = {
     "ingested": "ingested",
     "unchanged": "skipped",
     "conflict": "skipped",
+    "elsewhere": "skipped",
     "failed": "failed",
 }
+
+
+def _up_to_date(
+    known: store.StoredCue | None, stat_fp: str, options: CueOptions, force: bool
+) -> bool:
+    """Whether the stored cue is complete, from the same files, at the same sample rate."""
+    return (
+        not force
+        and known is not None
+        and known.status == "complete"
+        and known.stat_fingerprint == stat_fp
+        and known.sample_rate_hz == options.sample_rate_hz
+    )
+
+
+def _claim(
+    claims: CueClaims, engine: Any, job: Job, options: CueOptions, force: bool
+) -> Job | None:
+    """Claim a job's cue before computing it: the job with what is stored now, or None when
+    another run holds the cue or has stored it since this run looked (its claim is released)."""
+    cue, stat_fp, known = job
+    if not claims.claim(cue.rel_path):
+        return None
+    if not claims.shared:
+        return job
+    try:
+        known = store.stored_cue(engine, discover.safe_text(cue.rel_path))
+    except Exception:
+        claims.release(cue.rel_path)
+        raise
+    if _up_to_date(known, stat_fp, options, force):
+        claims.release(cue.rel_path)
+        return None
+    return (cue, stat_fp, known)
+
+
+def _local_outcomes(
+    engine: Any,
+    jobs: list[Job],
+    options: CueOptions,
+    force: bool,
+    workers: int,
+    stop: threading.Event,
+    audio_progress: Callable[[float], None] | None,
+    *,
+    run_id: int,
+    llm: Matcher | None,
+) -> Iterator[CueOutcome]:
+    """Compute the jobs here or in a process pool and write them from this process, in order."""
+    with CueClaims(engine) as claims:
+
+        def claim(job: Job) -> Job | None:
+            return _claim(claims, engine, job, options, force)
+
+        for (cue, _fp, known), computed in _compute(
+            jobs, options, force, workers, stop, audio_progress, claim
+        ):
+            try:
+                if isinstance(computed, Elsewhere):
+                    yield CueOutcome(rel_path=cue.rel_path, status="elsewhere")
+                else:
+                    yield _write(engine, cue, known, computed, run_id=run_id, llm=llm)
+            finally:
+                claims.release(cue.rel_path)
 
 
 def _account(summary: IngestSummary, outcome: CueOutcome) -> None:
@@ -712,6 +779,8 @@ def _account(summary: IngestSummary, outcome: CueOutcome) -> None:
         summary.cues_failed += 1
     else:
         summary.cues_skipped += 1
+    if outcome.status in ("conflict", "elsewhere"):
+        summary.cues_elsewhere += 1
     summary.midi_files += outcome.midi_files
     summary.tracks += outcome.tracks
     summary.notes += outcome.notes
@@ -794,26 +863,38 @@ def _compute(
     workers: int,
     stop: threading.Event,
     audio_progress: Callable[[float], None] | None = None,
-) -> Iterator[CueResult | Unchanged | BaseException]:
-    """Yield each job's outcome in job order; exceptions are yielded, not raised.
+    claim: Callable[[Job], Job | None] | None = None,
+) -> Iterator[tuple[Job, Computed]]:
+    """Yield each job (as ``claim`` returned it) with its outcome, in job order; exceptions are
+    yielded, not raised. ``claim`` is called just before a job starts; a job it refuses (None)
+    is not computed and comes back with :class:`Elsewhere`.
 
     Stops early once ``stop`` is set: the cues already handed to a worker are finished and
     yielded, no other is started. At most ``2 × workers`` results wait in memory.
     """
+    claim = claim or (lambda job: job)
     if workers <= 1 or len(jobs) <= 1:
-        for cue, stat_fp, known in jobs:
+        for job in jobs:
             if stop.is_set():
                 return
             try:
-                yield process_cue(
-                    cue,
-                    options,
-                    stat_fingerprint=stat_fp,
-                    stored_content_fingerprint=_reusable_fingerprint(known, options, force),
-                    progress=audio_progress,
+                claimed = claim(job)
+                if claimed is None:
+                    yield job, Elsewhere(rel_path=job[0].rel_path)
+                    continue
+                cue, stat_fp, known = job = claimed
+                yield (
+                    job,
+                    process_cue(
+                        cue,
+                        options,
+                        stat_fingerprint=stat_fp,
+                        stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+                        progress=audio_progress,
+                    ),
                 )
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
-                yield exc
+                yield job, exc
         return
     queue = None
     relay = None
@@ -823,7 +904,7 @@ def _compute(
         relay = threading.Thread(target=_relay, args=(queue, audio_progress, done), daemon=True)
         relay.start()
     try:
-        yield from _compute_in_pool(jobs, options, force, workers, stop, queue)
+        yield from _compute_in_pool(jobs, options, force, workers, stop, queue, claim)
     finally:
         done.set()  # the pool has shut down: its workers flushed what they put
         if relay is not None:
@@ -837,9 +918,11 @@ def _compute_in_pool(
     workers: int,
     stop: threading.Event,
     progress_queue: Any,
-) -> Iterator[CueResult | Unchanged | BaseException]:
+    claim: Callable[[Job], Job | None],
+) -> Iterator[tuple[Job, Computed]]:
     pending = iter(jobs)
-    window: deque[Future[CueResult | Unchanged]] = deque()
+    # Each job with its future, or with what it is instead (Elsewhere, or the claim's error).
+    window: deque[tuple[Job, Future[CueResult | Unchanged] | Computed]] = deque()
     with ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)),
         initializer=_init_worker,
@@ -850,39 +933,54 @@ def _compute_in_pool(
             job = next(pending, None)
             if job is None:
                 return False
-            cue, stat_fp, known = job
-            window.append(
-                pool.submit(
-                    _process_cue_in_worker,
-                    cue,
-                    options,
-                    stat_fingerprint=stat_fp,
-                    stored_content_fingerprint=_reusable_fingerprint(known, options, force),
-                )
+            try:
+                claimed = claim(job)
+            except Exception as exc:
+                window.append((job, exc))
+                return True
+            if claimed is None:
+                window.append((job, Elsewhere(rel_path=job[0].rel_path)))
+                return True
+            cue, stat_fp, known = claimed
+            future = pool.submit(
+                _process_cue_in_worker,
+                cue,
+                options,
+                stat_fingerprint=stat_fp,
+                stored_content_fingerprint=_reusable_fingerprint(known, options, force),
             )
+            window.append((claimed, future))
             return True
 
-        while len(window) < 2 * workers and submit():
+        while sum(isinstance(w, Future) for _, w in window) < 2 * workers and submit():
             pass
         try:
             while window:
                 if stop.is_set():
                     # Keep only what a worker already holds; drop the rest.
-                    window = deque(f for f in window if not f.cancel())
+                    window = deque(
+                        (job, w) for job, w in window if isinstance(w, Future) and not w.cancel()
+                    )
                     pending = iter(())
                     if not window:
                         return
-                future = window.popleft()
-                try:
-                    result: CueResult | Unchanged | BaseException = future.result()
-                except Exception as exc:
-                    result = exc
-                if not stop.is_set():
-                    submit()
-                yield result
+                job, work = window.popleft()
+                result: Computed
+                if isinstance(work, Future):
+                    try:
+                        result = work.result()
+                    except Exception as exc:
+                        result = exc
+                    if not stop.is_set():
+                        while submit() and not isinstance(window[-1][1], Future):
+                            pass  # refill the one worker slot this job freed
+                else:
+                    result = work
+                yield job, result
         finally:
-            for future in window:
-                future.cancel()
+            for _, work in window:
+                if isinstance(work, Future):
+                    work.cancel()
 
 
 def _write(
@@ -1075,16 +1173,24 @@ def run_cue_task(
     """
     engine = _worker_engine(database_url)
     llm = None if llm_settings is None else _llm_matcher(llm_settings, engine, options)
-    try:
-        computed: CueResult | Unchanged | BaseException = process_cue(
-            cue,
-            options,
-            stat_fingerprint=stat_fingerprint,
-            stored_content_fingerprint=_reusable_fingerprint(known, options, force),
-        )
-    except Exception as exc:
-        computed = exc
-    return _write(engine, cue, known, computed, run_id=run_id, llm=llm)
+    with CueClaims(engine) as claims:
+        try:
+            claimed = _claim(claims, engine, (cue, stat_fingerprint, known), options, force)
+        except Exception as exc:
+            return _fail(engine, cue, exc, run_id=run_id, stage="ingest")
+        if claimed is None:
+            return CueOutcome(rel_path=cue.rel_path, status="elsewhere")
+        known = claimed[2]
+        try:
+            computed: CueResult | Unchanged | BaseException = process_cue(
+                cue,
+                options,
+                stat_fingerprint=stat_fingerprint,
+                stored_content_fingerprint=_reusable_fingerprint(known, options, force),
+            )
+        except Exception as exc:
+            computed = exc
+        return _write(engine, cue, known, computed, run_id=run_id, llm=llm)
 
 
 def _dask_outcomes(

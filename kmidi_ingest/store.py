@@ -109,6 +109,29 @@ def stored_cues(engine: Engine) -> dict[str, StoredCue]:
     }
 
 
+def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
+    """The cue stored at ``rel_path`` now, if any."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                m.Cue.id,
+                m.Cue.status,
+                m.Cue.stat_fingerprint,
+                m.Cue.content_fingerprint,
+                m.Cue.sample_rate_hz,
+            ).where(m.Cue.rel_path == rel_path)
+        ).one_or_none()
+    if row is None:
+        return None
+    return StoredCue(
+        id=row.id,
+        status=row.status,
+        stat_fingerprint=row.stat_fingerprint,
+        content_fingerprint=row.content_fingerprint,
+        sample_rate_hz=row.sample_rate_hz,
+    )
+
+
 def stored_cues_if_any(engine: Engine) -> dict[str, StoredCue]:
     """:func:`stored_cues`, or nothing when the database has no schema yet (never creates it)."""
     from sqlalchemy import inspect

@@ -16,7 +16,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from kmidi_ingest import ingest
+from kmidi_ingest import ingest, pipeline
 from kmidi_ingest.cli import main
 from kmidi_ingest.config import Settings
 from tests.conftest import REPO, note_track, write_midi, write_tone
@@ -240,6 +240,65 @@ def test_two_concurrent_runs_on_postgresql_never_duplicate_a_cue(corpus, clean, 
     assert [r["cues_ingested"] + r["cues_skipped"] for r in results] == [6, 6]
     assert scalar(pg_url, "SELECT COUNT(DISTINCT rel_path) FROM cues") == 6
     assert content(pg_url, CUE_TABLES) == content(clean, CUE_TABLES)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_runs_on_postgresql_compute_each_cue_once(
+    corpus, clean, pg_url, monkeypatch, workers
+):
+    computed: list[str] = []
+    real = pipeline.process_cue
+
+    def counting(cue, *args, **kwargs):
+        computed.append(cue.rel_path)
+        return real(cue, *args, **kwargs)
+
+    # Counted where it is called: in this process (1 worker) or in the forked pool workers,
+    # which report back through a pipe.
+    reader, writer = os.pipe()
+
+    def counting_in_pool(cue, *args, **kwargs):
+        os.write(writer, (cue.rel_path + "\n").encode())
+        return real(cue, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process_cue", counting if workers == 1 else counting_in_pool)
+    together = threading.Barrier(2)
+    summaries = []
+
+    def one_run() -> None:
+        summaries.append(run(corpus, pg_url, workers=workers, on_start=lambda n: together.wait()))
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        computed += pipe.read().splitlines()
+    assert len(summaries) == 2 and all(s.ok for s in summaries), [s.problems for s in summaries]
+    assert len(computed) == len(set(computed)) == 6, computed  # no cue computed twice
+    assert sum(s.cues_ingested for s in summaries) == 6
+    assert sum(s.cues_elsewhere for s in summaries) == sum(s.cues_skipped for s in summaries)
+    assert content(pg_url, CUE_TABLES) == content(clean, CUE_TABLES)
+
+
+def test_claims_hold_across_sessions_and_vanish_with_them(pg_url, tmp_path):
+    from kmidi_ingest.claims import CueClaims
+    from kmidi_ingest.db import make_engine
+
+    first, second = make_engine(pg_url), make_engine(pg_url)
+    with CueClaims(first) as a, CueClaims(second) as b:
+        assert a.shared and a.claim("Reel 1/1M01") and a.claim("Reel 1/1M01")  # re-entrant
+        assert not b.claim("Reel 1/1M01") and b.claim("Reel 1/1M02")
+        a.release("Reel 1/1M01")
+        assert b.claim("Reel 1/1M01")
+        assert not a.claim("Reel 1/1M02")
+    with CueClaims(first) as a:  # b is closed: its claims went with its session
+        assert a.claim("Reel 1/1M01") and a.claim("Reel 1/1M02")
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with CueClaims(sqlite) as c, CueClaims(sqlite) as d:  # one writer: nothing to claim
+        assert not c.shared and c.claim("x") and d.claim("x")
 
 
 def test_dask_local_cluster_gives_the_same_database(corpus, clean, pg_url):

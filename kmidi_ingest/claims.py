@@ -1,0 +1,87 @@
+"""Claims on cues, so that runs sharing one PostgreSQL database do not compute a cue twice.
+
+A run claims a cue before computing it and releases it once the cue is written. A claim is a
+session-level advisory lock on a connection the run keeps for its claims: another run's
+``pg_try_advisory_lock`` on the same key fails at once (that run skips the cue), and a run that
+dies loses its connection and with it every claim, so nothing is left locked. Storing a cue stays
+safe without claims (the ``cues.rel_path`` unique constraint keeps one copy); claims only spare
+the work. SQLite has a single writer and Aurora DSQL no advisory locks: there, every claim is
+granted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .db import is_dsql
+
+log = logging.getLogger(__name__)
+
+_NAMESPACE = b"kmidi-cue\0"
+
+
+def claim_key(rel_path: str) -> int:
+    """The advisory-lock key of a cue: 64 bits of the SHA-256 of its path, as a signed bigint."""
+    digest = hashlib.sha256(_NAMESPACE + rel_path.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class CueClaims:
+    """The claims one run (or one Dask task) holds; use as a context manager."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conn: Connection | None = None
+        if engine.dialect.name == "postgresql" and not is_dsql(engine):
+            self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._held: set[int] = set()
+
+    def claim(self, rel_path: str) -> bool:
+        """Claim the cue at ``rel_path``; false when another run holds it."""
+        if self._conn is None:
+            return True
+        key = claim_key(rel_path)
+        if key in self._held:
+            return True
+        granted = bool(
+            self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        )
+        if granted:
+            self._held.add(key)
+        return granted
+
+    def release(self, rel_path: str) -> None:
+        key = claim_key(rel_path)
+        if self._conn is not None and key in self._held:
+            self._held.discard(key)
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            except SQLAlchemyError as exc:  # the session is gone, and its claims with it
+                log.warning("could not release the claim on %s: %s", rel_path, exc)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other runs can be writing this database now (claims are real)."""
+        return self._conn is not None
+
+    def close(self) -> None:
+        """Release every claim (closing the session would too) and the connection."""
+        if self._conn is not None:
+            try:
+                if self._held:
+                    self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            except SQLAlchemyError as exc:
+                log.warning("could not release claims: %s", exc)
+            finally:
+                self._held.clear()
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> CueClaims:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
