@@ -59,11 +59,9 @@ class Unchanged:
     stat_fingerprint: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Elsewhere:
     """A job not computed: another run holds the cue's claim or has stored the cue."""
-
-    rel_path: str
 
 
 @dataclass(kw_only=True)
@@ -862,8 +860,8 @@ def _compute(
     force: bool,
     workers: int,
     stop: threading.Event,
-    audio_progress: Callable[[float], None] | None = None,
-    claim: Callable[[Job], Job | None] | None = None,
+    audio_progress: Callable[[float], None] | None,
+    claim: Callable[[Job], Job | None],
 ) -> Iterator[tuple[Job, Computed]]:
     """Yield each job (as ``claim`` returned it) with its outcome, in job order; exceptions are
     yielded, not raised. ``claim`` is called just before a job starts; a job it refuses (None)
@@ -872,7 +870,6 @@ def _compute(
     Stops early once ``stop`` is set: the cues already handed to a worker are finished and
     yielded, no other is started. At most ``2 × workers`` results wait in memory.
     """
-    claim = claim or (lambda job: job)
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             if stop.is_set():
@@ -880,7 +877,7 @@ def _compute(
             try:
                 claimed = claim(job)
                 if claimed is None:
-                    yield job, Elsewhere(rel_path=job[0].rel_path)
+                    yield job, Elsewhere()
                     continue
                 cue, stat_fp, known = job = claimed
                 yield (
@@ -939,7 +936,7 @@ def _compute_in_pool(
                 window.append((job, exc))
                 return True
             if claimed is None:
-                window.append((job, Elsewhere(rel_path=job[0].rel_path)))
+                window.append((job, Elsewhere()))
                 return True
             cue, stat_fp, known = claimed
             future = pool.submit(

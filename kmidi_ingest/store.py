@@ -84,45 +84,17 @@ def finish_run(engine: Engine, run_id: int, *, status: str, counts: dict[str, An
         )
 
 
-def stored_cues(engine: Engine) -> dict[str, StoredCue]:
-    """Every cue in the database by relative path."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                m.Cue.id,
-                m.Cue.rel_path,
-                m.Cue.status,
-                m.Cue.stat_fingerprint,
-                m.Cue.content_fingerprint,
-                m.Cue.sample_rate_hz,
-            )
-        ).all()
-    return {
-        row.rel_path: StoredCue(
-            id=row.id,
-            status=row.status,
-            stat_fingerprint=row.stat_fingerprint,
-            content_fingerprint=row.content_fingerprint,
-            sample_rate_hz=row.sample_rate_hz,
-        )
-        for row in rows
-    }
+_STORED_CUE = select(
+    m.Cue.id,
+    m.Cue.rel_path,
+    m.Cue.status,
+    m.Cue.stat_fingerprint,
+    m.Cue.content_fingerprint,
+    m.Cue.sample_rate_hz,
+)
 
 
-def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
-    """The cue stored at ``rel_path`` now, if any."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                m.Cue.id,
-                m.Cue.status,
-                m.Cue.stat_fingerprint,
-                m.Cue.content_fingerprint,
-                m.Cue.sample_rate_hz,
-            ).where(m.Cue.rel_path == rel_path)
-        ).one_or_none()
-    if row is None:
-        return None
+def _stored(row: Any) -> StoredCue:
     return StoredCue(
         id=row.id,
         status=row.status,
@@ -130,6 +102,19 @@ def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
         content_fingerprint=row.content_fingerprint,
         sample_rate_hz=row.sample_rate_hz,
     )
+
+
+def stored_cues(engine: Engine) -> dict[str, StoredCue]:
+    """Every cue in the database by relative path."""
+    with engine.connect() as conn:
+        return {row.rel_path: _stored(row) for row in conn.execute(_STORED_CUE)}
+
+
+def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
+    """The cue stored at ``rel_path`` now, if any."""
+    with engine.connect() as conn:
+        row = conn.execute(_STORED_CUE.where(m.Cue.rel_path == rel_path)).one_or_none()
+    return None if row is None else _stored(row)
 
 
 def stored_cues_if_any(engine: Engine) -> dict[str, StoredCue]:

@@ -21,6 +21,14 @@ VOLATILE = {
 }
 
 
+# Tables holding what a cue is made of (not the runs, their problem rows or the LLM cache).
+CUE_TABLES = [
+    name
+    for name in Base.metadata.tables
+    if name not in ("ingest_runs", "ingest_errors", "llm_cache")
+]
+
+
 def counts(url: str) -> dict[str, int]:
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -57,4 +65,4 @@ def scalar(url: str, sql: str):
     return value
 
 
-__all__ = ["content", "counts", "create_engine", "scalar"]
+__all__ = ["CUE_TABLES", "content", "counts", "create_engine", "scalar"]

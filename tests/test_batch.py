@@ -20,28 +20,11 @@ from kmidi_ingest import ingest, pipeline
 from kmidi_ingest.cli import main
 from kmidi_ingest.config import Settings
 from tests.conftest import REPO, note_track, write_midi, write_tone
-from tests.dbutil import content, counts, scalar
+from tests.dbutil import CUE_TABLES, content, counts, scalar
 
 SR = 8000
-TABLES = [
-    "cues",
-    "midi_files",
-    "midi_tracks",
-    "midi_notes",
-    "midi_cc",
-    "tempo_changes",
-    "time_signatures",
-    "markers",
-    "audio_files",
-    "final_mixes",
-    "audio_channels",
-    "audio_features",
-    "audio_feature_chunks",
-    "track_matches",
-    "ingest_errors",
-]
-# Problem rows of earlier (killed) runs legitimately stay; compare the cue data only.
-CUE_TABLES = [t for t in TABLES if t != "ingest_errors"]
+# Problem rows of earlier (killed) runs legitimately stay; CUE_TABLES compares the cue data only.
+TABLES = [*CUE_TABLES, "ingest_errors"]
 
 
 def make_corpus(root: Path, n: int = 6, *, notes: int = 400) -> Path:

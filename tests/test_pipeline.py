@@ -9,7 +9,7 @@ import pytest
 from kmidi_ingest import ingest
 from kmidi_ingest.config import Settings
 from tests.conftest import EXAMPLES
-from tests.dbutil import content, counts, scalar
+from tests.dbutil import CUE_TABLES, content, counts, scalar
 
 SR = 16000
 
@@ -86,24 +86,7 @@ def test_sqlite_and_postgresql_hold_the_same_rows(tmp_path, pg_url):
     sqlite_url = f"sqlite:///{tmp_path / 'a.sqlite'}"
     assert run(root, sqlite_url).ok
     assert run(root, pg_url).ok
-    tables = [
-        "cues",
-        "midi_files",
-        "midi_tracks",
-        "midi_notes",
-        "midi_cc",
-        "midi_program_changes",
-        "tempo_changes",
-        "time_signatures",
-        "key_signatures",
-        "markers",
-        "audio_files",
-        "final_mixes",
-        "audio_channels",
-        "audio_features",
-        "audio_feature_chunks",
-        "track_matches",
-    ]
+    tables = CUE_TABLES
     a, b = content(sqlite_url, tables), content(pg_url, tables)
     for table in tables:
         assert a[table] == b[table], table

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,6 +38,19 @@ def database_url(flag: str | None) -> str:
     return load_settings().with_overrides(database_url=flag).database_url
 
 
+def open_database(prog: str, flag: str | None) -> tuple[str, Engine] | int:
+    """``(url, engine)`` for ``--database-url`` (or the settings); on a bad URL or setting, the
+    message is printed and the usage exit code returned instead."""
+    from ..db import make_engine
+    from ..errors import KmidiError
+
+    try:
+        url = database_url(flag)
+        return url, make_engine(url)
+    except KmidiError as exc:
+        return fail(prog, str(exc), EXIT_USAGE)
+
+
 def fail(prog: str, message: str, code: int) -> int:
     print(f"{prog}: {message}", file=sys.stderr)
     return code
@@ -55,5 +72,6 @@ __all__ = [
     "database_url",
     "fail",
     "masked",
+    "open_database",
     "parse",
 ]

@@ -12,9 +12,9 @@ from ._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_database_url,
-    database_url,
     fail,
     masked,
+    open_database,
     parse,
 )
 
@@ -78,7 +78,6 @@ def _count(text: str) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    from ..db import make_engine
     from ..export import ExportError, ExportOptions, export, summary_dict
 
     args = parse(build_parser(), argv)
@@ -94,11 +93,10 @@ def main(argv: Sequence[str]) -> int:
         verified_only=args.verified_only,
         overwrite=args.overwrite,
     )
-    try:
-        url = database_url(args.database_url)
-        engine = make_engine(url)
-    except KmidiError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    opened = open_database(PROG, args.database_url)
+    if isinstance(opened, int):
+        return opened
+    url, engine = opened
     try:
         summary = export(engine, args.out, options)
     except ExportError as exc:

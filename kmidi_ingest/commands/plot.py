@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..errors import KmidiError
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     add_database_url,
-    database_url,
     fail,
     masked,
+    open_database,
     parse,
 )
 
@@ -36,7 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    from ..db import make_engine
     from ..plot import PlotError, plot_cue
 
     args = parse(build_parser(), argv)
@@ -44,11 +42,10 @@ def main(argv: Sequence[str]) -> int:
         return args
     if args.width < 400:
         return fail(PROG, f"--width must be at least 400 pixels, got {args.width}", EXIT_USAGE)
-    try:
-        url = database_url(args.database_url)
-        engine = make_engine(url)
-    except KmidiError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    opened = open_database(PROG, args.database_url)
+    if isinstance(opened, int):
+        return opened
+    url, engine = opened
     try:
         result = plot_cue(engine, args.cue, args.out, width_px=args.width)
     except PlotError as exc:

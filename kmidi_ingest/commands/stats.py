@@ -7,15 +7,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import KmidiError
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     add_database_url,
-    database_url,
     fail,
     masked,
+    open_database,
     parse,
 )
 
@@ -34,18 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     from ..config import mask_url
-    from ..db import make_engine
     from ..inventory import inventory
     from ..migrate import current_revision
 
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
-    try:
-        url = database_url(args.database_url)
-        engine = make_engine(url)
-    except KmidiError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    opened = open_database(PROG, args.database_url)
+    if isinstance(opened, int):
+        return opened
+    url, engine = opened
     try:
         if current_revision(engine) is None:
             return fail(
