@@ -27,6 +27,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "ingest",
+    "windows",
 ]
 
 if TYPE_CHECKING:
@@ -39,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "windows":
+        from .windowing import windows
+
+        return windows
     raise AttributeError(f"module 'kmidi_ingest' has no attribute {name!r}")
