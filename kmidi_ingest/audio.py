@@ -944,9 +944,13 @@ def _read(src: _Source, buffer: np.ndarray, n: int) -> np.ndarray:
     except Exception as exc:  # soundfile raises several types for a corrupt stream
         # libsndfile often gives no text for a stream that breaks off (a cut FLAC frame).
         reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+        try:
+            decoded = int(src.handle.tell())  # frames decoded before the failure
+        except Exception:  # the handle may be unusable now
+            decoded = src.frames_read
         raise AudioError(
-            f"cannot decode audio from frame {src.frames_read} on (the header promises "
-            f"{src.frames}): {reason}",
+            f"cannot decode audio after frame {decoded} of the {src.frames} the header "
+            f"promises (cut off or damaged): {reason}",
             path=src.file.path,
         ) from exc
     src.frames_read += len(block)
