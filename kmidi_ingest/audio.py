@@ -1,7 +1,7 @@
 """Audio stage: a stem group → composite mono at the requested rate → log-mel spectrogram.
 
 Everything is streamed in blocks: the channel files of a stem are read side by side, mixed to mono
-at their own rate (a weighted mean, LFE excluded), the mono stream is resampled once (soxr; the mean
+at their own rate (a weighted mean, the LFE of a surround mix excluded), the mono stream is resampled once (soxr; the mean
 of resampled channels equals the resampled mean, resampling being linear) and the mel spectrogram is
 computed on it with the frame overlap carried across blocks, so memory stays flat however long the
 files are. The result equals ``librosa.feature.melspectrogram(y=mono, center=True,
@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -117,53 +117,144 @@ def _mask_from_vorbis_comment(data: bytes) -> int | None:
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class AudioHeader:
+    """What a file's own header says, read without decoding (see :func:`read_header`).
+
+    ``data_bytes`` is the length of the audio data the header promises, ``held_bytes`` what the
+    file holds after the data's start; both ``None`` when the format has no such count (FLAC,
+    OGG, MP3 …) or the writer left it open (a streamed RIFF's ``0xFFFFFFFF``).
+    """
+
+    mask: int | None = None
+    data_bytes: int | None = None
+    held_bytes: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return (
+            self.data_bytes is not None
+            and self.held_bytes is not None
+            and self.held_bytes < self.data_bytes
+        )
+
+
+def _riff_header(handle: BinaryIO, size: int, rf64: bool) -> AudioHeader:
+    mask = None
+    ds64_data: int | None = None
+    for _ in range(_MAX_CHUNKS):
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            break
+        length = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            # 0xFFFFFFFF: the size is in ds64 (RF64/BW64), or a streaming writer left it open.
+            declared = (ds64_data if rf64 else None) if length == 0xFFFFFFFF else length
+            return AudioHeader(mask=mask, data_bytes=declared, held_bytes=size - handle.tell())
+        body = handle.read(min(length, 40)) if chunk[:4] in (b"fmt ", b"ds64") else b""
+        if chunk[:4] == b"fmt ":
+            mask = _mask_from_fmt(body)
+        elif chunk[:4] == b"ds64" and len(body) >= 16:  # riffSize, dataSize, sampleCount
+            ds64_data = int.from_bytes(body[8:16], "little")
+        handle.seek(length + (length & 1) - len(body), 1)
+    return AudioHeader(mask=mask)
+
+
+def _w64_header(handle: BinaryIO, size: int) -> AudioHeader:
+    # Sony Wave64: 16-byte GUID ids (the first 4 bytes spell the name), 8-byte sizes that count
+    # the 24-byte chunk header, chunks aligned to 8 bytes.
+    mask = None
+    handle.seek(40)
+    for _ in range(_MAX_CHUNKS):
+        chunk = handle.read(24)
+        if len(chunk) < 24:
+            break
+        length = int.from_bytes(chunk[16:24], "little")
+        if length < 24:
+            break
+        if chunk[:4] == b"data":
+            return AudioHeader(mask=mask, data_bytes=length - 24, held_bytes=size - handle.tell())
+        body = handle.read(min(length - 24, 40)) if chunk[:4] == b"fmt " else b""
+        if chunk[:4] == b"fmt ":
+            mask = _mask_from_fmt(body)
+        handle.seek(((length + 7) & ~7) - 24 - len(body), 1)
+    return AudioHeader(mask=mask)
+
+
+def _aiff_header(handle: BinaryIO, size: int) -> AudioHeader:
+    # FORM/AIFF and AIFC: big-endian chunks; SSND holds offset and block size (4 bytes each),
+    # then ``offset`` bytes to skip, then the samples.
+    for _ in range(_MAX_CHUNKS):
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            break
+        length = int.from_bytes(chunk[4:8], "big")
+        if chunk[:4] == b"SSND":
+            offset = int.from_bytes(handle.read(8)[:4], "big")
+            start = handle.tell() + offset
+            return AudioHeader(data_bytes=length - 8 - offset, held_bytes=size - start)
+        handle.seek(length + (length & 1), 1)
+    return AudioHeader()
+
+
+def _flac_header(handle: BinaryIO) -> AudioHeader:
+    # Metadata blocks: 1 byte last-flag/type, 3 bytes big-endian size; type 4 is the comment.
+    handle.seek(4)
+    for _ in range(_MAX_CHUNKS):
+        block = handle.read(4)
+        if len(block) < 4:
+            break
+        size = int.from_bytes(block[1:4], "big")
+        if block[0] & 0x7F == 4:
+            return AudioHeader(mask=_mask_from_vorbis_comment(handle.read(size)))
+        if block[0] & 0x80:
+            break
+        handle.seek(size, 1)
+    return AudioHeader()
+
+
+def read_header(path: str | Path) -> AudioHeader:
+    """Read the channel mask and the promised audio data length from a file's header.
+
+    Only chunk headers are read, never the samples. The mask is the ``dwChannelMask`` of a
+    ``WAVE_FORMAT_EXTENSIBLE`` ``fmt `` chunk (WAV, BWF, RF64/BW64, W64) or FLAC's
+    ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag. The data length is the ``data`` chunk's size
+    (RF64/BW64: the ``ds64`` chunk's), W64's ``data`` chunk, AIFF/AIFC's ``SSND`` chunk less
+    its offset fields, or the AU header's data size. A file of any other format, or a header
+    that cannot be parsed, gives what could be read (``None`` fields).
+
+    Raises
+    ------
+    OSError
+        When the file cannot be opened or read.
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(12)
+        if head[:4] in _RIFF_IDS and head[8:12] == b"WAVE":
+            return _riff_header(handle, size, rf64=head[:4] != b"RIFF")
+        if head[:4] == b"riff":
+            return _w64_header(handle, size)
+        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            return _aiff_header(handle, size)
+        if head[:4] == b".snd" and len(head) == 12:  # AU: offset, data size (big-endian)
+            offset = int.from_bytes(head[4:8], "big")
+            declared = int.from_bytes(head[8:12], "big")
+            if declared == 0xFFFFFFFF:
+                return AudioHeader()
+            return AudioHeader(data_bytes=declared, held_bytes=size - offset)
+        if head[:4] == b"fLaC":
+            return _flac_header(handle)
+    return AudioHeader()
+
+
 def read_channel_mask(path: str | Path) -> int | None:
     """Return the channel mask of a WAV/BWF/RF64/BW64/W64 or FLAC file, or ``None``.
 
-    For the RIFF family it is the ``dwChannelMask`` of a ``WAVE_FORMAT_EXTENSIBLE`` ``fmt ``
-    chunk; only the chunk headers before ``fmt `` are read (a BWF ``bext`` or an RF64 ``ds64``
-    chunk is skipped). For FLAC it is the ``WAVEFORMATEXTENSIBLE_CHANNEL_MASK`` tag of the
-    Vorbis comment block, as written by the reference encoder. Any other file, a plain
-    ``WAVE_FORMAT_PCM`` header, or a malformed header gives ``None``.
+    See :func:`read_header`; a plain ``WAVE_FORMAT_PCM`` header, a file of another format, or a
+    malformed header gives ``None``.
     """
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if head[:4] in _RIFF_IDS and head[8:12] == b"WAVE":
-            for _ in range(_MAX_CHUNKS):
-                chunk = handle.read(8)
-                if len(chunk) < 8 or chunk[:4] == b"data":
-                    return None
-                size = int.from_bytes(chunk[4:8], "little")
-                if chunk[:4] == b"fmt ":
-                    return _mask_from_fmt(handle.read(min(size, 40)))
-                handle.seek(size + (size & 1), 1)
-            return None
-        if head[:4] == b"riff":  # Sony Wave64: 16-byte GUID ids, 8-byte sizes, 8-byte alignment
-            handle.seek(40)
-            for _ in range(_MAX_CHUNKS):
-                chunk = handle.read(24)
-                if len(chunk) < 24 or chunk[:4] == b"data":
-                    return None
-                size = int.from_bytes(chunk[16:24], "little")
-                if size < 24:
-                    return None
-                if chunk[:4] == b"fmt ":
-                    return _mask_from_fmt(handle.read(min(size - 24, 40)))
-                handle.seek(((size + 7) & ~7) - 24, 1)
-            return None
-        if head[:4] == b"fLaC":  # metadata blocks: 1 byte last-flag/type, 3 bytes big-endian size
-            handle.seek(4)
-            for _ in range(_MAX_CHUNKS):
-                block = handle.read(4)
-                if len(block) < 4:
-                    return None
-                size = int.from_bytes(block[1:4], "big")
-                if block[0] & 0x7F == 4:
-                    return _mask_from_vorbis_comment(handle.read(size))
-                if block[0] & 0x80:
-                    return None
-                handle.seek(size, 1)
-        return None
+    return read_header(path).mask
 
 
 def file_channel_labels(
@@ -504,8 +595,17 @@ class _Source:
     done: bool = False
 
 
+_HEADER_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "AU")
+
+
 def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
-    """Open ``file`` with soundfile; return ``(handle, size_bytes, channel labels)``."""
+    """Open ``file`` with soundfile; return ``(handle, size_bytes, channel labels)``.
+
+    This is the first half of the soundness rule shared with ``check`` (the second half is
+    :func:`_finish_source`, once every frame is read): a file that cannot be opened or read, is
+    empty, will not decode, holds no frames, or whose header promises more audio data than the
+    file holds (a cut-off copy) raises :class:`AudioError` with the reason.
+    """
     import soundfile as sf
 
     path = file.path
@@ -532,22 +632,107 @@ def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
             f"{handle.samplerate} Hz)",
             path=path,
         )
-    mask = None
-    if handle.format in ("WAV", "WAVEX", "RF64", "W64", "FLAC"):
+    header = AudioHeader()
+    if handle.format in _HEADER_FORMATS:
         try:
-            mask = read_channel_mask(path)
+            header = read_header(path)
         except OSError as exc:
             handle.close()
             raise AudioError(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    if header.truncated:
+        handle.close()
+        # libsndfile would read such a file up to where it ends, without an error.
+        raise AudioError(
+            f"truncated: the header promises {header.data_bytes} bytes, "
+            f"the file holds {header.held_bytes}",
+            path=path,
+        )
     return (
         handle,
         size,
-        file_channel_labels(suffix_label=file.label, channels=handle.channels, mask=mask),
+        file_channel_labels(suffix_label=file.label, channels=handle.channels, mask=header.mask),
     )
 
 
-def _excluded(label: str, excluded: frozenset[str]) -> bool:
-    return any(part.upper() in excluded for part in label.split("."))
+def _source(file: ChannelFile) -> _Source:
+    """Open ``file`` (see :func:`_open`) as a stream source; raises :class:`AudioError`."""
+    handle, size, labels = _open(file)
+    channels = handle.channels
+    read_dtype, scale = INT_READS.get(handle.subtype, (np.float32, 1.0))
+    return _Source(
+        handle=handle,
+        file=file,
+        labels=labels,
+        channels=channels,
+        sample_rate_hz=handle.samplerate,
+        frames=handle.frames,
+        audio_format=handle.format,
+        subtype=handle.subtype,
+        size_bytes=size,
+        weights=np.zeros(channels, dtype=np.float32),
+        read_dtype=read_dtype,
+        scale=scale,
+        peak=np.zeros(channels),
+        sumsq=np.zeros(channels),
+    )
+
+
+def _finish_source(src: _Source) -> AudioError | None:
+    """The second half of the soundness rule, once ``src`` is read to its end: fewer frames
+    decoded than its header promises (a cut-off FLAC, OGG or MP3), or NaN/infinite samples
+    (seen for free in the sums of squares)."""
+    if src.frames_read < src.frames:
+        return AudioError(
+            f"truncated: the header promises {src.frames} frames, only {src.frames_read} decode",
+            path=src.file.path,
+        )
+    if not np.isfinite(src.sumsq).all():
+        return AudioError("audio holds NaN or infinite samples", path=src.file.path)
+    return None
+
+
+def check_file(path: Path, *, block_frames: int = BLOCK_FRAMES) -> str | None:
+    """Return why ``path`` is not a sound audio file, or ``None`` when every frame decodes.
+
+    The rule ingest applies to every channel file (``kmidi-ingest check`` uses it): see
+    :func:`_open` and :func:`_finish_source`. The file is read in blocks of ``block_frames``,
+    so memory stays flat.
+    """
+    try:
+        src = _source(ChannelFile(path=path, rel_path=path.name, label=None))
+    except AudioError as exc:
+        return exc.reason
+    try:
+        buffer = np.empty((block_frames, src.channels), dtype=src.read_dtype)
+        planar = np.empty(block_frames, dtype=np.float32)
+        while not src.done:
+            _accumulate(src, _read(src, buffer, block_frames), None, planar)
+    except AudioError as exc:
+        return exc.reason
+    finally:
+        src.handle.close()
+    error = _finish_source(src)
+    return None if error is None else error.reason
+
+
+def _is_surround(group: StemGroup, excluded: frozenset[str]) -> bool:
+    """A surround mix: a final mix by name, or a multi-mono group with an LFE-suffixed file."""
+    return group.is_final_mix or any((f.label or "").upper() in excluded for f in group.files)
+
+
+def _left_out(
+    src: _Source, k: int, group: StemGroup, excluded: frozenset[str], *, surround: bool
+) -> bool:
+    """Whether channel ``k`` of ``src`` stays out of the composite mono.
+
+    Only an LFE (``rules.exclude_from_mono``) is left out, and only where it is one: when its
+    file's name says so (``Mix.LFE.wav``), or when the channel mask or default layout says so
+    of a surround mix. A 6-channel file that is no mix (a hexaphonic guitar pickup, whose
+    writer set mask 0x3F by default) keeps all six channels.
+    """
+    if (src.file.label or "").upper() in excluded:
+        return True
+    return surround and src.labels[k].rsplit(".", 1)[-1].upper() in excluded
 
 
 def process_group(
@@ -562,17 +747,22 @@ def process_group(
 
     ``progress``, if given, is called with the seconds of the stem just read, block by block.
 
-    The composite is the mean of the channels (labels in ``rules.exclude_from_mono``, LFE by
-    default, left out unless nothing else is left), shorter channels zero-padded (and reported in
-    ``warnings``). Every file is read once, in blocks of :data:`BLOCK_FRAMES` frames.
+    The composite is the mean of the channels; an LFE (labels in ``rules.exclude_from_mono``)
+    is left out only where it is one (see :func:`_left_out`), and never when nothing else is
+    left. Every file is read once, in blocks of :data:`BLOCK_FRAMES` frames. The stem's
+    ``peak`` is its loudest channel's, its ``rms`` the RMS over all samples of all channels.
+
+    A stem is returned only when all its audio is sound: every channel file readable, not
+    empty, decodable, holding every frame its header promises and no NaN/infinite sample, and
+    all files of one sample rate and one length.
 
     Raises
     ------
     StemError
-        When any channel file is missing, unreadable, empty, undecodable, has no frames, or has
-        a sample rate other than the group's; ``errors`` holds one :class:`AudioError` per file.
+        When any channel file breaks the rule above; ``errors`` holds one :class:`AudioError`
+        per file, each naming the file and the reason.
     AudioError
-        When ``sample_rate_hz`` is not positive, or a file fails while being decoded.
+        When ``sample_rate_hz`` is not positive.
     """
     params = params or MelParams()
     rules = rules or GroupingRules()
@@ -584,37 +774,39 @@ def process_group(
     try:
         for file in group.files:
             try:
-                handle, size, labels = _open(file)
+                sources.append(_source(file))
             except AudioError as exc:
                 errors.append(exc)
-                continue
-            channels = handle.channels
-            read_dtype, scale = INT_READS.get(handle.subtype, (np.float32, 1.0))
-            sources.append(
-                _Source(
-                    handle=handle,
-                    file=file,
-                    labels=labels,
-                    channels=channels,
-                    sample_rate_hz=handle.samplerate,
-                    frames=handle.frames,
-                    audio_format=handle.format,
-                    subtype=handle.subtype,
-                    size_bytes=size,
-                    weights=np.zeros(channels, dtype=np.float32),
-                    read_dtype=read_dtype,
-                    scale=scale,
-                    peak=np.zeros(channels),
-                    sumsq=np.zeros(channels),
-                )
-            )
-        errors.extend(_rate_errors(group, sources))
+        errors.extend(_rate_errors(group, sources) or _length_errors(group, sources))
         if errors:
             raise StemError(group.key, errors)
-        return _stream(group, sources, sample_rate_hz, params, excluded, progress)
+        try:
+            return _stream(group, sources, sample_rate_hz, params, excluded, progress)
+        except StemError:
+            raise
+        except AudioError as exc:  # a file that breaks off while being decoded
+            raise StemError(group.key, [exc]) from exc
     finally:
         for src in sources:
             src.handle.close()
+
+
+def _length_errors(group: StemGroup, sources: list[_Source]) -> list[AudioError]:
+    """One error per file whose length differs from the group's most common length."""
+    lengths = [s.frames for s in sources]
+    if len(set(lengths)) <= 1:
+        return []
+    common = max(lengths, key=lambda n: (lengths.count(n), -lengths.index(n)))
+    return [
+        AudioError(
+            f"length {s.frames} frames ({s.frames / s.sample_rate_hz:.3f} s) differs from the "
+            f"{common} frames ({common / s.sample_rate_hz:.3f} s) of the other channel files of "
+            f"stem {group.key!r}; re-export the stem's channels at one length",
+            path=s.file.path,
+        )
+        for s in sources
+        if s.frames != common
+    ]
 
 
 def _rate_errors(group: StemGroup, sources: list[_Source]) -> list[AudioError]:
@@ -645,7 +837,10 @@ def _stream(
     import soxr
 
     flat = [(src, k) for src in sources for k in range(src.channels)]
-    in_mono = [not _excluded(src.labels[k], excluded) for src, k in flat]
+    in_mono = [
+        not _left_out(src, k, group, excluded, surround=_is_surround(group, excluded))
+        for src, k in flat
+    ]
     if not any(in_mono):
         in_mono = [True] * len(flat)
     share = 1.0 / sum(in_mono)
@@ -670,8 +865,6 @@ def _stream(
     mono = np.zeros(BLOCK_FRAMES, dtype=np.float32)
     planar = np.empty(BLOCK_FRAMES, dtype=np.float32)
     buffers = [np.empty((BLOCK_FRAMES, src.channels), dtype=src.read_dtype) for src in sources]
-    mono_peak = 0.0
-    mono_sumsq = 0.0
     position = 0
     while position < total:
         n = min(BLOCK_FRAMES, total - position)
@@ -686,8 +879,6 @@ def _stream(
             progress(n / source_rate)
         chunk = mono[:n]
         chunk *= np.float32(share * unit)
-        mono_peak = max(mono_peak, float(np.max(chunk)), -float(np.min(chunk)))
-        mono_sumsq += float(np.dot(chunk, chunk))
         last = position >= total
         if resampler is None:
             mel.push(chunk)
@@ -695,13 +886,9 @@ def _stream(
             mel.push(resampler.resample_chunk(chunk, last=last))
     values = mel.finish()
 
-    warnings: list[str] = []
-    durations = [src.frames / src.sample_rate_hz for src in sources]
-    if len({src.frames for src in sources}) > 1:
-        lengths = ", ".join(f"{s.file.path.name}={s.frames}" for s in sources)
-        warnings.append(
-            f"channel files differ in length (frames: {lengths}); shorter ones zero-padded"
-        )
+    errors = [e for e in map(_finish_source, sources) if e is not None]
+    if errors:
+        raise StemError(group.key, errors)
     channels = tuple(
         ChannelInfo(
             order=c,
@@ -728,9 +915,11 @@ def _stream(
         is_final_mix=group.is_final_mix,
         channels=channels,
         source_sample_rate_hz=source_rate,
-        duration_s=max(durations),
-        peak=mono_peak,
-        rms=float(np.sqrt(mono_sumsq / total)),
+        duration_s=total / source_rate,
+        # The stem's levels: the loudest channel's peak, and the RMS over every sample of every
+        # channel (LFE included; all channels have the same length).
+        peak=max(c.peak for c in channels),
+        rms=float(np.sqrt(sum(float(src.sumsq.sum()) for src in sources) / (total * len(flat)))),
         feature=FeatureData(
             kind="log_mel",
             sample_rate_hz=sample_rate_hz,
@@ -745,7 +934,6 @@ def _stream(
             values=values,
             onset_strength=mel.onset_strength,
         ),
-        warnings=tuple(warnings),
     )
 
 
@@ -754,17 +942,29 @@ def _read(src: _Source, buffer: np.ndarray, n: int) -> np.ndarray:
     try:
         block = src.handle.read(n, dtype=buffer.dtype.name, always_2d=True, out=buffer[:n])
     except Exception as exc:  # soundfile raises several types for a corrupt stream
-        raise AudioError(f"cannot decode audio: {exc}", path=src.file.path) from exc
+        # libsndfile often gives no text for a stream that breaks off (a cut FLAC frame).
+        reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+        try:
+            decoded = int(src.handle.tell())  # frames decoded before the failure
+        except Exception:  # the handle may be unusable now
+            decoded = src.frames_read
+        raise AudioError(
+            f"cannot decode audio after frame {decoded} of the {src.frames} the header "
+            f"promises (cut off or damaged): {reason}",
+            path=src.file.path,
+        ) from exc
     src.frames_read += len(block)
     if len(block) < n or src.frames_read >= src.frames:
         src.done = True
     return block
 
 
-def _accumulate(src: _Source, block: np.ndarray, mono: np.ndarray, planar: np.ndarray) -> None:
-    """Add ``block``'s channels × their weights to ``mono`` and update each channel's peak and
-    sum of squares (in samples, i.e. read values × ``src.scale``). ``planar`` is scratch space
-    of at least ``len(block)`` float32."""
+def _accumulate(
+    src: _Source, block: np.ndarray, mono: np.ndarray | None, planar: np.ndarray
+) -> None:
+    """Add ``block``'s channels × their weights to ``mono`` (unless ``None``) and update each
+    channel's peak and sum of squares (in samples, i.e. read values × ``src.scale``).
+    ``planar`` is scratch space of at least ``len(block)`` float32."""
     count = len(block)
     if count == 0:
         return
@@ -776,6 +976,8 @@ def _accumulate(src: _Source, block: np.ndarray, mono: np.ndarray, planar: np.nd
         src.peak[k] = max(src.peak[k], top * src.scale)
         src.sumsq[k] += float(np.dot(x, x)) * src.scale**2
         weight = src.weights[k]
+        if mono is None:
+            continue
         if weight == 1.0:
             mono[:count] += x
         elif weight:

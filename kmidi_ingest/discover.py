@@ -13,12 +13,36 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from .errors import DiscoverError
 from .midi import MIDI_SUFFIXES
 
-AUDIO_SUFFIXES = (".wav", ".wave", ".bwf", ".aif", ".aiff", ".aifc", ".flac", ".w64", ".rf64")
+# The file-type rule, used by discover and by ``check`` (see file_kind): audio formats by
+# libsndfile's format name, with the extensions they are delivered under. Headerless (RAW) and
+# ambiguous (MAT, SF, XI …) libsndfile formats are left out: their extensions name other things.
+AUDIO_FORMAT_SUFFIXES = {
+    "WAV": (".wav", ".wave", ".bwf"),
+    "AIFF": (".aif", ".aiff", ".aifc"),
+    "FLAC": (".flac",),
+    "W64": (".w64",),
+    "RF64": (".rf64", ".bw64"),
+    "CAF": (".caf",),
+    "AU": (".au", ".snd"),
+    "OGG": (".ogg", ".oga"),
+    "OPUS": (".opus",),  # an OGG subtype in libsndfile
+    "MP3": (".mp3", ".mp2"),
+    "SD2": (".sd2",),
+    "VOC": (".voc",),
+}
+# Audio types libsndfile never reads: named in a warning, never skipped without a word.
+OTHER_AUDIO_SUFFIXES = (
+    ".m4a", ".aac", ".alac", ".wma", ".ape", ".wv", ".dsf", ".dff", ".ac3", ".ec3", ".dts",
+    ".mka", ".tta", ".amr", ".ra", ".mpc",
+)  # fmt: skip
+FileKind = Literal["midi", "audio", "unreadable-audio"]
 MIDI_FOLDER_NAMES = ("midi", "midi files")
 AUDIO_FOLDER_NAMES = ("audio files", "audio", "stems", "bounced files", "bounces", "prints")
 
@@ -181,12 +205,54 @@ def group_channels(
     return groups
 
 
+@cache
+def audio_suffixes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(readable, unreadable)`` audio extensions: readable where this machine's libsndfile
+    reads the format (``soundfile.available_formats()``, Opus among the OGG subtypes)."""
+    import soundfile as sf
+
+    formats = set(sf.available_formats())
+    if "OGG" in formats and "OPUS" in sf.available_subtypes("OGG"):
+        formats.add("OPUS")
+    readable: list[str] = []
+    unreadable = list(OTHER_AUDIO_SUFFIXES)
+    for fmt, suffixes in AUDIO_FORMAT_SUFFIXES.items():
+        (readable if fmt in formats else unreadable).extend(suffixes)
+    return tuple(readable), tuple(unreadable)
+
+
+def file_kind(name: str) -> FileKind | None:
+    """What a file is by its name: ``"midi"``, ``"audio"`` (a format read here),
+    ``"unreadable-audio"`` (an audio type this machine cannot read) or ``None``.
+
+    AppleDouble ``._x.wav`` files are resource forks, not audio or MIDI.
+    """
+    if name.startswith("._"):
+        return None
+    lowered = name.lower()
+    if lowered.endswith(MIDI_SUFFIXES):
+        return "midi"
+    readable, unreadable = audio_suffixes()
+    if lowered.endswith(readable):
+        return "audio"
+    if lowered.endswith(unreadable):
+        return "unreadable-audio"
+    return None
+
+
+def unreadable_audio_message(name: str) -> str:
+    """The warning for an audio file of a type that cannot be read here."""
+    import soundfile as sf
+
+    suffix = Path(name).suffix.lower()
+    return (
+        f"audio format {suffix} cannot be read here (libsndfile {sf.__libsndfile_version__});"
+        " skipped: convert it to WAV or FLAC to ingest it"
+    )
+
+
 def _is_midi(name: str) -> bool:
-    return name.lower().endswith(MIDI_SUFFIXES)
-
-
-def _is_audio(name: str) -> bool:
-    return name.lower().endswith(AUDIO_SUFFIXES) and not name.startswith("._")
+    return file_kind(name) == "midi"
 
 
 def _is_cue_dir(dirnames: list[str], filenames: list[str]) -> bool:
@@ -285,10 +351,26 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
     visited.discard(_key(cue_dir))
     for dirpath, _dirnames, filenames in _walk(cue_dir, visited, problems):
         for name in filenames:
-            is_midi, is_audio = _is_midi(name), _is_audio(name)
-            if not (is_midi or is_audio):
+            kind = file_kind(name)
+            if kind is None:
                 continue
             path = Path(dirpath) / name
+            if kind == "unreadable-audio":
+                problems.append(
+                    TreeProblem(
+                        path=safe_text(str(path)),
+                        error_type="UnsupportedAudio",
+                        message=unreadable_audio_message(name),
+                        severity="warning",
+                    )
+                )
+                continue
+            if kind == "audio":
+                # Judged by the audio stage (audio.open_channel_file, the rule `check` uses
+                # too): an empty or unreadable channel file fails its whole stem there, instead
+                # of the stem being stored without it.
+                audio.append(path)
+                continue
             try:
                 size = path.stat().st_size
             except OSError as exc:
@@ -309,7 +391,7 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
                     )
                 )
                 continue
-            (midi if is_midi else audio).append(path)
+            midi.append(path)
     rel = cue_dir.relative_to(root).as_posix()
     if midi and not audio:
         problems.append(

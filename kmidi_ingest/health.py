@@ -11,22 +11,16 @@ import csv
 import errno
 import json
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .discover import AUDIO_SUFFIXES
+from .discover import file_kind, unreadable_audio_message
 from .errors import DiscoverError, KmidiError
-from .midi import MIDI_SUFFIXES, read_midi
+from .midi import read_midi
 
 AUDIO_BLOCK_FRAMES = 1 << 16
-# libsndfile decodes a cut-off file up to where it ends and only says so in its log, e.g.
-# "data : 44100 (should be 22028)" (WAV) or "SSND : ... (should be ...)" (AIFF).
-_SHORT_DATA = re.compile(
-    r"^\s*(?:data|SSND)\s*:\s*(?P<declared>\d+)\s*\(should be (?P<actual>\d+)\)", re.MULTILINE
-)
 
 
 class QuarantineError(KmidiError):
@@ -53,6 +47,8 @@ class HealthReport:
     midi_checked: int
     audio_checked: int
     broken: tuple[BrokenFile, ...]
+    # Audio files of a type this machine cannot read: named, not broken (ingest skips them too).
+    skipped: tuple[BrokenFile, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -65,6 +61,7 @@ class HealthReport:
             "audio_checked": self.audio_checked,
             "broken_count": len(self.broken),
             "broken": [asdict(b) for b in self.broken],
+            "skipped": [asdict(b) for b in self.skipped],
         }
 
 
@@ -83,16 +80,6 @@ class QuarantineResult:
     moves: tuple[QuarantineMove, ...]
     manifest_json: Path
     manifest_csv: Path
-
-
-def _kind(name: str) -> str | None:
-    lowered = name.lower()
-    if lowered.endswith(MIDI_SUFFIXES):
-        return "midi"
-    # AppleDouble "._x.wav" files are resource forks, not audio; ingest skips them too.
-    if lowered.endswith(AUDIO_SUFFIXES) and not name.startswith("._"):
-        return "audio"
-    return None
 
 
 def check_tree(root: str | Path, *, exclude: Path | None = None) -> HealthReport:
@@ -120,6 +107,7 @@ def check_tree(root: str | Path, *, exclude: Path | None = None) -> HealthReport
         raise DiscoverError("root folder does not exist or is not a folder", path=root)
     excluded = exclude.resolve() if exclude is not None else None
     broken: list[BrokenFile] = []
+    skipped: list[BrokenFile] = []
     counts = {"midi": 0, "audio": 0}
 
     def on_error(exc: OSError) -> None:
@@ -138,23 +126,29 @@ def check_tree(root: str | Path, *, exclude: Path | None = None) -> HealthReport
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() != excluded]
         dirnames.sort()
         for name in sorted(filenames):
-            kind = _kind(name)
+            kind = file_kind(name)
             if kind is None:
                 continue
             path = Path(dirpath) / name
+            if kind == "unreadable-audio":
+                skipped.append(
+                    BrokenFile(
+                        rel_path=path.relative_to(root).as_posix(),
+                        kind="audio",
+                        reason=unreadable_audio_message(name),
+                        size_bytes=_size(path),
+                    )
+                )
+                continue
             counts[kind] += 1
             reason = check_midi(path) if kind == "midi" else check_audio(path)
             if reason is not None:
-                try:
-                    size: int | None = path.stat().st_size
-                except OSError:
-                    size = None
                 broken.append(
                     BrokenFile(
                         rel_path=path.relative_to(root).as_posix(),
                         kind=kind,
                         reason=reason,
-                        size_bytes=size,
+                        size_bytes=_size(path),
                     )
                 )
     broken.sort(key=lambda b: b.rel_path)
@@ -163,7 +157,15 @@ def check_tree(root: str | Path, *, exclude: Path | None = None) -> HealthReport
         midi_checked=counts["midi"],
         audio_checked=counts["audio"],
         broken=tuple(broken),
+        skipped=tuple(sorted(skipped, key=lambda b: b.rel_path)),
     )
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def check_midi(path: Path) -> str | None:
@@ -178,45 +180,14 @@ def check_midi(path: Path) -> str | None:
 
 
 def check_audio(path: Path, *, block_frames: int = AUDIO_BLOCK_FRAMES) -> str | None:
-    """Return why ``path`` cannot be decoded in full, or ``None`` when every frame decodes.
+    """Return why ``path`` is not a sound audio file, or ``None`` when every frame decodes.
 
-    The whole file is read in blocks (memory stays flat), so damage after the header is found
-    too: fewer decodable frames than the header promises, or a decoder error midway.
+    The rule ingest applies to a channel file (:func:`kmidi_ingest.audio.check_file`): the
+    whole file is read in blocks (memory stays flat), so damage after the header is found too.
     """
-    import numpy as np
-    import soundfile as sf
+    from .audio import check_file
 
-    try:
-        if path.stat().st_size == 0:
-            return "file is empty (0 bytes)"
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror}"
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            if handle.channels < 1 or handle.samplerate <= 0 or handle.frames <= 0:
-                return f"no audio in file ({handle.channels} channels, {handle.frames} frames)"
-            expected = handle.frames
-            short = _SHORT_DATA.search(handle.extra_info)
-            decoded = 0
-            finite = True
-            while True:
-                block = handle.read(block_frames, dtype="float32", always_2d=True)
-                if not len(block):
-                    break
-                decoded += len(block)
-                finite = finite and bool(np.isfinite(block).all())
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        return f"cannot decode audio: {exc}"
-    if short is not None:
-        return (
-            f"truncated: the header promises {short['declared']} bytes of audio data, "
-            f"the file holds {short['actual']}"
-        )
-    if decoded < expected:
-        return f"truncated: the header promises {expected} frames, only {decoded} decode"
-    if not finite:
-        return "audio holds NaN or infinite samples"
-    return None
+    return check_file(path, block_frames=block_frames)
 
 
 def quarantine(report: HealthReport, destination: str | Path) -> QuarantineResult:

@@ -170,9 +170,9 @@ FORMATS = [
     ("1M01 Choir.aif", "AIFF", "PCM_16", 1, None, False, "AIFF", "M"),
     ("1M01 Choir Wide.aifc", "AIFF", "FLOAT", 2, None, False, "AIFF", "L,R"),
     ("1M01 Perc.wav", "WAVEX", "PCM_24", 6, 0x60F, False, "WAVEX", "L,R,C,LFE,Ls,Rs"),
-    ("1M01 Atmos.bwf", "WAVEX", "PCM_24", 8, 0x63F, True, "WAVEX", "L,R,C,LFE,Lsr,Rsr,Lss,Rss"),
+    ("1M01 Atmos 6mx.bwf", "WAVEX", "PCM_24", 8, 0x63F, True, "WAVEX", "L,R,C,LFE,Lsr,Rsr,Lss,Rss"),
     ("1M01 Quad.wav", "WAVEX", "PCM_16", 4, 0x33, True, "WAVEX", "L,R,Ls,Rs"),
-    ("1M01 Long.rf64", "RF64", "PCM_24", 6, 0x3F, False, "RF64", "L,R,C,LFE,Ls,Rs"),
+    ("1M01 Long 6mx.rf64", "RF64", "PCM_24", 6, 0x3F, False, "RF64", "L,R,C,LFE,Ls,Rs"),
     ("1M01 Wide.w64", "W64", "PCM_24", 8, None, False, "W64", "L,R,C,LFE,Lsr,Rsr,Lss,Rss"),
 ]
 
@@ -206,7 +206,8 @@ def test_every_container_is_read_with_its_channel_layout(
     n_out = int(np.ceil(frames * 22050 / rate))
     assert stem.feature.values.shape == (128, 1 + n_out // 512)
     in_mono = [c.in_mono for c in stem.channels]
-    assert in_mono == [c.label != "LFE" for c in stem.channels]
+    # The LFE of an interleaved file is left out only when the file is a surround mix.
+    assert in_mono == [not (stem.is_final_mix and c.label == "LFE") for c in stem.channels]
     expected_peaks = [0.5 / (k + 1) for k in range(channels)]
     assert [c.peak for c in stem.channels] == pytest.approx(expected_peaks, abs=2e-3)
     assert [c.rms for c in stem.channels] == pytest.approx(
@@ -264,7 +265,7 @@ def test_integer_reads_equal_libsndfile_float_reads_bit_for_bit(
     rng = np.random.default_rng(7)
     paths = []
     for k, label in enumerate(("L", "R", "C")):
-        data = 0.3 * rng.standard_normal(frames - 500 * k)  # unequal lengths: zero padding
+        data = 0.3 * rng.standard_normal(frames)
         data[k * 100] = -1.0  # full scale, the one value whose magnitude is 2^15 (2^23)
         path = tmp_path / f"S.{label}.{suffix}"
         sf.write(str(path), np.clip(data, -1, 1), rate, format=fmt, subtype=subtype)
@@ -280,12 +281,9 @@ def test_integer_reads_equal_libsndfile_float_reads_bit_for_bit(
     assert (fast.peak, fast.rms) == (slow.peak, slow.rms)
     assert [(c.peak, c.rms) for c in fast.channels] == [(c.peak, c.rms) for c in slow.channels]
     assert [c.peak for c in fast.channels][:3] == [1.0, 1.0, 1.0]
-    columns = [sf.read(str(p), dtype="float64")[0] for p in paths]
-    mono = np.zeros(frames)
-    for column in columns:
-        mono[: len(column)] += column / 4
-    assert fast.peak == pytest.approx(np.max(np.abs(mono)), rel=1e-6)
-    assert fast.rms == pytest.approx(np.sqrt(np.mean(mono**2)), rel=1e-5)
+    columns = np.stack([sf.read(str(p), dtype="float64")[0] for p in paths])
+    assert fast.peak == 1.0  # the loudest channel's peak
+    assert fast.rms == pytest.approx(np.sqrt(np.mean(columns**2)), rel=1e-6)  # all samples
 
 
 def test_long_interleaved_mix_spans_many_blocks_and_matches_librosa(tmp_path):
@@ -301,9 +299,9 @@ def test_long_interleaved_mix_spans_many_blocks_and_matches_librosa(tmp_path):
     expected = reference_log_mel([path], w, sample_rate_hz=rate)
     assert stem.feature.values.shape == expected.shape == (128, 1 + frames // 512)
     assert np.max(np.abs(stem.feature.values.astype(np.float32) - expected)) <= F16_TOL
-    mono = sf.read(str(path), dtype="float32")[0] @ np.array(w[0], dtype=np.float32)
-    assert stem.peak == pytest.approx(float(np.max(np.abs(mono))), rel=1e-6)
-    assert stem.rms == pytest.approx(float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))), 1e-5)
+    samples = sf.read(str(path), dtype="float64")[0]
+    assert stem.peak == pytest.approx(float(np.max(np.abs(samples))), rel=1e-6)
+    assert stem.rms == pytest.approx(float(np.sqrt(np.mean(samples**2))), rel=1e-6)
 
 
 def test_float32_fast_path_and_float64_fallback_both_match_librosa():
@@ -351,7 +349,7 @@ def test_lfe_is_left_out_of_the_composite_and_levels_are_not_normalised(tmp_path
     stem = process_group(group, sample_rate_hz=22050)
     assert group.is_final_mix
     assert [c.in_mono for c in stem.channels] == [True, True, False]
-    assert stem.peak == pytest.approx(0.2, abs=1e-3)
+    assert stem.peak == pytest.approx(0.9, abs=1e-3)  # the loudest channel's, LFE included
     quiet = write_tone(tmp_path / "Q.wav", amplitude=0.02, freq=100)
     quiet_stem = process_group(one_group([quiet]), sample_rate_hz=22050)
     # A fixed dB reference: a stem 20 dB quieter reads 20 dB lower.
@@ -368,20 +366,22 @@ def test_lfe_inclusion_is_configurable(tmp_path):
     rules = GroupingRules(exclude_from_mono=frozenset())
     stem = process_group(one_group(files, rules), sample_rate_hz=22050, rules=rules)
     assert [c.in_mono for c in stem.channels] == [True, True]
-    assert stem.peak == pytest.approx(0.4, abs=1e-3)
+    expected = reference_log_mel(files, [[0.5], [0.5]], sample_rate_hz=22050)
+    assert np.max(np.abs(stem.feature.values.astype(np.float32) - expected)) <= F16_TOL
 
 
-def test_unequal_lengths_are_zero_padded_with_a_warning(tmp_path):
+def test_channel_files_of_unequal_length_fail_their_stem(tmp_path):
     left = write_tone(tmp_path / "S.L.wav", seconds=1.0)
     right = write_tone(tmp_path / "S.R.wav", seconds=0.5)
-    stem = process_group(one_group([left, right]), sample_rate_hz=22050)
-    assert stem.duration_s == pytest.approx(1.0)
-    assert stem.feature.values.shape == (128, 1 + 22050 // 512)
-    assert [c.frames for c in stem.channels] == [22050, 11025]
-    (warning,) = stem.warnings
-    assert "S.R.wav=11025" in warning and "zero-padded" in warning
-    expected = reference_log_mel([left, right], [[0.5], [0.5]], sample_rate_hz=22050)
-    assert np.max(np.abs(stem.feature.values.astype(np.float32) - expected)) <= F16_TOL
+    with pytest.raises(StemError) as info:
+        process_group(one_group([left, right]), sample_rate_hz=22050)
+    assert [(e.path, e.reason) for e in info.value.errors] == [
+        (
+            str(right),
+            "length 11025 frames (0.500 s) differs from the 22050 frames (1.000 s) of the other"
+            " channel files of stem 'S'; re-export the stem's channels at one length",
+        )
+    ]
 
 
 # --- feature encoding ---------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_bad_audio_files_are_recorded_and_the_rest_of_the_cue_is_stored(make_cue
     assert sorted((p.error_type, str(p.path).rsplit("/", 1)[-1]) for p in summary.errors) == [
         ("AudioError", "1M01 Bells.aif"),
         ("AudioError", "1M01 Celesta.R.wav"),
-        ("EmptyFile", "1M01 Harp.wav"),  # found empty while walking the tree
+        ("AudioError", "1M01 Harp.wav"),
     ]
     engine = make_engine(db_url)
     try:
@@ -103,12 +103,12 @@ def test_bad_audio_files_are_recorded_and_the_rest_of_the_cue_is_stored(make_cue
     assert [(e.file_path.rsplit("/", 1)[-1], e.stage, e.error_type) for e in errors] == [
         ("1M01 Bells.aif", "audio", "AudioError"),
         ("1M01 Celesta.R.wav", "audio", "AudioError"),
-        ("1M01 Harp.wav", "discover", "EmptyFile"),
+        ("1M01 Harp.wav", "audio", "AudioError"),
     ]
     assert errors[0].message.startswith("cannot decode audio")
     assert errors[1].message.startswith("sample rate 16000 Hz differs from the 22050 Hz")
-    assert errors[2].message == "file is empty (0 bytes); skipped"
-    assert [tuple(r) for r in perc] == [
-        (label, k, 6, "WAVEX", "PCM_16", label != "LFE")
+    assert errors[2].message == "file is empty (0 bytes)"
+    assert [tuple(r) for r in perc] == [  # an interleaved stem, not a mix: its LFE is mixed in
+        (label, k, 6, "WAVEX", "PCM_16", True)
         for k, label in enumerate(("L", "R", "C", "LFE", "Ls", "Rs"))
     ]

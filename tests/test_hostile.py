@@ -155,7 +155,7 @@ def test_zero_byte_files_are_errors_and_the_rest_of_the_cue_is_stored(make_cue, 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     summary = run(root, url)
     assert problems(summary) == [
-        ("EmptyFile", "error", "1M01 Harp.wav"),
+        ("AudioError", "error", "1M01 Harp.wav"),  # judged by the audio stage: its stem fails
         ("EmptyFile", "error", "empty.mid"),
     ]
     assert (summary.cues_ingested, summary.midi_files, summary.stems) == (1, 1, 2)
@@ -186,7 +186,9 @@ def test_dry_run_lists_everything_and_writes_nothing(make_cue, tmp_path, capsys)
     (second / "Audio Files" / "1M02 Harp.wav").touch()
     db = tmp_path / "never.sqlite"
     args = [str(root), str(SR), "--database-url", f"sqlite:///{db}", "--dry-run"]
-    assert main(args) == 1  # an empty file is a problem found
+    # A dry run opens no audio: an empty channel file is a stem in the plan; ingest and
+    # `check` find it (the audio stage's soundness rule).
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert not db.exists() and not list(tmp_path.glob("never.sqlite*"))
     assert "2 cues: 2 to ingest, 0 to skip" in out
@@ -196,7 +198,7 @@ def test_dry_run_lists_everything_and_writes_nothing(make_cue, tmp_path, capsys)
     )
     assert "stem  Brass (mono): Audio Files/1M01 Brass.wav" in out
     assert "mix   6mx (L,R,C,LFE,Ls,Rs)" in out
-    assert "ERROR [discover]" in out and "1M02 Harp.wav: file is empty (0 bytes)" in out
+    assert "stem  Harp (mono): Audio Files/1M02 Harp.wav" in out and "ERROR" not in out
 
     (second / "Audio Files" / "1M02 Harp.wav").unlink()
     run(root, f"sqlite:///{db}")

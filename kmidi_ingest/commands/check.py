@@ -74,6 +74,8 @@ def main(argv: Sequence[str]) -> int:
         )
         for item in report.broken:
             print(f"  BROKEN [{item.kind}] {item.rel_path}: {item.reason}")
+        for item in report.skipped:
+            print(f"  SKIPPED [{item.kind}] {item.rel_path}: {item.reason}")
         if moved is not None:
             print(f"moved {len(moved.moves)} files to {dest}; manifest {moved.manifest_json}")
     if error is not None:
