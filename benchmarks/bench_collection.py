@@ -1,0 +1,144 @@
+"""Collection section: a MIDI-only collection (Lakh's layout) ingested end to end, against mido's
+bare load of the same files, and the bytes each stored note takes.
+
+The corpus: the real MIDI files of ``../shared/data/midi`` copied under Lakh-like names
+(``<hex digit>/<md5 of the copy number>.mid`` in 16 folders) until there are
+``KMIDI_BENCH_COLLECTION_FILES`` files (10,000 in full mode, 320 with ``--quick``). Figures:
+
+- end to end: ``python -m kmidi_ingest ROOT 22050 --workers 2`` (a fresh SQLite database, a child
+  process, wall clock) against ``mido.MidiFile(path)`` of every file in one process. Target
+  ≤ 0.25× (issue 16). Also the CPU seconds of the writing (main) process against the wall clock.
+- size: database bytes (pages in use, indexes included) per stored note, against the issue's budget
+  of 60 bytes.
+
+The two timed runs alternate (mido, ingest, mido, ingest in full mode) and the best of each is
+kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Row
+
+SHARED_MIDI = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi"
+SECTION = "collection"
+
+
+def make_collection(root: Path, count: int) -> list[Path]:
+    sources = sorted(
+        p for p in SHARED_MIDI.rglob("*") if p.suffix.lower() in (".mid", ".midi", ".kar")
+    )
+    if not sources:
+        return []
+    paths = []
+    for i in range(count):
+        name = hashlib.md5(str(i).encode()).hexdigest()
+        path = root / name[0] / f"{name}.mid"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sources[i % len(sources)], path)
+        paths.append(path)
+    return paths
+
+
+def _mido_load(paths: list[Path]) -> float:
+    import mido
+
+    started = time.perf_counter()
+    for p in paths:
+        try:
+            mido.MidiFile(str(p))
+        except Exception:  # mido refuses a few damaged real files; they count as loaded
+            pass
+    return time.perf_counter() - started
+
+
+_INGEST = """
+import resource, sys, time
+from kmidi_ingest.cli import main
+started = time.perf_counter()
+code = main(sys.argv[1:])
+wall = time.perf_counter() - started
+cpu = resource.getrusage(resource.RUSAGE_SELF)
+print(wall, cpu.ru_utime + cpu.ru_stime, code)
+"""
+
+
+def _ingest(root: Path, database: Path) -> tuple[float, float]:
+    database.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _INGEST, str(root), "22050", "--workers", "2", "--quiet",
+         "--database-url", f"sqlite:///{database}"],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "KMIDI_MATCHER": "fuzzy"},
+    )  # fmt: skip
+    wall, writer_cpu, _code = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(writer_cpu)
+
+
+def _bytes_per_note(database: Path) -> tuple[float, int]:
+    with sqlite3.connect(database) as conn:
+        notes = conn.execute("SELECT COUNT(*) FROM midi_notes").fetchone()[0]
+        pages, free, size = (
+            conn.execute(f"PRAGMA {p}").fetchone()[0]
+            for p in ("page_count", "freelist_count", "page_size")
+        )
+    return (pages - free) * size / max(notes, 1), notes
+
+
+def run(quick: bool) -> list[Row]:
+    count = int(os.environ.get("KMIDI_BENCH_COLLECTION_FILES", 320 if quick else 10_000))
+    rounds = 1 if quick else 2
+    with tempfile.TemporaryDirectory(prefix="kmidi-bench-collection-") as tmp:
+        root = Path(tmp) / "lmd"
+        paths = make_collection(root, count)
+        if not paths:
+            return []
+        database = Path(tmp) / "collection.sqlite"
+        mido_s, ours, writer = [], [], []
+        for _ in range(rounds):
+            mido_s.append(_mido_load(paths))
+            wall, cpu = _ingest(root, database)
+            ours.append(wall)
+            writer.append(cpu)
+        per_note, notes = _bytes_per_note(database)
+    best = min(range(rounds), key=lambda i: ours[i])
+    return [
+        Row(
+            section=SECTION,
+            figure=f"MIDI-only collection end to end, 2 workers ({count:,} files, {notes:,} notes)",
+            value=ours[best],
+            unit="s",
+            baseline="mido MidiFile() of the same files, 1 process",
+            baseline_value=min(mido_s),
+            higher_is_better=False,
+            target=0.25,
+        ),
+        Row(
+            section=SECTION,
+            figure="writer (main process) CPU over the run's wall clock",
+            value=writer[best],
+            unit="s",
+            baseline="the run's wall clock",
+            baseline_value=ours[best],
+            higher_is_better=False,
+        ),
+        Row(
+            section=SECTION,
+            figure="SQLite bytes per stored note, indexes included",
+            value=per_note,
+            unit="B",
+            baseline="the issue's budget",
+            baseline_value=60.0,
+            higher_is_better=False,
+            target=1.0,
+        ),
+    ]
