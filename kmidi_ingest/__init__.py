@@ -20,6 +20,7 @@ __all__ = [
     "AudioError",
     "ConfigError",
     "DiscoverError",
+    "DryRunReport",
     "IngestSummary",
     "KmidiError",
     "MatchError",
@@ -27,16 +28,17 @@ __all__ = [
     "StoreError",
     "__version__",
     "ingest",
+    "plan",
 ]
 
 if TYPE_CHECKING:
-    from .pipeline import IngestSummary, ingest
+    from .batch import DryRunReport, IngestSummary, ingest, plan
 
 
 def __getattr__(name: str) -> Any:
-    # Importing the package stays cheap: the pipeline (numpy, SQLAlchemy) loads on first use.
-    if name in ("ingest", "IngestSummary"):
-        from . import pipeline
+    # Importing the package stays cheap: the batch code (numpy, SQLAlchemy) loads on first use.
+    if name in ("ingest", "plan", "IngestSummary", "DryRunReport"):
+        from . import batch
 
-        return getattr(pipeline, name)
+        return getattr(batch, name)
     raise AttributeError(f"module 'kmidi_ingest' has no attribute {name!r}")

@@ -131,7 +131,7 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
     import signal
     import threading
 
-    from .pipeline import ingest
+    from .batch import ingest
 
     bars: list[Any] = []
     show = not args.quiet and not args.json and sys.stderr.isatty()
@@ -218,7 +218,7 @@ def _masked(exc: BaseException, settings: Any) -> str:
 
 
 def _run_plan(args: argparse.Namespace, settings: Any) -> int:
-    from .pipeline import plan
+    from .batch import plan
 
     try:
         report = plan(args.root, args.sample_rate, settings=settings, force=args.force)
@@ -236,7 +236,7 @@ def _run_plan(args: argparse.Namespace, settings: Any) -> int:
 
 
 def format_plan(report: Any) -> str:
-    """Human-readable listing of a :class:`~kmidi_ingest.pipeline.DryRunReport`."""
+    """Human-readable listing of a :class:`~kmidi_ingest.batch.DryRunReport`."""
     todo = sum(1 for c in report.cues if c.action != "skip")
     lines = [
         f"kmidi-ingest {__version__} dry run: {report.root} at {report.sample_rate_hz} Hz "
@@ -264,7 +264,7 @@ def _skipped_note(summary: Any) -> str:
 
 
 def format_summary(summary: Any) -> str:
-    """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
+    """Human-readable summary of an :class:`~kmidi_ingest.batch.IngestSummary`."""
     lines = [
         f"kmidi-ingest {__version__}: {summary.root} at {summary.sample_rate_hz} Hz "
         f"→ {summary.database}",

@@ -9,12 +9,12 @@ from sqlalchemy import select, text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.audio import MelParams, process_group
+from kmidi_ingest.batch import CueOptions
 from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.discover import group_channels
 from kmidi_ingest.features import CHUNK_BYTES
 from kmidi_ingest.models import AudioFeature
-from kmidi_ingest.pipeline import CueOptions
 from kmidi_ingest.store import read_feature
 from tests.conftest import write_tone
 from tests.test_audio import tones

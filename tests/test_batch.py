@@ -16,7 +16,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from kmidi_ingest import ingest, pipeline
+from kmidi_ingest import ingest
+from kmidi_ingest.batch import compute
 from kmidi_ingest.cli import main
 from kmidi_ingest.config import Settings
 from tests.conftest import REPO, note_track, write_midi, write_tone
@@ -230,7 +231,7 @@ def test_concurrent_runs_on_postgresql_compute_each_cue_once(
     corpus, clean, pg_url, monkeypatch, workers
 ):
     computed: list[str] = []
-    real = pipeline.process_cue
+    real = compute.process_cue
 
     def counting(cue, *args, **kwargs):
         computed.append(cue.rel_path)
@@ -244,7 +245,7 @@ def test_concurrent_runs_on_postgresql_compute_each_cue_once(
         os.write(writer, (cue.rel_path + "\n").encode())
         return real(cue, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "process_cue", counting if workers == 1 else counting_in_pool)
+    monkeypatch.setattr(compute, "process_cue", counting if workers == 1 else counting_in_pool)
     together = threading.Barrier(2)
     summaries = []
 
