@@ -28,6 +28,7 @@ import numpy as np
 
 from .discover import ChannelFile, GroupingRules, StemGroup
 from .errors import AudioError
+from .options import check_sample_rate
 
 BLOCK_FRAMES = 1 << 17  # source frames read per file per step (~2.7 s at 48 kHz)
 # Integer PCM read as integers (libsndfile's float conversion costs ~8x the read), with the factor
@@ -571,13 +572,14 @@ def process_group(
     StemError
         When any channel file is missing, unreadable, empty, undecodable, has no frames, or has
         a sample rate other than the group's; ``errors`` holds one :class:`AudioError` per file.
+    ConfigError
+        When ``sample_rate_hz`` is outside 8000–384000 Hz (:func:`~kmidi_ingest.options.check_sample_rate`).
     AudioError
-        When ``sample_rate_hz`` is not positive, or a file fails while being decoded.
+        When a file fails while being decoded.
     """
     params = params or MelParams()
     rules = rules or GroupingRules()
-    if sample_rate_hz <= 0:
-        raise AudioError(f"sample rate must be positive, got {sample_rate_hz}")
+    check_sample_rate(sample_rate_hz)
     excluded = frozenset(label.upper() for label in rules.exclude_from_mono)
     sources: list[_Source] = []
     errors: list[AudioError] = []

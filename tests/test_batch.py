@@ -19,7 +19,6 @@ import pytest
 from kmidi_ingest import ingest
 from kmidi_ingest.batch import compute
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from tests.conftest import REPO, note_track, write_midi, write_tone
 from tests.dbutil import CUE_TABLES, content, counts, scalar
 
@@ -53,7 +52,7 @@ def make_corpus(root: Path, n: int = 6, *, notes: int = 400) -> Path:
 
 
 def run(root: Path, url: str, **kwargs):
-    return ingest(root, SR, database_url=url, settings=Settings(), **kwargs)
+    return ingest(root, SR, database_url=url, **kwargs)
 
 
 def cli(*args: str, **popen) -> subprocess.Popen:

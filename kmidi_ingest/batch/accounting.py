@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import Engine
 
 from .. import discover, store
 from ..claims import CueClaims
-from .compute import CueOptions
+from .compute import CueSpec
 from .planning import Job, up_to_date
-from .reports import CueOutcome, IngestSummary
+from .reports import CueOutcome, CueStatus, IngestSummary, ProgressOutcome
 
 
 def claim_job(
-    claims: CueClaims, engine: Any, job: Job, options: CueOptions, force: bool
+    claims: CueClaims, engine: Engine, job: Job, spec: CueSpec, force: bool
 ) -> Job | None:
     """Claim a job's cue before computing it: the job with what is stored now, or None when
     another run holds the cue or has stored it since this run looked (its claim is released)."""
@@ -26,7 +26,7 @@ def claim_job(
     except Exception:
         claims.release(cue.rel_path)
         raise
-    if up_to_date(known, stat_fp, options, force):
+    if up_to_date(known, stat_fp, spec.sample_rate_hz, force):
         claims.release(cue.rel_path)
         return None
     return (cue, stat_fp, known)
@@ -56,7 +56,7 @@ def account(summary: IngestSummary, outcome: CueOutcome) -> None:
     summary.problems.extend(outcome.problems)
 
 
-PROGRESS = {
+PROGRESS: dict[CueStatus, ProgressOutcome] = {
     "ingested": "ingested",
     "unchanged": "skipped",
     "conflict": "skipped",

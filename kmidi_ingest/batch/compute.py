@@ -19,17 +19,35 @@ from .reports import Unchanged, tree_problem
 
 @dataclass(frozen=True, kw_only=True)
 class CueOptions:
-    """Everything a worker needs to compute one cue (picklable)."""
+    """How cues are computed, beside the sample rate (an argument of its own to ``ingest``).
 
-    sample_rate_hz: int
+    Parameters
+    ----------
+    mel : MelParams
+        Log-mel analysis of every stem and final mix.
+    rules : GroupingRules
+        How channel files are grouped into stems (used by discover, see
+        :func:`kmidi_ingest.discover.scan`).
+    match_threshold : float
+        Lowest fuzzy name score (0–100) that matches a track to a stem.
+    """
+
     mel: MelParams = field(default_factory=MelParams)
     rules: GroupingRules = field(default_factory=GroupingRules)
     match_threshold: float = 60.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class CueSpec:
+    """Everything a worker needs to compute one cue (picklable): the run's rate and options."""
+
+    sample_rate_hz: int
+    options: CueOptions = field(default_factory=CueOptions)
+
+
 def process_cue(
     cue: CueSource,
-    options: CueOptions,
+    spec: CueSpec,
     *,
     stat_fingerprint: str,
     stored_content_fingerprint: str | None = None,
@@ -49,7 +67,7 @@ def process_cue(
     hashed = _hash_cue(cue)
     if stored_content_fingerprint is not None and hashed[2] == stored_content_fingerprint:
         return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
-    return _compute_cue(cue, options, stat_fingerprint, started, problems, hashed, progress)
+    return _compute_cue(cue, spec, stat_fingerprint, started, problems, hashed, progress)
 
 
 _Hashed = tuple[dict[str, str], list[Problem], str]
@@ -83,7 +101,7 @@ def _hash_cue(cue: CueSource) -> _Hashed:
 
 def _compute_cue(
     cue: CueSource,
-    options: CueOptions,
+    spec: CueSpec,
     stat_fingerprint: str,
     started: float,
     problems: list[Problem],
@@ -100,7 +118,7 @@ def _compute_cue(
             problems.append(_problem(exc, path))
 
     groups = discover.group_channels(
-        [(p, p.relative_to(cue.path).as_posix()) for p in cue.audio_files], options.rules
+        [(p, p.relative_to(cue.path).as_posix()) for p in cue.audio_files], spec.options.rules
     )
     stems: list[StemData] = []
     mixes: list[StemData] = []
@@ -108,9 +126,9 @@ def _compute_cue(
         try:
             data = process_group(
                 group,
-                sample_rate_hz=options.sample_rate_hz,
-                params=options.mel,
-                rules=options.rules,
+                sample_rate_hz=spec.sample_rate_hz,
+                params=spec.options.mel,
+                rules=spec.options.rules,
                 progress=progress,
             )
         except KmidiError as exc:
@@ -142,7 +160,9 @@ def _compute_cue(
                 )
             )
 
-    matching = match_offline(midi, stems, threshold=options.match_threshold, cue_path=str(cue.path))
+    matching = match_offline(
+        midi, stems, threshold=spec.options.match_threshold, cue_path=str(cue.path)
+    )
     problems.extend(matching.problems)
     hashes, hash_problems, content_fp = hashed
     problems[tree_problems:tree_problems] = hash_problems  # in the order they always had
@@ -150,7 +170,7 @@ def _compute_cue(
         source=cue,
         stat_fingerprint=stat_fingerprint,
         content_fingerprint=content_fp,
-        sample_rate_hz=options.sample_rate_hz,
+        sample_rate_hz=spec.sample_rate_hz,
         midi=tuple(midi),
         stems=tuple(stems),
         mixes=tuple(mixes),

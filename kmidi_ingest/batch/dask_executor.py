@@ -6,28 +6,29 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+
+from sqlalchemy import Engine
 
 from .. import store
 from ..claims import CueClaims
-from ..config import Settings
 from ..discover import CueSource
 from ..errors import ConfigError
+from ..options import LlmConfig
 from ..results import CueResult
 from . import compute
 from .accounting import claim_job
-from .compute import CueOptions
+from .compute import CueSpec
 from .planning import Job, reusable_fingerprint
 from .reports import CueOutcome, Unchanged
 from .writer import fail_cue, llm_matcher, write_outcome
 
-_ENGINES: dict[str, Any] = {}
+_ENGINES: dict[str, Engine] = {}
 
 
 _ENGINES_LOCK = threading.Lock()
 
 
-def _worker_engine(url: str) -> Any:
+def _worker_engine(url: str) -> Engine:
     """One engine per worker process and URL, reused across tasks (threads share it)."""
     from ..db import make_engine
 
@@ -40,25 +41,25 @@ def _worker_engine(url: str) -> Any:
 
 def run_cue_task(
     cue: CueSource,
-    options: CueOptions,
+    spec: CueSpec,
     *,
     stat_fingerprint: str,
     known: store.StoredCue | None,
     force: bool,
     database_url: str,
     run_id: int,
-    llm_settings: Settings | None = None,
+    llm: LlmConfig | None = None,
 ) -> CueOutcome:
     """Compute one cue and write it to ``database_url`` (the task a Dask worker runs).
 
-    With ``llm_settings`` the worker runs the LLM match step itself, caching answers in the
-    shared database like the local executor does.
+    With ``llm`` the worker runs the LLM match step itself, caching answers in the shared
+    database like the local executor does.
     """
     engine = _worker_engine(database_url)
-    llm = None if llm_settings is None else llm_matcher(llm_settings, engine, options)
+    matcher = None if llm is None else llm_matcher(llm, engine, spec)
     with CueClaims(engine) as claims:
         try:
-            claimed = claim_job(claims, engine, (cue, stat_fingerprint, known), options, force)
+            claimed = claim_job(claims, engine, (cue, stat_fingerprint, known), spec, force)
         except Exception as exc:
             return fail_cue(engine, cue, exc, run_id=run_id, stage="ingest")
         if claimed is None:
@@ -67,25 +68,25 @@ def run_cue_task(
         try:
             computed: CueResult | Unchanged | BaseException = compute.process_cue(
                 cue,
-                options,
+                spec,
                 stat_fingerprint=stat_fingerprint,
-                stored_content_fingerprint=reusable_fingerprint(known, options, force),
+                stored_content_fingerprint=reusable_fingerprint(known, spec.sample_rate_hz, force),
             )
         except Exception as exc:
             computed = exc
-        return write_outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
+        return write_outcome(engine, cue, known, computed, run_id=run_id, llm=matcher)
 
 
 def dask_outcomes(
-    engine: Any,
+    engine: Engine,
     jobs: list[Job],
-    options: CueOptions,
+    spec: CueSpec,
     force: bool,
     url: str,
     run_id: int,
     scheduler: str,
     stop: threading.Event,
-    llm_settings: Settings | None = None,
+    llm: LlmConfig | None = None,
 ) -> Iterator[CueOutcome]:
     """Run every job as a task on the cluster; yield the outcomes in job order.
 
@@ -103,13 +104,13 @@ def dask_outcomes(
             client.submit(
                 run_cue_task,
                 cue,
-                options,
+                spec,
                 stat_fingerprint=stat_fp,
                 known=known,
                 force=force,
                 database_url=url,
                 run_id=run_id,
-                llm_settings=llm_settings,
+                llm=llm,
                 key=f"kmidi-cue-{uuid.uuid4().hex}",
             )
             for cue, stat_fp, known in jobs

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Literal, TypeAlias
+
+from sqlalchemy.engine import URL
 
 from .. import discover, store
-from ..config import Settings, load_settings, mask_url
+from ..db import mask_url
 from ..discover import CueSource
-from ..errors import ConfigError
+from ..options import DEFAULT_DATABASE_URL, check_sample_rate
 from ..results import CueResult
 from .compute import CueOptions
 from .reports import (
@@ -28,7 +30,7 @@ Computed: TypeAlias = "CueResult | Unchanged | Elsewhere | BaseException"
 
 
 def up_to_date(
-    known: store.StoredCue | None, stat_fp: str, options: CueOptions, force: bool
+    known: store.StoredCue | None, stat_fp: str, sample_rate_hz: int, force: bool
 ) -> bool:
     """Whether the stored cue is complete, from the same files, at the same sample rate."""
     return (
@@ -36,16 +38,16 @@ def up_to_date(
         and known is not None
         and known.status == "complete"
         and known.stat_fingerprint == stat_fp
-        and known.sample_rate_hz == options.sample_rate_hz
+        and known.sample_rate_hz == sample_rate_hz
     )
 
 
 def reusable_fingerprint(
-    known: store.StoredCue | None, options: CueOptions, force: bool
+    known: store.StoredCue | None, sample_rate_hz: int, force: bool
 ) -> str | None:
     if force or known is None or known.status != "complete":
         return None
-    if known.sample_rate_hz != options.sample_rate_hz:
+    if known.sample_rate_hz != sample_rate_hz:
         return None
     return known.content_fingerprint
 
@@ -54,8 +56,7 @@ def plan(
     root: str | Path,
     sample_rate: int,
     *,
-    database_url: str | None = None,
-    settings: Settings | None = None,
+    database_url: str = DEFAULT_DATABASE_URL,
     force: bool = False,
     options: CueOptions | None = None,
 ) -> DryRunReport:
@@ -63,21 +64,32 @@ def plan(
 
     Cues, their MIDI files, stem groups and final mixes come from the tree; whether a cue would
     be skipped comes from the stored stat fingerprints, read only if the database already
-    exists and holds the schema.
+    exists and holds the schema. Nothing is read from the environment.
+
+    Parameters
+    ----------
+    root, sample_rate, database_url, force, options
+        As for :func:`~kmidi_ingest.batch.ingest`.
+
+    Raises
+    ------
+    ConfigError
+        For a sample rate outside 8000–384000 Hz or an unsupported database URL.
+    DiscoverError
+        When ``root`` is not a readable folder.
     """
     from ..db import normalize_url
 
-    settings = settings or load_settings()
-    url = str(database_url or settings.database_url)
-    if sample_rate <= 0:
-        raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
-    options = options or CueOptions(sample_rate_hz=sample_rate)
+    check_sample_rate(sample_rate)
+    url = database_url
+    options = options or CueOptions()
     tree = discover.scan(root)
     stored = {} if force else _peek_stored(normalize_url(url))
     cues: list[PlannedCue] = []
     problems = [report_problem(tree_problem(p), None) for p in tree.problems]
     for cue in tree.cues:
         known = stored.get(discover.safe_text(cue.rel_path))
+        action: Literal["ingest", "update", "skip"]
         if known is None or known.sample_rate_hz != sample_rate:
             action = "ingest"
         elif known.status == "complete" and known.stat_fingerprint == discover.stat_fingerprint(
@@ -122,7 +134,7 @@ def plan(
     )
 
 
-def _peek_stored(url: Any) -> dict[str, store.StoredCue]:
+def _peek_stored(url: URL) -> dict[str, store.StoredCue]:
     from ..db import make_engine
 
     if url.get_backend_name() == "sqlite":

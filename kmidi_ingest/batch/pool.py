@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from queue import Empty
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
 
 from ..claims import CueClaims
 from ..discover import CueSource
@@ -23,16 +25,21 @@ from ..match import Matcher
 from ..results import CueResult
 from . import compute
 from .accounting import claim_job
-from .compute import CueOptions
+from .compute import CueSpec
 from .planning import Computed, Job, reusable_fingerprint
 from .reports import CueOutcome, Elsewhere, Unchanged
 from .writer import write_outcome
 
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+
+    ProgressQueue = Queue[float]  # audio seconds, from the workers to this process
+
 
 def local_outcomes(
-    engine: Any,
+    engine: Engine,
     jobs: list[Job],
-    options: CueOptions,
+    spec: CueSpec,
     force: bool,
     workers: int,
     stop: threading.Event,
@@ -45,10 +52,10 @@ def local_outcomes(
     with CueClaims(engine) as claims:
 
         def claim(job: Job) -> Job | None:
-            return claim_job(claims, engine, job, options, force)
+            return claim_job(claims, engine, job, spec, force)
 
         for (cue, _fp, known), computed in _compute(
-            jobs, options, force, workers, stop, audio_progress, claim
+            jobs, spec, force, workers, stop, audio_progress, claim
         ):
             try:
                 if isinstance(computed, Elsewhere):
@@ -61,7 +68,7 @@ def local_outcomes(
 
 def _compute(
     jobs: list[Job],
-    options: CueOptions,
+    spec: CueSpec,
     force: bool,
     workers: int,
     stop: threading.Event,
@@ -89,9 +96,11 @@ def _compute(
                     job,
                     compute.process_cue(
                         cue,
-                        options,
+                        spec,
                         stat_fingerprint=stat_fp,
-                        stored_content_fingerprint=reusable_fingerprint(known, options, force),
+                        stored_content_fingerprint=reusable_fingerprint(
+                            known, spec.sample_rate_hz, force
+                        ),
                         progress=audio_progress,
                     ),
                 )
@@ -106,7 +115,7 @@ def _compute(
         relay = threading.Thread(target=_relay, args=(queue, audio_progress, done), daemon=True)
         relay.start()
     try:
-        yield from _compute_in_pool(jobs, options, force, workers, stop, queue, claim)
+        yield from _compute_in_pool(jobs, spec, force, workers, stop, queue, claim)
     finally:
         done.set()  # the pool has shut down: its workers flushed what they put
         if relay is not None:
@@ -115,11 +124,11 @@ def _compute(
 
 def _compute_in_pool(
     jobs: list[Job],
-    options: CueOptions,
+    spec: CueSpec,
     force: bool,
     workers: int,
     stop: threading.Event,
-    progress_queue: Any,
+    progress_queue: ProgressQueue | None,
     claim: Callable[[Job], Job | None],
 ) -> Iterator[tuple[Job, Computed]]:
     pending = iter(jobs)
@@ -147,9 +156,9 @@ def _compute_in_pool(
             future = pool.submit(
                 _process_cue_in_worker,
                 cue,
-                options,
+                spec,
                 stat_fingerprint=stat_fp,
-                stored_content_fingerprint=reusable_fingerprint(known, options, force),
+                stored_content_fingerprint=reusable_fingerprint(known, spec.sample_rate_hz, force),
             )
             window.append((claimed, future))
             return True
@@ -185,10 +194,12 @@ def _compute_in_pool(
                     work.cancel()
 
 
-_worker_progress: Any = None  # in a pool worker: the queue audio seconds are reported to
+_worker_progress: ProgressQueue | None = (
+    None  # in a pool worker: the queue audio seconds are reported to
+)
 
 
-def _init_worker(parent_pid: int, progress: Any = None) -> None:
+def _init_worker(parent_pid: int, progress: ProgressQueue | None = None) -> None:
     global _worker_progress
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -198,21 +209,21 @@ def _init_worker(parent_pid: int, progress: Any = None) -> None:
 
 def _process_cue_in_worker(
     cue: CueSource,
-    options: CueOptions,
+    spec: CueSpec,
     *,
     stat_fingerprint: str,
     stored_content_fingerprint: str | None,
 ) -> CueResult | Unchanged:
     return compute.process_cue(
         cue,
-        options,
+        spec,
         stat_fingerprint=stat_fingerprint,
         stored_content_fingerprint=stored_content_fingerprint,
         progress=None if _worker_progress is None else _worker_progress.put,
     )
 
 
-def _relay(queue: Any, callback: Callable[[float], None], done: threading.Event) -> None:
+def _relay(queue: ProgressQueue, callback: Callable[[float], None], done: threading.Event) -> None:
     """Pass the workers' audio seconds to ``callback`` until ``done`` is set and all is read.
 
     This process only reads the queue: were a worker killed while writing to it, the main

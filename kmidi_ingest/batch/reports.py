@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .. import discover
+from ..options import ExecutorName
 from ..results import Problem
 
 
@@ -19,6 +20,9 @@ class Unchanged:
 
     rel_path: str
     stat_fingerprint: str
+
+
+CueStatus = Literal["ingested", "unchanged", "conflict", "elsewhere", "failed"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class CueOutcome:
     """
 
     rel_path: str
-    status: str
+    status: CueStatus
     midi_files: int = 0
     tracks: int = 0
     notes: int = 0
@@ -78,7 +82,7 @@ class IngestSummary:
     database: str = ""
     root: str = ""
     sample_rate_hz: int = 0
-    executor: str = "local"
+    executor: ExecutorName = "local"
     workers: int = 1
     cues_found: int = 0
     cues_ingested: int = 0
@@ -91,7 +95,7 @@ class IngestSummary:
     stems: int = 0
     final_mixes: int = 0
     matches: int = 0
-    matcher: str = "fuzzy"
+    matcher: Literal["fuzzy", "llm"] = "fuzzy"
     llm_requests: int = 0
     llm_cache_hits: int = 0
     match_fallbacks: int = 0  # cues the LLM could not match (fuzzy used instead)
@@ -138,7 +142,7 @@ class PlannedCue:
     re-hashed and replaced if the content differs) or ``skip`` (stored, unchanged)."""
 
     rel_path: str
-    action: str
+    action: Literal["ingest", "update", "skip"]
     midi_files: tuple[str, ...]
     stems: tuple[PlannedGroup, ...]
     final_mixes: tuple[PlannedGroup, ...]
@@ -166,7 +170,8 @@ class DryRunReport:
         return data
 
 
-ProgressCallback = Callable[[str, str], None]  # (cue rel_path, outcome) after each cue
+ProgressOutcome = Literal["ingested", "skipped", "failed"]
+ProgressCallback = Callable[[str, ProgressOutcome], None]  # (cue rel_path, outcome) per cue
 
 
 def tree_problem(p: discover.TreeProblem) -> Problem:

@@ -17,15 +17,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+from sqlalchemy import Engine
 
 from .. import __version__, discover, store
-from ..config import Settings, load_settings, mask_url
+from ..db import mask_url
 from ..discover import CueSource
 from ..errors import ConfigError
-from ..match import Matcher, resolve_matcher
+from ..options import (
+    DEFAULT_DATABASE_URL,
+    EXECUTOR_NAMES,
+    MATCHER_NAMES,
+    ExecutorName,
+    LlmConfig,
+    MatcherName,
+    check_sample_rate,
+)
 from .accounting import PROGRESS, account
-from .compute import CueOptions
+from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
 from .planning import Job, up_to_date
 from .pool import local_outcomes
@@ -35,105 +45,114 @@ from .writer import llm_matcher
 log = logging.getLogger(__name__)
 
 
-EXECUTORS = ("local", "dask")
-
-
 def ingest(
     root: str | Path,
     sample_rate: int,
     *,
-    database_url: str | None = None,
-    settings: Settings | None = None,
+    database_url: str = DEFAULT_DATABASE_URL,
+    matcher: MatcherName = "fuzzy",
+    llm: LlmConfig | None = None,
     force: bool = False,
     workers: int | None = 1,
+    executor: ExecutorName = "local",
+    scheduler: str | None = None,
+    options: CueOptions | None = None,
     progress: ProgressCallback | None = None,
     on_start: Callable[[int], None] | None = None,
-    options: CueOptions | None = None,
-    executor: str = "local",
-    scheduler: str | None = None,
-    stop: threading.Event | None = None,
     audio_progress: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestSummary:
     """Ingest every cue below ``root`` at ``sample_rate`` Hz into the database.
+
+    Every setting is an argument: nothing is read from the environment or a ``.env`` file
+    (the command line does that, see :mod:`kmidi_ingest.config`).
 
     Parameters
     ----------
     root : path
         Folder to walk; cues are found at any depth.
     sample_rate : int
-        Rate (Hz) of the composite mono signals the features are computed from.
-    database_url : str, optional
-        SQLAlchemy URL; default from ``settings`` (``DATABASE_URL`` or ``sqlite:///kmidi.sqlite``).
+        Rate (Hz, 8000–384000) of the composite mono signals the features are computed from.
+    database_url : str
+        SQLAlchemy URL, ``sqlite:///FILE`` or ``postgresql://...``; default
+        ``sqlite:///kmidi.sqlite`` (in the working directory).
+    matcher : {"fuzzy", "llm", "auto"}
+        Track/stem matcher: ``llm`` needs ``llm``; ``auto`` uses the LLM when ``llm`` is given,
+        else fuzzy.
+    llm : LlmConfig, optional
+        How to reach the LLM server (key, URL, model, timeout).
     force : bool
         Re-ingest cues even when their fingerprint says they are stored already.
     workers : int, optional
-        Processes computing cues in parallel (``None``: CPU count). This process writes.
+        Processes computing cues in parallel (``None``: CPU count; default 1). This process
+        writes.
+    executor : {"local", "dask"}
+        ``dask`` computes and writes each cue on a worker of the Dask cluster at ``scheduler``
+        (``tcp://HOST:PORT``); it needs PostgreSQL (SQLite allows one writer only).
+    scheduler : str, optional
+        Dask scheduler address; only with ``executor="dask"``.
+    options : CueOptions, optional
+        Mel analysis, channel grouping rules and match threshold (defaults: :class:`CueOptions`).
     progress : callable, optional
         Called with ``(cue_rel_path, outcome)`` after each cue; outcome is one of
         ``ingested``, ``skipped``, ``failed``.
     on_start : callable, optional
         Called once with the number of cues found, before any work.
-    executor : {"local", "dask"}
-        ``dask`` computes and writes each cue on a worker of the Dask cluster at ``scheduler``
-        (``tcp://HOST:PORT``); it needs PostgreSQL (SQLite allows one writer only).
-    stop : threading.Event, optional
-        When set (e.g. by a SIGINT handler), the run finishes the cues in flight, starts no
-        other and returns a summary with ``interrupted`` true.
     audio_progress : callable, optional
         Called with seconds of audio (stems and mixes) as they are decoded, block by block, from
         this process or, through a queue, from the worker processes; with the ``dask`` executor
         once per cue, when it is stored.
+    stop : threading.Event, optional
+        When set (e.g. by a SIGINT handler), the run finishes the cues in flight, starts no
+        other and returns a summary with ``interrupted`` true.
 
     Raises
     ------
     ConfigError
-        For a bad sample rate, executor or scheduler, or SQLite with the ``dask`` executor.
+        For a bad sample rate, matcher, executor, scheduler or worker count, ``matcher="llm"``
+        without ``llm``, or SQLite with the ``dask`` executor. The messages name the
+        parameters.
     DiscoverError
         When ``root`` is not a readable folder.
     """
     from ..db import make_engine, normalize_url
 
     started = time.perf_counter()
-    settings = settings or load_settings()
-    url = str(database_url or settings.database_url)
-    if sample_rate <= 0:
-        raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
-    if settings.matcher == "llm" and not settings.openai_api_key:
-        raise ConfigError(
-            "KMIDI_MATCHER=llm needs OPENAI_API_KEY (or use the fuzzy or auto matcher)"
-        )
-    _check_executor(executor, scheduler, normalize_url(url).get_backend_name())
-    options = options or CueOptions(sample_rate_hz=sample_rate)
+    check_sample_rate(sample_rate)
+    used_matcher = _check_matcher(matcher, llm)
+    _check_executor(executor, scheduler, normalize_url(database_url).get_backend_name())
+    spec = CueSpec(sample_rate_hz=sample_rate, options=options or CueOptions())
     worker_count = _worker_count(workers)
     root_path = Path(root)
     tree = discover.scan(root_path)
     cues = list(tree.cues)
     stop = stop or threading.Event()
 
-    engine = make_engine(url)
+    engine = make_engine(database_url)
     try:
         _upgrade(engine)
         summary = IngestSummary(
-            database=mask_url(url),
+            database=mask_url(database_url),
             root=discover.safe_text(str(root_path)),
             sample_rate_hz=sample_rate,
             executor=executor,
             workers=worker_count,
             cues_found=len(cues),
+            matcher=used_matcher,
         )
         run_id = store.start_run(
             engine,
             root=discover.safe_text(str(root_path.resolve())),
             sample_rate_hz=sample_rate,
-            matcher=settings.matcher,
+            matcher=matcher,
             version=__version__,
             parameters={
                 "force": force,
                 "workers": worker_count,
                 "executor": executor,
                 "scheduler": scheduler,
-                "mel": asdict(options.mel),
-                "match_threshold": options.match_threshold,
+                "mel": asdict(spec.options.mel),
+                "match_threshold": spec.options.match_threshold,
             },
         )
         summary.run_id = run_id
@@ -141,16 +160,15 @@ def ingest(
         summary.problems.extend(report_problem(p, None) for p in tree_problems)
         with contextlib.suppress(Exception):  # a failing database still gets a summary
             store.record_problems(engine, run_id, tree_problems)
-        summary.matcher = resolve_matcher(settings.matcher, api_key=settings.openai_api_key)
-        llm = llm_matcher(settings, engine, options) if summary.matcher == "llm" else None
+        run_llm = llm if used_matcher == "llm" else None
         if on_start is not None:
             on_start(len(cues))
         try:
             _run(
                 engine,
-                url,
+                database_url,
                 cues,
-                options,
+                spec,
                 summary,
                 run_id=run_id,
                 force=force,
@@ -160,8 +178,7 @@ def ingest(
                 progress=progress,
                 audio_progress=audio_progress,
                 stop=stop,
-                llm=llm,
-                llm_settings=settings if summary.matcher == "llm" else None,
+                llm=run_llm,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -185,7 +202,7 @@ def ingest(
         engine.dispose()
 
 
-def _upgrade(engine: Any) -> None:
+def _upgrade(engine: Engine) -> None:
     from ..migrate import upgrade
 
     upgrade(engine)
@@ -198,53 +215,65 @@ def _worker_count(workers: int | None) -> int:
     return count
 
 
+def _check_matcher(matcher: str, llm: LlmConfig | None) -> Literal["fuzzy", "llm"]:
+    """The matcher a run uses: ``auto`` is ``llm`` when ``llm`` is given, else ``fuzzy``."""
+    if matcher not in MATCHER_NAMES:
+        raise ConfigError(f"matcher={matcher!r} is not one of {', '.join(MATCHER_NAMES)}")
+    if matcher == "llm" and (llm is None or not llm.api_key):
+        raise ConfigError(
+            'matcher="llm" needs llm=LlmConfig(api_key=...) (or use matcher="fuzzy" or "auto")'
+        )
+    if matcher == "auto":
+        return "llm" if llm is not None and llm.api_key else "fuzzy"
+    return "llm" if matcher == "llm" else "fuzzy"
+
+
 def _check_executor(executor: str, scheduler: str | None, backend: str) -> None:
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if executor not in EXECUTOR_NAMES:
+        raise ConfigError(f"executor={executor!r} is not one of {', '.join(EXECUTOR_NAMES)}")
     if executor != "dask":
         if scheduler is not None:
-            raise ConfigError("--scheduler is only used with --executor dask")
+            raise ConfigError('scheduler is only used with executor="dask"')
         return
     if not scheduler:
-        raise ConfigError("--executor dask needs --scheduler tcp://HOST:PORT")
+        raise ConfigError('executor="dask" needs scheduler="tcp://HOST:PORT"')
     if backend == "sqlite":
         raise ConfigError(
-            "--executor dask needs a PostgreSQL database: every Dask worker writes its cues "
-            "itself and SQLite allows one writer only; use --database-url postgresql://... "
-            "or the local executor"
+            'executor="dask" needs a PostgreSQL database: every Dask worker writes its cues '
+            "itself and SQLite allows one writer only; use "
+            'database_url="postgresql://..." or executor="local"'
         )
     try:
         import distributed  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            "--executor dask needs Dask distributed: pip install 'kmidi-ingest[dask]'"
+            "executor=\"dask\" needs Dask distributed: pip install 'kmidi-ingest[dask]'"
         ) from exc
 
 
 def _run(
-    engine: Any,
+    engine: Engine,
     url: str,
     cues: list[CueSource],
-    options: CueOptions,
+    spec: CueSpec,
     summary: IngestSummary,
     *,
     run_id: int,
     force: bool,
     workers: int,
-    executor: str,
+    executor: ExecutorName,
     scheduler: str | None,
     progress: ProgressCallback | None,
     audio_progress: Callable[[float], None] | None,
     stop: threading.Event,
-    llm: Matcher | None = None,
-    llm_settings: Settings | None = None,
+    llm: LlmConfig | None = None,
 ) -> None:
     stored = store.stored_cues(engine)
     jobs: list[Job] = []
     for cue in cues:
         stat_fp = discover.stat_fingerprint(cue)
         known = stored.get(discover.safe_text(cue.rel_path))
-        if up_to_date(known, stat_fp, options, force):
+        if up_to_date(known, stat_fp, spec.sample_rate_hz, force):
             summary.cues_skipped += 1
             if progress:
                 progress(cue.rel_path, "skipped")
@@ -254,12 +283,11 @@ def _run(
     outcomes: Iterable[CueOutcome]
     if executor == "dask":
         assert scheduler is not None
-        outcomes = dask_outcomes(
-            engine, jobs, options, force, url, run_id, scheduler, stop, llm_settings
-        )
+        outcomes = dask_outcomes(engine, jobs, spec, force, url, run_id, scheduler, stop, llm)
     else:
+        matcher = None if llm is None else llm_matcher(llm, engine, spec)
         outcomes = local_outcomes(
-            engine, jobs, options, force, workers, stop, audio_progress, run_id=run_id, llm=llm
+            engine, jobs, spec, force, workers, stop, audio_progress, run_id=run_id, llm=matcher
         )
     for outcome in outcomes:
         account(summary, outcome)

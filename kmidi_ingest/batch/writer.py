@@ -5,21 +5,22 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+
+from sqlalchemy import Engine
 
 from .. import discover, store
 from ..audio import StemData
-from ..config import Settings
 from ..discover import CueSource
 from ..match import FuzzyMatcher, LlmMatcher, Matcher
+from ..options import LlmConfig
 from ..pairing import apply_matcher
 from ..results import CueResult, Problem
-from .compute import CueOptions
+from .compute import CueSpec
 from .reports import CueOutcome, LlmUse, Unchanged, report_problem
 
 
 def write_outcome(
-    engine: Any,
+    engine: Engine,
     cue: CueSource,
     known: store.StoredCue | None,
     computed: CueResult | Unchanged | BaseException,
@@ -75,15 +76,15 @@ def write_outcome(
     )
 
 
-def llm_matcher(settings: Settings, engine: Any, options: CueOptions) -> Matcher:
+def llm_matcher(llm: LlmConfig, engine: Engine, spec: CueSpec) -> Matcher:
     """The LLM matcher of a run, caching its answers in this database's ``llm_cache``."""
     return LlmMatcher(
-        model=settings.llm_model,
-        api_key=settings.openai_api_key or "",
-        base_url=settings.openai_base_url,
-        timeout_s=settings.llm_timeout_s,
+        model=llm.model,
+        api_key=llm.api_key,
+        base_url=llm.base_url,
+        timeout_s=llm.timeout_s,
         cache=store.DbAnswerCache(engine),
-        fallback=FuzzyMatcher(threshold=options.match_threshold),
+        fallback=FuzzyMatcher(threshold=spec.options.match_threshold),
     )
 
 
@@ -98,7 +99,7 @@ def _apply_llm(llm: Matcher, result: CueResult) -> tuple[CueResult, LlmUse]:
 
 
 def fail_cue(
-    engine: Any,
+    engine: Engine,
     cue: CueSource,
     exc: BaseException,
     *,
