@@ -6,7 +6,9 @@ process claims, writes and accounts, in job order.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import threading
@@ -14,13 +16,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from queue import Empty
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from ..claims import CueClaims
 from ..discover import CueSource
+from ..errors import WorkerDied
 from ..match import Matcher
 from ..results import CueResult
 from . import compute
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
     ProgressQueue = Queue[float]  # audio seconds, from the workers to this process
+
+log = logging.getLogger(__name__)
 
 
 def local_outcomes(
@@ -107,18 +113,23 @@ def _compute(
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
                 yield job, exc
         return
-    queue = None
-    relay = None
+    relays: list[threading.Thread] = []
     done = threading.Event()
-    if audio_progress is not None:
-        queue = multiprocessing.get_context().Queue()
+
+    def new_queue() -> ProgressQueue | None:
+        if audio_progress is None:
+            return None
+        queue: ProgressQueue = multiprocessing.get_context().Queue()
         relay = threading.Thread(target=_relay, args=(queue, audio_progress, done), daemon=True)
         relay.start()
+        relays.append(relay)
+        return queue
+
     try:
-        yield from _compute_in_pool(jobs, spec, force, workers, stop, queue, claim)
+        yield from _compute_in_pool(jobs, spec, force, workers, stop, new_queue, claim)
     finally:
         done.set()  # the pool has shut down: its workers flushed what they put
-        if relay is not None:
+        for relay in relays:
             relay.join(timeout=5.0)
 
 
@@ -128,99 +139,198 @@ def _compute_in_pool(
     force: bool,
     workers: int,
     stop: threading.Event,
-    progress_queue: ProgressQueue | None,
+    new_queue: Callable[[], ProgressQueue | None],
     claim: Callable[[Job], Job | None],
 ) -> Iterator[tuple[Job, Computed]]:
-    pending = iter(jobs)
-    # Each job with its future, or with what it is instead (Elsewhere, or the claim's error).
-    window: deque[tuple[Job, Future[CueResult | Unchanged] | Computed]] = deque()
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        initializer=_init_worker,
-        initargs=(os.getpid(), progress_queue),
-    ) as pool:
+    """The process-pool part of :func:`_compute`.
 
-        def submit() -> bool:
-            job = next(pending, None)
-            if job is None:
-                return False
-            try:
-                claimed = claim(job)
-            except Exception as exc:
-                window.append((job, exc))
-                return True
-            if claimed is None:
-                window.append((job, Elsewhere()))
-                return True
-            cue, stat_fp, known = claimed
-            future = pool.submit(
-                _process_cue_in_worker,
-                cue,
-                spec,
-                stat_fingerprint=stat_fp,
-                stored_content_fingerprint=reusable_fingerprint(known, spec.sample_rate_hz, force),
-            )
-            window.append((claimed, future))
-            return True
+    A worker that dies (``kill -9``, the out-of-memory killer, a crash in native code) breaks
+    the whole pool. The cue it held comes back as :class:`WorkerDied`; a new pool takes over and
+    computes again the other cues that were in flight (each job is yielded exactly once).
+    """
+    # Per job: pid of the worker computing it, negated once it is done (shared memory, so it
+    # survives the worker being killed; a queue's message could be lost with it).
+    slots = multiprocessing.get_context().RawArray("q", len(jobs))
+    pool = _Pool(min(workers, len(jobs)), slots, new_queue)
+    pending: Iterator[tuple[int, Job]] = iter(enumerate(jobs))
+    # Each job (with its index) with its future, or with what it is instead (Elsewhere, the
+    # claim's error, WorkerDied).
+    window: deque[tuple[int, Job, Future[CueResult | Unchanged] | Computed]] = deque()
 
-        while sum(isinstance(w, Future) for _, w in window) < 2 * workers and submit():
-            pass
+    def submit() -> bool:
+        item = next(pending, None)
+        if item is None:
+            return False
+        index, job = item
         try:
-            while window:
-                if stop.is_set():
-                    # Keep only what a worker already holds; drop the rest.
-                    window = deque(
-                        (job, w) for job, w in window if isinstance(w, Future) and not w.cancel()
-                    )
-                    pending = iter(())
-                    if not window:
-                        return
-                job, work = window.popleft()
-                result: Computed
-                if isinstance(work, Future):
-                    try:
-                        result = work.result()
-                    except Exception as exc:
-                        result = exc
-                    if not stop.is_set():
-                        while submit() and not isinstance(window[-1][1], Future):
-                            pass  # refill the one worker slot this job freed
-                else:
-                    result = work
-                yield job, result
-        finally:
-            for _, work in window:
-                if isinstance(work, Future):
-                    work.cancel()
+            claimed = claim(job)
+        except Exception as exc:
+            window.append((index, job, exc))
+            return True
+        if claimed is None:
+            window.append((index, job, Elsewhere()))
+            return True
+        try:
+            future = pool.submit(index, claimed, spec, force)
+        except BrokenProcessPool as exc:  # a worker died since the last result: recovered below
+            future = Future()
+            future.set_exception(exc)
+        window.append((index, claimed, future))
+        return True
+
+    try:
+        while sum(isinstance(w, Future) for *_, w in window) < 2 * workers and submit():
+            pass
+        while window:
+            if stop.is_set():
+                # Keep only what a worker already holds (or a death already seen); drop the rest.
+                window = deque(
+                    (i, job, w)
+                    for i, job, w in window
+                    if (isinstance(w, Future) and not w.cancel()) or isinstance(w, WorkerDied)
+                )
+                pending = iter(())
+                if not window:
+                    return
+            index, job, work = window.popleft()
+            result: Computed
+            if isinstance(work, Future):
+                try:
+                    result = work.result()
+                except BrokenProcessPool:
+                    window.appendleft((index, job, work))
+                    window = pool.replace(window, spec, force, stop)
+                    continue
+                except Exception as exc:
+                    result = exc
+                if not stop.is_set():
+                    while submit() and not isinstance(window[-1][2], Future):
+                        pass  # refill the one worker slot this job freed
+            else:
+                result = work
+            yield job, result
+    finally:
+        for *_, work in window:
+            if isinstance(work, Future):
+                work.cancel()
+        pool.shutdown()
 
 
-_worker_progress: ProgressQueue | None = (
-    None  # in a pool worker: the queue audio seconds are reported to
-)
+_Window = deque[tuple[int, Job, "Future[CueResult | Unchanged] | Computed"]]
 
 
-def _init_worker(parent_pid: int, progress: ProgressQueue | None = None) -> None:
-    global _worker_progress
+class _Pool:
+    """A process pool that is replaced when one of its workers dies."""
+
+    def __init__(
+        self,
+        size: int,
+        slots: Any,
+        new_queue: Callable[[], ProgressQueue | None],
+    ) -> None:
+        self._size = size
+        self._slots = slots
+        self._new_queue = new_queue
+        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # A new progress queue too: a killed worker may have died holding the old one's lock.
+        return ProcessPoolExecutor(
+            max_workers=self._size,
+            initializer=_init_worker,
+            initargs=(os.getpid(), self._new_queue(), self._slots),
+        )
+
+    def submit(
+        self, index: int, job: Job, spec: CueSpec, force: bool
+    ) -> Future[CueResult | Unchanged]:
+        cue, stat_fp, known = job
+        self._slots[index] = 0
+        future = self._executor.submit(
+            _process_cue_in_worker,
+            index,
+            cue,
+            spec,
+            stat_fingerprint=stat_fp,
+            stored_content_fingerprint=reusable_fingerprint(known, spec.sample_rate_hz, force),
+        )
+        # The worker processes, for their exit codes once the pool breaks. ProcessPoolExecutor
+        # keeps them in a private attribute (stable since Python 3.2); without it every cue in
+        # flight on a dead pool is taken for the dead worker's.
+        self._processes.update(getattr(self._executor, "_processes", None) or {})
+        return future
+
+    def replace(
+        self, window: _Window, spec: CueSpec, force: bool, stop: threading.Event
+    ) -> _Window:
+        """Fail the jobs of the dead worker(s), start a new pool and resubmit the other jobs
+        the broken pool held (unless ``stop`` is set: those are dropped, as unstarted ones)."""
+        dead = {
+            pid: p.exitcode
+            for pid, p in self._processes.items()
+            # None: still alive; -SIGTERM: terminated by the broken pool, not dead on its own.
+            if p.exitcode not in (None, 0, -signal.SIGTERM)
+        }
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._processes = {}
+        broken = [
+            (i, job, w)
+            for i, job, w in window
+            if isinstance(w, Future) and w.done() and isinstance(w.exception(), BrokenProcessPool)
+        ]
+        suspects = {i for i, *_ in broken if self._slots[i] > 0}  # started, not finished
+        on_dead = {i for i in suspects if self._slots[i] in dead} if dead else suspects
+        self._executor = self._start()
+        renewed: _Window = deque()
+        for i, job, work in window:
+            if not any(i == b for b, *_ in broken):
+                renewed.append((i, job, work))
+            elif i in on_dead:
+                exit_code = dead.get(self._slots[i])
+                log.warning("worker died on %s (exit code %s)", job[0].rel_path, exit_code)
+                renewed.append((i, job, WorkerDied.from_exit_code(exit_code)))
+            elif not stop.is_set():
+                renewed.append((i, job, self.submit(i, job, spec, force)))
+        return renewed
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_worker_progress: ProgressQueue | None = None  # in a pool worker: where audio seconds go
+_worker_slots: Any = None  # in a pool worker: the job slots (see _compute_in_pool)
+
+
+def _init_worker(parent_pid: int, progress: ProgressQueue | None, slots: Any) -> None:
+    global _worker_progress, _worker_slots
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _worker_progress = progress
+    _worker_slots = slots
 
 
 def _process_cue_in_worker(
+    index: int,
     cue: CueSource,
     spec: CueSpec,
     *,
     stat_fingerprint: str,
     stored_content_fingerprint: str | None,
 ) -> CueResult | Unchanged:
-    return compute.process_cue(
-        cue,
-        spec,
-        stat_fingerprint=stat_fingerprint,
-        stored_content_fingerprint=stored_content_fingerprint,
-        progress=None if _worker_progress is None else _worker_progress.put,
-    )
+    pid = os.getpid()
+    _worker_slots[index] = pid
+    try:
+        return compute.process_cue(
+            cue,
+            spec,
+            stat_fingerprint=stat_fingerprint,
+            stored_content_fingerprint=stored_content_fingerprint,
+            progress=None if _worker_progress is None else _worker_progress.put,
+        )
+    finally:
+        _worker_slots[index] = -pid
 
 
 def _relay(queue: ProgressQueue, callback: Callable[[float], None], done: threading.Event) -> None:

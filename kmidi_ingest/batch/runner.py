@@ -22,6 +22,7 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from .. import __version__, discover, store
+from ..claims import RunLock
 from ..db import mask_url
 from ..discover import CueSource
 from ..errors import ConfigError
@@ -129,8 +130,13 @@ def ingest(
     stop = stop or threading.Event()
 
     engine = make_engine(database_url)
+    lock: RunLock | None = None
     try:
         _upgrade(engine)
+        lock = RunLock(engine)
+        aborted = store.abort_stale_runs(engine, lock)
+        if aborted:
+            log.warning("runs %s had died while running: marked aborted", aborted)
         summary = IngestSummary(
             database=mask_url(database_url),
             root=discover.safe_text(str(root_path)),
@@ -154,6 +160,7 @@ def ingest(
                 "mel": asdict(spec.options.mel),
                 "match_threshold": spec.options.match_threshold,
             },
+            lock=lock,
         )
         summary.run_id = run_id
         tree_problems = [tree_problem(p) for p in tree.problems]
@@ -199,6 +206,8 @@ def ingest(
         )
         return summary
     finally:
+        if lock is not None:
+            lock.close()
         engine.dispose()
 
 
