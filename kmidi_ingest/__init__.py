@@ -9,12 +9,10 @@ from .errors import (
     ConfigError,
     DiscoverError,
     KmidiError,
-    MatchError,
     MidiError,
     StoreError,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AudioError",
@@ -23,7 +21,6 @@ __all__ = [
     "DryRunReport",
     "IngestSummary",
     "KmidiError",
-    "MatchError",
     "MidiError",
     "StoreError",
     "__version__",

@@ -274,8 +274,10 @@ class StemError(AudioError):
         )
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    # Slaney's scale (librosa's default): linear below 1 kHz, logarithmic above.
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Hz → mels on Slaney's scale (librosa's default, ``htk=False``): linear below 1 kHz,
+    logarithmic above. Returns a new float64 array."""
+    hz = np.asarray(hz, dtype=np.float64)
     mel = hz / (200.0 / 3)
     high = hz >= 1000.0
     mel[high] = 15.0 + np.log(hz[high] / 1000.0) / (np.log(6.4) / 27.0)
@@ -300,8 +302,8 @@ def mel_filter_bank(
     fft_hz = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
     edges = _mel_to_hz(
         np.linspace(
-            _hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
-            _hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
+            hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
+            hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
             n_mels + 2,
         )
     )

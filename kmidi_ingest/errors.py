@@ -44,12 +44,6 @@ class AudioError(KmidiError):
     stage = "audio"
 
 
-class MatchError(KmidiError):
-    """Track/stem matching failed (e.g. the LLM answered something unusable)."""
-
-    stage = "match"
-
-
 class StoreError(KmidiError):
     """The database rejected a write or is at the wrong schema revision."""
 

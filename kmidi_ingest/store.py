@@ -27,6 +27,7 @@ from . import models as m
 from .audio import StemData
 from .claims import RunLock
 from .db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, is_retryable
+from .errors import StoreError
 from .midi import NO_BAR, MidiData, Track
 from .options import RunStatus
 from .results import CueResult, Problem
@@ -121,9 +122,7 @@ def abort_stale_runs(engine: Engine, lock: RunLock) -> list[int]:
     return stale
 
 
-def finish_run(
-    engine: Engine, run_id: int, *, status: RunStatus, counts: dict[str, Any]
-) -> None:
+def finish_run(engine: Engine, run_id: int, *, status: RunStatus, counts: dict[str, Any]) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(m.IngestRun)
@@ -206,8 +205,11 @@ def _problem_row(p: Problem, *, run_id: int, cue_id: int | None, cue_path: str |
     }
 
 
-class CueConflict(Exception):
+class CueConflict(StoreError):
     """Another writer stored the same cue first (its row is kept; ours is dropped)."""
+
+    def __init__(self, rel_path: str) -> None:
+        super().__init__("another writer stored this cue first", path=rel_path)
 
 
 def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int | None) -> int:

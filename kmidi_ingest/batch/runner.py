@@ -21,7 +21,7 @@ from typing import Literal
 
 from sqlalchemy import Engine
 
-from .. import __version__, discover, store
+from .. import discover, store
 from ..claims import RunLock
 from ..db import mask_url
 from ..discover import CueSource
@@ -35,6 +35,7 @@ from ..options import (
     MatcherName,
     check_sample_rate,
 )
+from ..version import __version__
 from .accounting import PROGRESS, account
 from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
