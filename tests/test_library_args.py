@@ -90,3 +90,37 @@ def test_errors_name_parameters_and_the_cli_names_flags(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "kmidi-ingest: --executor dask needs --scheduler tcp://HOST:PORT\n"
     )
+
+
+def test_store_conflict_is_a_store_error_naming_the_cue():
+    from kmidi_ingest.errors import StoreError
+    from kmidi_ingest.store import CueConflict
+
+    conflict = CueConflict("Reel 1/1M01 Opening")
+    assert isinstance(conflict, StoreError) and conflict.stage == "store"
+    assert str(conflict) == "Reel 1/1M01 Opening: another writer stored this cue first"
+
+
+def test_one_hz_to_mel_equals_librosa():
+    import librosa
+    import numpy as np
+
+    from kmidi_ingest.audio import hz_to_mel
+
+    hz = np.array([0.0, 20.0, 440.0, 999.9, 1000.0, 4000.0, 22050.0, 192000.0])
+    np.testing.assert_allclose(hz_to_mel(hz), librosa.hz_to_mel(hz), rtol=1e-12)
+
+
+def test_non_utf8_names_are_escaped_at_the_database_edge_on_postgresql(make_cue, tmp_path, pg_url):
+    import os
+
+    from tests.dbutil import scalar
+
+    root = tmp_path / "cues"
+    plain = make_cue("1M02 Plain", root=root)
+    os.rename(plain, root / os.fsdecode(b"1M02 Caf\xe9"))  # a lone surrogate in Python
+    summary = ingest(root, SR, database_url=pg_url)
+    assert summary.ok and summary.cues_ingested == 1, summary.problems
+    assert scalar(pg_url, "SELECT rel_path FROM cues") == "1M02 Caf\\xe9"
+    assert scalar(pg_url, "SELECT abs_path FROM cues").endswith("1M02 Caf\\xe9")
+    assert ingest(root, SR, database_url=pg_url).cues_skipped == 1

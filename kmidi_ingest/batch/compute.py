@@ -14,7 +14,7 @@ from ..errors import KmidiError
 from ..midi import MidiData, read_midi
 from ..pairing import match_offline
 from ..results import CueResult, Problem
-from .reports import Unchanged, tree_problem
+from .reports import Unchanged
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +60,7 @@ def process_cue(
     ``progress`` is called with seconds of audio as they are decoded.
     """
     started = time.perf_counter()
-    problems: list[Problem] = [tree_problem(p) for p in cue.problems]
+    problems: list[Problem] = list(cue.problems)
     # Hashing comes first: it decides whether there is anything to compute, and it leaves the
     # files in the page cache for decoding. It runs in this thread, not beside it, so that a
     # worker keeps exactly one core busy: --workers N means N cores.
@@ -117,12 +117,9 @@ def _compute_cue(
         except KmidiError as exc:
             problems.append(_problem(exc, path))
 
-    groups = discover.group_channels(
-        [(p, p.relative_to(cue.path).as_posix()) for p in cue.audio_files], spec.options.rules
-    )
     stems: list[StemData] = []
     mixes: list[StemData] = []
-    for group in groups:
+    for group in cue.groups:
         try:
             data = process_group(
                 group,

@@ -19,8 +19,7 @@ from .reports import (
     PlannedCue,
     PlannedGroup,
     Unchanged,
-    report_problem,
-    tree_problem,
+    in_cue,
 )
 
 Job = tuple[CueSource, str, "store.StoredCue | None"]
@@ -83,10 +82,10 @@ def plan(
     check_sample_rate(sample_rate)
     url = database_url
     options = options or CueOptions()
-    tree = discover.scan(root)
+    tree = discover.scan(root, options.rules)
     stored = {} if force else _peek_stored(normalize_url(url))
     cues: list[PlannedCue] = []
-    problems = [report_problem(tree_problem(p), None) for p in tree.problems]
+    problems = [in_cue(p, None) for p in tree.problems]
     for cue in tree.cues:
         known = stored.get(discover.safe_text(cue.rel_path))
         action: Literal["ingest", "update", "skip"]
@@ -98,9 +97,7 @@ def plan(
             action = "skip"
         else:
             action = "update"
-        groups = discover.group_channels(
-            [(p, p.relative_to(cue.path).as_posix()) for p in cue.audio_files], options.rules
-        )
+        groups = cue.groups
         planned = [
             PlannedGroup(
                 name=discover.safe_text(g.name),
@@ -122,9 +119,7 @@ def plan(
                 ),
             )
         )
-        problems.extend(
-            report_problem(tree_problem(p), discover.safe_text(cue.rel_path)) for p in cue.problems
-        )
+        problems.extend(in_cue(p, cue.rel_path) for p in cue.problems)
     return DryRunReport(
         root=discover.safe_text(str(root)),
         database=mask_url(url),

@@ -6,12 +6,12 @@ Small plain dataclasses (picklable: Dask workers return :class:`CueOutcome`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .. import discover
 from ..options import ExecutorName
-from ..results import Problem
+from ..problems import Problem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,16 +28,6 @@ CueStatus = Literal["ingested", "unchanged", "conflict", "elsewhere", "failed"]
 @dataclass(frozen=True)
 class Elsewhere:
     """A job not computed: another run holds the cue's claim or has stored the cue."""
-
-
-@dataclass(kw_only=True)
-class ProblemReport:
-    cue: str | None
-    stage: str
-    path: str | None
-    error_type: str
-    message: str
-    severity: str = "error"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +52,7 @@ class CueOutcome:
     llm_cache_hits: int = 0
     match_fallbacks: int = 0
     midi_offset_s: float | None = None  # set when the cue's stems are offset from its MIDI
-    problems: tuple[ProblemReport, ...] = ()
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,16 +91,16 @@ class IngestSummary:
     match_fallbacks: int = 0  # cues the LLM could not match (fuzzy used instead)
     midi_offsets: dict[str, float] = field(default_factory=dict)  # cue → stems behind MIDI, s
     audio_s: float = 0.0
-    problems: list[ProblemReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     elapsed_s: float = 0.0
     interrupted: bool = False
 
     @property
-    def errors(self) -> list[ProblemReport]:
+    def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
 
     @property
-    def warnings(self) -> list[ProblemReport]:
+    def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity != "error"]
 
     @property
@@ -156,10 +146,10 @@ class DryRunReport:
     database: str
     sample_rate_hz: int
     cues: tuple[PlannedCue, ...]
-    problems: tuple[ProblemReport, ...]
+    problems: tuple[Problem, ...]
 
     @property
-    def errors(self) -> list[ProblemReport]:
+    def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,22 +164,11 @@ ProgressOutcome = Literal["ingested", "skipped", "failed"]
 ProgressCallback = Callable[[str, ProgressOutcome], None]  # (cue rel_path, outcome) per cue
 
 
-def tree_problem(p: discover.TreeProblem) -> Problem:
-    return Problem(
-        stage="discover",
-        error_type=p.error_type,
-        message=p.message,
-        path=p.path,
-        severity=p.severity,
-    )
-
-
-def report_problem(p: Problem, cue: str | None) -> ProblemReport:
-    return ProblemReport(
-        cue=cue,
-        stage=p.stage,
+def in_cue(p: Problem, cue: str | None) -> Problem:
+    """``p`` as a summary lists it: naming ``cue``, its texts display-safe."""
+    return replace(
+        p,
+        cue=None if cue is None else discover.safe_text(cue),
         path=None if p.path is None else discover.safe_text(p.path),
-        error_type=p.error_type,
         message=discover.safe_text(p.message),
-        severity=p.severity,
     )

@@ -41,7 +41,7 @@ from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
 from .planning import Job, up_to_date
 from .pool import local_outcomes
-from .reports import CueOutcome, IngestSummary, ProgressCallback, report_problem, tree_problem
+from .reports import CueOutcome, IngestSummary, ProgressCallback, in_cue
 from .writer import llm_matcher
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def ingest(
     spec = CueSpec(sample_rate_hz=sample_rate, options=options or CueOptions())
     worker_count = _worker_count(workers)
     root_path = Path(root)
-    tree = discover.scan(root_path)
+    tree = discover.scan(root_path, spec.options.rules)
     cues = list(tree.cues)
     stop = stop or threading.Event()
 
@@ -164,8 +164,8 @@ def ingest(
             lock=lock,
         )
         summary.run_id = run_id
-        tree_problems = [tree_problem(p) for p in tree.problems]
-        summary.problems.extend(report_problem(p, None) for p in tree_problems)
+        tree_problems = list(tree.problems)
+        summary.problems.extend(in_cue(p, None) for p in tree_problems)
         with contextlib.suppress(Exception):  # a failing database still gets a summary
             store.record_problems(engine, run_id, tree_problems)
         run_llm = llm if used_matcher == "llm" else None
