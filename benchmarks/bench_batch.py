@@ -233,11 +233,10 @@ def naive_per_cue(cue: Path, url: str) -> float:
 
 def _ingest(root: Path, url: str, workers: int) -> float:
     from kmidi_ingest import ingest
-    from kmidi_ingest.config import Settings
 
     os.sync()  # the previous run's dirty pages are written now, not during this one
     started = time.perf_counter()
-    summary = ingest(root, SR, database_url=url, settings=Settings(), workers=workers)
+    summary = ingest(root, SR, database_url=url, workers=workers)
     elapsed = time.perf_counter() - started
     if not summary.ok:
         raise RuntimeError(f"benchmark ingest failed: {summary.problems[:3]}")

@@ -71,16 +71,9 @@ def make_cues(root: Path, count: int, seconds: float, *, seed: int = 0) -> None:
 
 
 def _ingest(root: Path, url: str) -> None:
-    import inspect
-
     from kmidi_ingest import ingest
 
-    extra: dict = {}
-    if "settings" in inspect.signature(ingest).parameters:
-        from kmidi_ingest.config import Settings
-
-        extra["settings"] = Settings(database_url=url)
-    summary = ingest(root, SR, database_url=url, workers=2, **extra)
+    summary = ingest(root, SR, database_url=url, workers=2)
     assert summary.ok, summary.problems
 
 

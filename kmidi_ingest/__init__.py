@@ -9,37 +9,36 @@ from .errors import (
     ConfigError,
     DiscoverError,
     KmidiError,
-    MatchError,
     MidiError,
     StoreError,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AudioError",
     "ConfigError",
     "DiscoverError",
+    "DryRunReport",
     "IngestSummary",
     "KmidiError",
-    "MatchError",
     "MidiError",
     "StoreError",
     "__version__",
     "ingest",
+    "plan",
     "windows",
 ]
 
 if TYPE_CHECKING:
-    from .pipeline import IngestSummary, ingest
+    from .batch import DryRunReport, IngestSummary, ingest, plan
 
 
 def __getattr__(name: str) -> Any:
-    # Importing the package stays cheap: the pipeline (numpy, SQLAlchemy) loads on first use.
-    if name in ("ingest", "IngestSummary"):
-        from . import pipeline
+    # Importing the package stays cheap: the batch code (numpy, SQLAlchemy) loads on first use.
+    if name in ("ingest", "plan", "IngestSummary", "DryRunReport"):
+        from . import batch
 
-        return getattr(pipeline, name)
+        return getattr(batch, name)
     if name == "windows":
         from .windowing import windows
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .discover import ChannelFile, GroupingRules, StemGroup
 from .errors import AudioError
+from .options import check_sample_rate
 
 BLOCK_FRAMES = 1 << 17  # source frames read per file per step (~2.7 s at 48 kHz)
 # Integer PCM read as integers (libsndfile's float conversion costs ~8x the read), with the factor
@@ -364,8 +365,10 @@ class StemError(AudioError):
         )
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    # Slaney's scale (librosa's default): linear below 1 kHz, logarithmic above.
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Hz → mels on Slaney's scale (librosa's default, ``htk=False``): linear below 1 kHz,
+    logarithmic above. Returns a new float64 array."""
+    hz = np.asarray(hz, dtype=np.float64)
     mel = hz / (200.0 / 3)
     high = hz >= 1000.0
     mel[high] = 15.0 + np.log(hz[high] / 1000.0) / (np.log(6.4) / 27.0)
@@ -390,8 +393,8 @@ def mel_filter_bank(
     fft_hz = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
     edges = _mel_to_hz(
         np.linspace(
-            _hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
-            _hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
+            hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
+            hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],
             n_mels + 2,
         )
     )
@@ -761,13 +764,12 @@ def process_group(
     StemError
         When any channel file breaks the rule above; ``errors`` holds one :class:`AudioError`
         per file, each naming the file and the reason.
-    AudioError
-        When ``sample_rate_hz`` is not positive.
+    ConfigError
+        When ``sample_rate_hz`` is outside 8000–384000 Hz (:func:`~kmidi_ingest.options.check_sample_rate`).
     """
     params = params or MelParams()
     rules = rules or GroupingRules()
-    if sample_rate_hz <= 0:
-        raise AudioError(f"sample rate must be positive, got {sample_rate_hz}")
+    check_sample_rate(sample_rate_hz)
     excluded = frozenset(label.upper() for label in rules.exclude_from_mono)
     sources: list[_Source] = []
     errors: list[AudioError] = []

@@ -85,3 +85,59 @@ class CueClaims:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_RUN_NAMESPACE = b"kmidi-run\0"
+
+
+def run_key(run_id: int) -> int:
+    """The advisory-lock key a live run holds (a namespace apart from the cue claims)."""
+    digest = hashlib.sha256(_RUN_NAMESPACE + str(run_id).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class RunLock:
+    """Proof that a run is alive, for the runs that share its database.
+
+    On PostgreSQL the run inserts its ``ingest_runs`` row on :attr:`conn` and takes a
+    session-level advisory lock on :func:`run_key` in the same transaction, then keeps the
+    connection until it ends: a run killed as a whole loses its session and the lock with it.
+    Another run can then tell a dead ``running`` row from a live one (:meth:`is_alive`). SQLite
+    and Aurora DSQL get no connection (:attr:`conn` is None).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn: Connection | None = None
+        if engine.dialect.name == "postgresql" and not is_dsql(engine):
+            self.conn = engine.connect()
+
+    def hold(self, conn: Connection, run_id: int) -> None:
+        """Take run ``run_id``'s lock on ``conn`` (:attr:`conn`, inside the row's transaction)."""
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": run_key(run_id)})
+
+    def is_alive(self, run_id: int) -> bool:
+        """Whether run ``run_id`` still holds its lock (always true without :attr:`conn`)."""
+        if self.conn is None:
+            return True
+        with self.conn.begin():
+            free = bool(
+                self.conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": run_key(run_id)}
+                ).scalar()
+            )
+            if free:
+                self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": run_key(run_id)})
+        return not free
+
+    def close(self) -> None:
+        if self.conn is not None:
+            # Closed for real, not returned to the pool: the session ends, and the lock with it.
+            self.conn.invalidate()
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

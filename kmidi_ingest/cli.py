@@ -11,12 +11,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import __version__
 from .config import MATCHERS, load_settings, mask_url
 from .discover import safe_text
 from .errors import ConfigError, DiscoverError, KmidiError
+from .options import LlmConfig
+
+if TYPE_CHECKING:
+    from .options import MatcherName
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -131,7 +135,7 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
     import signal
     import threading
 
-    from .pipeline import ingest
+    from .batch import ingest
 
     bars: list[Any] = []
     show = not args.quiet and not args.json and sys.stderr.isatty()
@@ -168,7 +172,9 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
         summary = ingest(
             args.root,
             args.sample_rate,
-            settings=settings,
+            database_url=settings.database_url,
+            matcher=cast("MatcherName", settings.matcher),  # validated by Settings
+            llm=_llm_config(settings),
             force=args.force,
             workers=settings.workers,
             progress=progress,
@@ -182,7 +188,7 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
         print("kmidi-ingest: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ConfigError, DiscoverError) as exc:
-        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
+        print(f"kmidi-ingest: {flag_hints(_masked(exc, settings))}", file=sys.stderr)
         return EXIT_USAGE
     except KmidiError as exc:
         print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
@@ -213,17 +219,50 @@ def _matcher_note(summary: Any) -> str:
     return note
 
 
+def _llm_config(settings: Any) -> LlmConfig | None:
+    if not settings.openai_api_key:
+        return None
+    return LlmConfig(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        model=settings.llm_model,
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
+# The library's messages name its parameters; on the command line they are flags and variables.
+_FLAG_HINTS = (
+    ('executor="dask"', "--executor dask"),
+    ('executor="local"', "--executor local"),
+    ('scheduler="tcp://HOST:PORT"', "--scheduler tcp://HOST:PORT"),
+    ("scheduler is only used", "--scheduler is only used"),
+    ('database_url="postgresql://..."', "--database-url postgresql://..."),
+    ('matcher="llm" needs llm=LlmConfig(api_key=...)', "KMIDI_MATCHER=llm needs OPENAI_API_KEY"),
+    ('(or use matcher="fuzzy" or "auto")', "(or use the fuzzy or auto matcher)"),
+    ("sample rate must be", "SAMPLE_RATE must be"),
+)
+
+
+def flag_hints(message: str) -> str:
+    """``message`` of a library error with its parameter names spelt as the CLI's flags."""
+    for parameter, flag in _FLAG_HINTS:
+        message = message.replace(parameter, flag)
+    return message
+
+
 def _masked(exc: BaseException, settings: Any) -> str:
     return safe_text(str(exc).replace(settings.database_url, mask_url(settings.database_url)))
 
 
 def _run_plan(args: argparse.Namespace, settings: Any) -> int:
-    from .pipeline import plan
+    from .batch import plan
 
     try:
-        report = plan(args.root, args.sample_rate, settings=settings, force=args.force)
+        report = plan(
+            args.root, args.sample_rate, database_url=settings.database_url, force=args.force
+        )
     except (ConfigError, DiscoverError) as exc:
-        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
+        print(f"kmidi-ingest: {flag_hints(_masked(exc, settings))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # database unreachable, ...
         print(f"kmidi-ingest: {type(exc).__name__}: {_masked(exc, settings)}", file=sys.stderr)
@@ -236,7 +275,7 @@ def _run_plan(args: argparse.Namespace, settings: Any) -> int:
 
 
 def format_plan(report: Any) -> str:
-    """Human-readable listing of a :class:`~kmidi_ingest.pipeline.DryRunReport`."""
+    """Human-readable listing of a :class:`~kmidi_ingest.batch.DryRunReport`."""
     todo = sum(1 for c in report.cues if c.action != "skip")
     lines = [
         f"kmidi-ingest {__version__} dry run: {report.root} at {report.sample_rate_hz} Hz "
@@ -264,7 +303,7 @@ def _skipped_note(summary: Any) -> str:
 
 
 def format_summary(summary: Any) -> str:
-    """Human-readable summary of an :class:`~kmidi_ingest.pipeline.IngestSummary`."""
+    """Human-readable summary of an :class:`~kmidi_ingest.batch.IngestSummary`."""
     lines = [
         f"kmidi-ingest {__version__}: {summary.root} at {summary.sample_rate_hz} Hz "
         f"→ {summary.database}",

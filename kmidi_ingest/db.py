@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .config import mask_url
 from .errors import ConfigError
+from .text import safe_parameters
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -46,7 +47,8 @@ def normalize_url(url: str | URL) -> URL:
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """Create an engine for ``url``.
 
-    SQLite gets ``foreign_keys=ON`` (needed for ON DELETE CASCADE), WAL journaling and a busy
+    Every bound text is made valid Unicode on its way in (file names that are not UTF-8 are
+    stored with ``\\xNN`` escapes, see :mod:`kmidi_ingest.text`). SQLite gets ``foreign_keys=ON`` (needed for ON DELETE CASCADE), WAL journaling and a busy
     timeout on every connection. A PostgreSQL URL with ``aws_iam=...`` gets a fresh IAM token per
     new connection, and ``aws_iam=dsql…`` or ``kmidi_profile=dsql`` selects the Aurora DSQL
     profile (see the module docstring and :func:`is_dsql`).
@@ -63,11 +65,13 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             raise ConfigError("kmidi_profile=dsql needs a postgresql:// URL")
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", safe_parameters, retval=True)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if iam is not None:
         kwargs.setdefault("pool_recycle", IAM_POOL_RECYCLE_S)
     engine = create_engine(parsed, **kwargs)
+    event.listen(engine, "before_cursor_execute", safe_parameters, retval=True)
     if iam is not None:
         event.listen(engine, "do_connect", iam.connect_hook())
     if profile == DSQL or (iam is not None and iam.mode.startswith("dsql")):
@@ -113,10 +117,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 IAM_MODES = ("rds", "dsql-admin", "dsql")

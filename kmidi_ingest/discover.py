@@ -19,6 +19,8 @@ from typing import Literal
 
 from .errors import DiscoverError
 from .midi import MIDI_SUFFIXES
+from .problems import Problem
+from .text import safe_text
 
 # The file-type rule, used by discover and by ``check`` (see file_kind): audio formats by
 # libsndfile's format name, with the extensions they are delivered under. Headerless (RAW) and
@@ -100,19 +102,6 @@ class StemGroup:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TreeProblem:
-    """Something met while walking the tree: an unreadable folder, a symlink loop, an empty file.
-
-    ``path`` is display-safe text (see :func:`safe_text`).
-    """
-
-    path: str
-    error_type: str
-    message: str
-    severity: str = "error"
-
-
-@dataclass(frozen=True, kw_only=True)
 class CueSource:
     """A cue folder and the files found in it."""
 
@@ -121,7 +110,9 @@ class CueSource:
     name: str
     midi_files: tuple[Path, ...]
     audio_files: tuple[Path, ...]
-    problems: tuple[TreeProblem, ...] = field(default=())  # found while walking the cue
+    # The audio files grouped into stems and final mixes (grouped once, here; see scan).
+    groups: tuple[StemGroup, ...] = ()
+    problems: tuple[Problem, ...] = field(default=())  # found while walking the cue
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,36 +120,13 @@ class TreeScan:
     """Every cue below a root, plus the problems met outside any cue."""
 
     cues: tuple[CueSource, ...]
-    problems: tuple[TreeProblem, ...] = ()
-
-
-def safe_text(text: str) -> str:
-    """``text`` as valid Unicode: undecodable file-name bytes become ``\\xNN`` escapes.
-
-    File names on POSIX are bytes; Python decodes the non-UTF-8 ones to lone surrogates
-    (``surrogateescape``), which no database driver, terminal or JSON reader accepts.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text
+    problems: tuple[Problem, ...] = ()
 
 
 def canonical_name(key: str) -> str:
     """Strip a leading cue code (``1M01``, ``2m03b``) and separators; keep the rest as written."""
     stripped = CUE_CODE.sub("", key, count=1).strip(" ._-")
     return stripped or key.strip()
-
-
-def split_channel_suffix(stem: str, rules: GroupingRules) -> tuple[str, str | None]:
-    """``"1M01 Strings.L"`` → ``("1M01 Strings", "L")``; no suffix → ``(stem, None)``."""
-    match = rules.suffix_regex().match(stem)
-    if not match:
-        return stem, None
-    label = match.group("label")
-    canonical = next(x for x in rules.channel_labels if x.lower() == label.lower())
-    return match.group("base"), canonical
 
 
 def group_channels(
@@ -262,16 +230,11 @@ def _is_cue_dir(dirnames: list[str], filenames: list[str]) -> bool:
     )
 
 
-def find_cues(root: str | Path) -> list[CueSource]:
-    """Return every cue below ``root`` (``root`` itself may be a cue), sorted by relative path.
-
-    See :func:`scan`, which also returns the problems met outside any cue.
-    """
-    return list(scan(root).cues)
-
-
-def scan(root: str | Path) -> TreeScan:
+def scan(root: str | Path, rules: GroupingRules | None = None) -> TreeScan:
     """Walk ``root`` and return its cues (sorted by relative path) and the problems met.
+
+    Each cue's audio files come grouped into stems and final mixes by ``rules`` (default
+    :class:`GroupingRules`), see :func:`group_channels`.
 
     Symlinked folders are followed once: a link back to a folder already walked (a loop) is
     reported and skipped. Unreadable folders, broken symlinks and empty (0-byte) files are
@@ -288,26 +251,27 @@ def scan(root: str | Path) -> TreeScan:
         raise DiscoverError(f"cannot read root folder: {exc.strerror}", path=root) from exc
 
     cues: list[CueSource] = []
-    problems: list[TreeProblem] = []
+    problems: list[Problem] = []
     visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in _walk(root, visited, problems):
         if not _is_cue_dir(dirnames, filenames):
             continue
         cue_dir = Path(dirpath)
         dirnames.clear()  # the cue owns everything below it
-        cues.append(_collect(root, cue_dir, visited))
+        cues.append(_collect(root, cue_dir, visited, rules or GroupingRules()))
     cues.sort(key=lambda c: c.rel_path)
     return TreeScan(cues=tuple(cues), problems=tuple(problems))
 
 
 def _walk(
-    top: Path, visited: set[tuple[int, int]], problems: list[TreeProblem]
+    top: Path, visited: set[tuple[int, int]], problems: list[Problem]
 ) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk`` following symlinked folders, but never into a folder already walked."""
 
     def on_error(exc: OSError) -> None:
         problems.append(
-            TreeProblem(
+            Problem(
+                stage="discover",
                 path=safe_text(str(exc.filename)),
                 error_type="UnreadableFolder",
                 message=f"cannot read folder: {exc.strerror}",
@@ -330,7 +294,8 @@ def _walk(
                 continue
             if (st.st_dev, st.st_ino) in visited:
                 problems.append(
-                    TreeProblem(
+                    Problem(
+                        stage="discover",
                         path=safe_text(path),
                         error_type="SymlinkLoop",
                         message="folder already walked (symlink loop or second link); skipped",
@@ -343,10 +308,12 @@ def _walk(
         yield dirpath, dirnames, filenames
 
 
-def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSource:
+def _collect(
+    root: Path, cue_dir: Path, visited: set[tuple[int, int]], rules: GroupingRules
+) -> CueSource:
     midi: list[Path] = []
     audio: list[Path] = []
-    problems: list[TreeProblem] = []
+    problems: list[Problem] = []
     # The cue folder itself was marked visited by the walk that found it.
     visited.discard(_key(cue_dir))
     for dirpath, _dirnames, filenames in _walk(cue_dir, visited, problems):
@@ -357,7 +324,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
             path = Path(dirpath) / name
             if kind == "unreadable-audio":
                 problems.append(
-                    TreeProblem(
+                    Problem(
+                        stage="discover",
                         path=safe_text(str(path)),
                         error_type="UnsupportedAudio",
                         message=unreadable_audio_message(name),
@@ -375,7 +343,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
                 size = path.stat().st_size
             except OSError as exc:
                 problems.append(
-                    TreeProblem(
+                    Problem(
+                        stage="discover",
                         path=safe_text(str(path)),
                         error_type="BrokenSymlink" if path.is_symlink() else "UnreadableFile",
                         message=f"cannot read file: {exc.strerror}; skipped",
@@ -384,7 +353,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
                 continue
             if size == 0:
                 problems.append(
-                    TreeProblem(
+                    Problem(
+                        stage="discover",
                         path=safe_text(str(path)),
                         error_type="EmptyFile",
                         message="file is empty (0 bytes); skipped",
@@ -395,7 +365,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
     rel = cue_dir.relative_to(root).as_posix()
     if midi and not audio:
         problems.append(
-            TreeProblem(
+            Problem(
+                stage="discover",
                 path=safe_text(str(cue_dir)),
                 error_type="MidiWithoutAudio",
                 message="cue has MIDI files but no audio files; stored without stems",
@@ -404,7 +375,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
         )
     elif audio and not midi:
         problems.append(
-            TreeProblem(
+            Problem(
+                stage="discover",
                 path=safe_text(str(cue_dir)),
                 error_type="AudioWithoutMidi",
                 message="cue has audio files but no MIDI files; stored without notes",
@@ -413,7 +385,8 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
         )
     elif not audio and not midi and not problems:
         problems.append(
-            TreeProblem(
+            Problem(
+                stage="discover",
                 path=safe_text(str(cue_dir)),
                 error_type="EmptyCue",
                 message="cue folder holds no MIDI or audio files",
@@ -426,6 +399,9 @@ def _collect(root: Path, cue_dir: Path, visited: set[tuple[int, int]]) -> CueSou
         name=cue_dir.name if rel != "." else root.resolve().name,
         midi_files=tuple(midi),
         audio_files=tuple(audio),
+        groups=tuple(
+            group_channels([(p, p.relative_to(cue_dir).as_posix()) for p in audio], rules)
+        ),
         problems=tuple(problems),
     )
 
@@ -448,19 +424,6 @@ def stat_fingerprint(cue: CueSource) -> str:
         except OSError:
             entry = f"{path.relative_to(cue.path).as_posix()}\0missing\n"
         digest.update(entry.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
-
-
-def content_fingerprint(cue: CueSource) -> str:
-    """Fingerprint from names, sizes and the SHA-256 of every file's content."""
-    digest = hashlib.sha256()
-    for path in sorted(cue.midi_files + cue.audio_files):
-        rel = path.relative_to(cue.path).as_posix()
-        try:
-            file_hash = sha256_file(path)
-        except OSError:
-            file_hash = "missing"
-        digest.update(f"{rel}\0{file_hash}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -44,13 +44,23 @@ class AudioError(KmidiError):
     stage = "audio"
 
 
-class MatchError(KmidiError):
-    """Track/stem matching failed (e.g. the LLM answered something unusable)."""
-
-    stage = "match"
-
-
 class StoreError(KmidiError):
     """The database rejected a write or is at the wrong schema revision."""
 
     stage = "store"
+
+
+class WorkerDied(KmidiError):
+    """A pool worker process died (killed, out of memory, a crash in native code) on a cue."""
+
+    stage = "ingest"
+
+    @classmethod
+    def from_exit_code(cls, exit_code: int | None) -> WorkerDied:
+        """The error for a worker that ended with ``exit_code`` (negative: killed by a signal)."""
+        if exit_code is None:
+            return cls("worker process died")
+        if exit_code < 0:
+            hint = "out of memory?" if -exit_code == 9 else "a crash in a native library?"
+            return cls(f"worker process died (signal {-exit_code}) — {hint}")
+        return cls(f"worker process died (exit code {exit_code})")

@@ -1,6 +1,6 @@
 """MIDI stage: a Standard MIDI File → plain data (tracks, paired notes, events, tempo and meter maps).
 
-:func:`read_midi` wraps the file handling; :func:`from_mido` is the pure converter.
+:func:`read_midi` wraps the file handling; :func:`convert` is the pure semantic pass.
 
 MIDI facts this module relies on:
 
@@ -13,24 +13,22 @@ MIDI facts this module relies on:
   fails), so both old latin-1 names and modern UTF-8 names read right.
 - Running status carries over meta events; sysex cancels it.
 
-The bytes are decoded by :mod:`kmidi_ingest.smf` (lean, strict); :func:`from_mido` converts a parsed
-``mido.MidiFile`` through the same semantic pass and is kept as the reference the tests compare
-against.
+The bytes are decoded by :mod:`kmidi_ingest.smf` (lean, strict); the tests convert a parsed
+``mido.MidiFile`` through the same semantic pass as their reference (``tests/midi_compare.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .errors import MidiError
-from .smf import META, Event, SmfError, SmfTrack, parse_smf
+from .smf import META, SmfError, SmfTrack, parse_smf
 from .timing import SMPTE_FPS, MeterMap, TempoMap, last_per_tick
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
@@ -241,45 +239,6 @@ def decode_midi(raw: bytes, *, path: Path) -> MidiData:
         size_bytes=len(raw),
         sha256=hashlib.sha256(raw).hexdigest(),
         clipped_data_bytes=smf.clipped_data_bytes,
-    )
-
-
-def mido_events(track: Iterable[Any]) -> list[Event]:
-    """The event tuples of :mod:`kmidi_ingest.smf` for one ``mido.MidiTrack``.
-
-    Meta events are re-encoded by mido, so their payload is what mido decoded (for example only
-    the first three bytes of an over-long tempo event).
-    """
-    events: list[Event] = []
-    tick = 0
-    for msg in track:
-        tick += msg.time
-        data = msg.bytes()
-        status = data[0]
-        if status == META:
-            at = 2
-            while data[at] & 0x80:  # skip the variable-length payload length
-                at += 1
-            events.append((tick, META, data[1], 0, bytes(data[at + 1 :])))
-        elif status in (0xF0, 0xF7):
-            events.append((tick, 0xF0, 0, 0, bytes(data[1:-1])))
-        else:
-            events.append((tick, status, data[1], data[2] if len(data) > 2 else 0, None))
-    return events
-
-
-def from_mido(
-    mid: Any, *, path: Path, size_bytes: int = 0, sha256: str = "", lenient: bool = False
-) -> MidiData:
-    """Convert a parsed ``mido.MidiFile`` into :class:`MidiData` (pure; the reference path)."""
-    return convert(
-        midi_format=int(mid.type),
-        division=int(mid.ticks_per_beat),
-        tracks=[SmfTrack.from_events(mido_events(track)) for track in mid.tracks],
-        path=path,
-        size_bytes=size_bytes,
-        sha256=sha256,
-        clipped_data_bytes=1 if lenient else 0,
     )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Engine, or_, select
 
 from . import models as m
+from .audio import hz_to_mel
 from .errors import KmidiError
 from .store import read_feature
 from .timing import MeterMap, TempoMap
@@ -372,23 +373,15 @@ def _mel_ticks(n_mels: int, fmin_hz: float, fmax_hz: float) -> tuple[list[float]
     librosa's mel filters (``htk=False``) centre band ``k`` on the ``k+1``-th of ``n_mels + 2``
     points evenly spaced in Slaney mels between ``fmin`` and ``fmax``.
     """
-    edges = _slaney_mel(np.array([fmin_hz, fmax_hz]))
+    edges = hz_to_mel(np.array([fmin_hz, fmax_hz]))
     points = np.linspace(edges[0], edges[1], n_mels + 2)[1:-1]
     ticks: list[float] = []
     labels: list[str] = []
     for hz in (100, 250, 500, 1000, 2000, 4000, 8000, 16000):
-        mel = float(_slaney_mel(np.array([hz]))[0])
+        mel = float(hz_to_mel(np.array([hz]))[0])
         position = float(np.interp(mel, points, np.arange(n_mels))) + 0.5
         # Low frequencies crowd together on the mel scale: keep labels apart.
         if points[0] <= mel <= points[-1] and (not ticks or position - ticks[-1] >= n_mels / 12):
             ticks.append(position)
             labels.append(f"{hz // 1000}k" if hz >= 1000 else str(hz))
     return ticks, labels
-
-
-def _slaney_mel(hz: np.ndarray) -> np.ndarray:
-    """Hz → Slaney mels (linear below 1 kHz, logarithmic above), as ``librosa.hz_to_mel``."""
-    linear = hz / (200.0 / 3)
-    log_step = np.log(6.4) / 27.0
-    above = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / log_step
-    return np.where(hz >= 1000.0, above, linear)

@@ -8,18 +8,10 @@ from .audio import StemData
 from .categories import CategoryGuess
 from .discover import CueSource
 from .midi import MidiData
+from .problems import Problem
 from .verify import OnsetEvidence
 
-
-@dataclass(frozen=True, kw_only=True)
-class Problem:
-    """A failure (``severity="error"``) or a survivable oddity (``"warning"``) met in a cue."""
-
-    stage: str
-    error_type: str
-    message: str
-    path: str | None = None
-    severity: str = "error"
+__all__ = ["CueResult", "Problem", "TrackMatchRow"]
 
 
 @dataclass(frozen=True, kw_only=True)

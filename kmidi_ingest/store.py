@@ -7,6 +7,7 @@ PostgreSQL, both inside the same transaction, never row by row through the ORM.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -24,8 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from . import features as feature_codec
 from . import models as m
 from .audio import StemData
+from .claims import RunLock
 from .db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, is_retryable
+from .errors import StoreError
 from .midi import NO_BAR, MidiData, Track
+from .options import RunStatus
 from .results import CueResult, Problem
 
 
@@ -52,9 +56,21 @@ def start_run(
     matcher: str,
     version: str,
     parameters: dict[str, Any],
+    lock: RunLock | None = None,
 ) -> int:
-    with engine.begin() as conn:
-        return int(
+    """Insert a ``running`` row for a new run and return its id.
+
+    With ``lock`` (see :class:`~kmidi_ingest.claims.RunLock`), the row is inserted on the lock's
+    connection and the run's lock taken in the same transaction: no other run sees the row
+    without its lock.
+    """
+    with contextlib.ExitStack() as stack:
+        if lock is not None and lock.conn is not None:
+            conn = lock.conn
+            stack.enter_context(conn.begin())
+        else:
+            conn = stack.enter_context(engine.begin())
+        run_id = int(
             conn.execute(
                 insert(m.IngestRun).returning(m.IngestRun.id),
                 {
@@ -73,9 +89,40 @@ def start_run(
                 },
             ).scalar_one()
         )
+        if lock is not None and lock.conn is not None:
+            lock.hold(conn, run_id)
+        return run_id
 
 
-def finish_run(engine: Engine, run_id: int, *, status: str, counts: dict[str, Any]) -> None:
+def abort_stale_runs(engine: Engine, lock: RunLock) -> list[int]:
+    """Mark ``aborted`` the ``running`` rows of runs that died (their process was killed).
+
+    The rule: on PostgreSQL a row is stale when no session holds its run's lock (see
+    :class:`~kmidi_ingest.claims.RunLock`); on SQLite every ``running`` row is, as a database
+    file has one writing run at a time; on Aurora DSQL (no advisory locks) none is touched.
+    Returns the ids marked.
+    """
+    if engine.dialect.name != "sqlite" and lock.conn is None:
+        return []
+    with engine.connect() as conn:
+        running = [
+            int(i)
+            for i in conn.execute(
+                select(m.IngestRun.id).where(m.IngestRun.status == "running")
+            ).scalars()
+        ]
+    stale = [i for i in running if engine.dialect.name == "sqlite" or not lock.is_alive(i)]
+    if stale:
+        with engine.begin() as conn:
+            conn.execute(
+                update(m.IngestRun)
+                .where(m.IngestRun.id.in_(stale), m.IngestRun.status == "running")
+                .values(status="aborted", finished_at=now())
+            )
+    return stale
+
+
+def finish_run(engine: Engine, run_id: int, *, status: RunStatus, counts: dict[str, Any]) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(m.IngestRun)
@@ -158,8 +205,11 @@ def _problem_row(p: Problem, *, run_id: int, cue_id: int | None, cue_path: str |
     }
 
 
-class CueConflict(Exception):
+class CueConflict(StoreError):
     """Another writer stored the same cue first (its row is kept; ours is dropped)."""
+
+    def __init__(self, rel_path: str) -> None:
+        super().__init__("another writer stored this cue first", path=rel_path)
 
 
 def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int | None) -> int:

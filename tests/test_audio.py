@@ -27,7 +27,7 @@ from kmidi_ingest.audio import (
     read_channel_mask,
 )
 from kmidi_ingest.discover import GroupingRules, group_channels
-from kmidi_ingest.errors import AudioError
+from kmidi_ingest.errors import AudioError, ConfigError
 from tests.conftest import run_as_nobody, write_tone
 
 # float16 spacing is 2**-4 for |x| in [64, 128): half of it plus float32 slack.
@@ -487,9 +487,13 @@ def test_unreadable_file_permissions():
         shutil.rmtree(base)
 
 
-def test_sample_rate_must_be_positive(tmp_path):
-    with pytest.raises(AudioError, match="sample rate must be positive"):
-        process_group(one_group([write_tone(tmp_path / "S.wav")]), sample_rate_hz=0)
+@pytest.mark.parametrize("rate", [0, 1, 7999, 384001, 1_000_000_000])
+def test_sample_rate_outside_8000_to_384000_hz_is_refused(tmp_path, rate):
+    with pytest.raises(ConfigError) as raised:
+        process_group(one_group([write_tone(tmp_path / "S.wav")]), sample_rate_hz=rate)
+    assert str(raised.value) == (
+        f"sample rate must be a whole number of Hz from 8000 to 384000, got {rate}"
+    )
 
 
 def test_permission_error_is_reported_as_such(tmp_path, monkeypatch):

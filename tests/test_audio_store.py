@@ -9,12 +9,11 @@ from sqlalchemy import select, text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.audio import MelParams, process_group
-from kmidi_ingest.config import Settings
+from kmidi_ingest.batch import CueOptions
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.discover import group_channels
 from kmidi_ingest.features import CHUNK_BYTES
 from kmidi_ingest.models import AudioFeature
-from kmidi_ingest.pipeline import CueOptions
 from kmidi_ingest.store import read_feature
 from tests.conftest import write_tone
 from tests.test_audio import tones
@@ -25,10 +24,8 @@ def test_long_feature_is_chunked_and_read_back_bit_exact(make_cue, tmp_path, db_
     long_stem = cue / "Audio Files" / "1M01 Drone.wav"
     sf.write(str(long_stem), tones(8000 * 90, 2, 8000), 8000, subtype="PCM_16")
     mel = MelParams(hop_length=128, n_mels=256)  # 512 bytes a frame: 90 s > 2 MiB
-    options = CueOptions(sample_rate_hz=8000, mel=mel)
-    summary = ingest(
-        tmp_path / "cues", 8000, database_url=db_url, settings=Settings(), options=options
-    )
+    options = CueOptions(mel=mel)
+    summary = ingest(tmp_path / "cues", 8000, database_url=db_url, options=options)
     assert summary.ok, summary.problems
     (group,) = [g for g in group_channels([(long_stem, long_stem.name)]) if g.key == "1M01 Drone"]
     expected = process_group(group, sample_rate_hz=8000, params=mel).feature.values
@@ -71,7 +68,7 @@ def test_bad_audio_files_are_recorded_and_the_rest_of_the_cue_is_stored(make_cue
     write_tone(audio / "1M01 Celesta.L.wav", sample_rate=22050)
     write_tone(audio / "1M01 Celesta.R.wav", sample_rate=16000)
     sf.write(str(audio / "1M01 Perc.wav"), tones(11025, 6, 22050), 22050, format="WAVEX")
-    summary = ingest(tmp_path / "cues", 16000, database_url=db_url, settings=Settings())
+    summary = ingest(tmp_path / "cues", 16000, database_url=db_url)
     assert not summary.ok and summary.cues_ingested == 1 and summary.cues_failed == 0
     assert sorted((p.error_type, str(p.path).rsplit("/", 1)[-1]) for p in summary.errors) == [
         ("AudioError", "1M01 Bells.aif"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import mido
 import pytest
+from sqlalchemy import text
 
-from kmidi_ingest import ingest, pipeline
+from kmidi_ingest import ingest
+from kmidi_ingest.batch import compute
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
+from kmidi_ingest.db import make_engine
 from tests.conftest import REPO, note_track, write_midi, write_tone
 from tests.dbutil import CUE_TABLES, content, counts, scalar
 
@@ -52,7 +55,7 @@ def make_corpus(root: Path, n: int = 6, *, notes: int = 400) -> Path:
 
 
 def run(root: Path, url: str, **kwargs):
-    return ingest(root, SR, database_url=url, settings=Settings(), **kwargs)
+    return ingest(root, SR, database_url=url, **kwargs)
 
 
 def cli(*args: str, **popen) -> subprocess.Popen:
@@ -133,10 +136,104 @@ def test_kill_9_at_a_random_point_then_rerun_equals_a_clean_run(
         # Only whole cues are visible, never a half-written one.
         assert scalar(url, "SELECT COUNT(*) FROM cues WHERE status <> 'complete'") == 0
         assert scalar(url, "SELECT COUNT(*) FROM cues") >= stored_before_kill
+    killed_run = []
+    if Path(url.removeprefix("sqlite:///")).exists() and scalar(
+        url, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ingest_runs'"
+    ):
+        killed_run = [scalar(url, "SELECT status FROM ingest_runs")]
+        assert killed_run in ([], [None], ["running"])  # no row yet, or left running
     again = run(corpus, url, workers=1)
     assert again.ok, again.problems
     assert again.cues_ingested + again.cues_skipped == 6
     assert content(url, CUE_TABLES) == content(clean, CUE_TABLES)
+    statuses = rows(url, "SELECT status, finished_at IS NOT NULL FROM ingest_runs ORDER BY id")
+    if killed_run == ["running"]:
+        assert statuses == [("aborted", 1), ("ok", 1)]
+    else:
+        assert statuses[-1] == ("ok", 1)
+
+
+def rows(url: str, sql: str) -> list[tuple]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.execute(text(sql))]
+    engine.dispose()
+    return found
+
+
+def test_a_killed_pool_worker_fails_only_its_cue_and_the_batch_goes_on(
+    corpus, clean, tmp_path, monkeypatch, capsys
+):
+    victim = "Reel 1/1M02 Cue 1"
+    pid_file = tmp_path / "victim.pid"
+    real = compute.process_cue
+
+    def hang_on_victim(cue, *args, **kwargs):  # runs in the forked pool workers
+        if cue.rel_path == victim:
+            (tmp_path / "pid.tmp").write_text(str(os.getpid()))
+            (tmp_path / "pid.tmp").rename(pid_file)
+            time.sleep(300)
+        return real(cue, *args, **kwargs)
+
+    monkeypatch.setattr(compute, "process_cue", hang_on_victim)
+    killed: list[int] = []
+
+    def kill_the_victim() -> None:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        assert pid in {p.pid for p in multiprocessing.active_children()}  # a real pool worker
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_victim)
+    killer.start()
+    url = f"sqlite:///{tmp_path / 'died.sqlite'}"
+    code = main([str(corpus), str(SR), "--database-url", url, "--workers", "2", "--quiet"])
+    killer.join(timeout=10)
+    out = capsys.readouterr().out
+    assert killed and code == 1
+    message = "worker process died (signal 9) — out of memory?"
+    assert "6 found, 5 ingested, 0 skipped (already stored), 1 failed" in out
+    assert f"ERROR [ingest] {corpus / victim}: {message}" in out
+    assert rows(
+        url,
+        "SELECT cue_path, file_path, stage, error_type, message FROM ingest_errors"
+        " WHERE severity = 'error'",
+    ) == [(victim, str(corpus / victim), "ingest", "WorkerDied", message)]
+    assert rows(url, "SELECT status, cues_ingested, cues_failed FROM ingest_runs") == [
+        ("failed", 5, 1)
+    ]
+    assert scalar(url, "SELECT COUNT(*) FROM cues") == 5  # each once: none lost or doubled
+    assert all(not p.is_alive() for p in multiprocessing.active_children())
+
+    monkeypatch.undo()
+    again = run(corpus, url, workers=2)
+    assert again.ok and (again.cues_ingested, again.cues_skipped) == (1, 5), again.problems
+    assert content(url, CUE_TABLES) == content(clean, CUE_TABLES)
+
+
+def test_a_dead_run_is_aborted_by_the_next_a_live_one_is_not_on_postgresql(corpus, pg_url):
+    from kmidi_ingest import store
+    from kmidi_ingest.claims import RunLock
+
+    engine = make_engine(pg_url)
+    run(corpus, pg_url, workers=1)  # the schema, and one finished run
+    try:
+        with RunLock(engine) as live:
+            params = {"root": "/x", "sample_rate_hz": SR, "matcher": "fuzzy", "version": "t"}
+            alive = store.start_run(engine, parameters={}, lock=live, **params)
+            dead_lock = RunLock(engine)
+            dead = store.start_run(engine, parameters={}, lock=dead_lock, **params)
+            dead_lock.close()  # what a killed process's lost session does
+            assert run(corpus, pg_url, workers=1).ok
+            status = dict(rows(pg_url, "SELECT id, status FROM ingest_runs"))
+            assert (status[alive], status[dead]) == ("running", "aborted")
+        assert run(corpus, pg_url, workers=1).ok
+        assert dict(rows(pg_url, "SELECT id, status FROM ingest_runs"))[alive] == "aborted"
+    finally:
+        engine.dispose()
 
 
 def test_ctrl_c_stops_after_the_cues_in_flight_and_exits_130(tmp_path):
@@ -230,7 +327,7 @@ def test_concurrent_runs_on_postgresql_compute_each_cue_once(
     corpus, clean, pg_url, monkeypatch, workers
 ):
     computed: list[str] = []
-    real = pipeline.process_cue
+    real = compute.process_cue
 
     def counting(cue, *args, **kwargs):
         computed.append(cue.rel_path)
@@ -244,7 +341,7 @@ def test_concurrent_runs_on_postgresql_compute_each_cue_once(
         os.write(writer, (cue.rel_path + "\n").encode())
         return real(cue, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "process_cue", counting if workers == 1 else counting_in_pool)
+    monkeypatch.setattr(compute, "process_cue", counting if workers == 1 else counting_in_pool)
     together = threading.Barrier(2)
     summaries = []
 

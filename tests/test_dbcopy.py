@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import text
 
 from kmidi_ingest import cli, dbcopy, ingest, migrate, store
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.models import Base
 from tests.conftest import EXAMPLES
@@ -21,7 +20,7 @@ from tests.dbutil import counts
 def examples_sqlite(tmp_path_factory) -> str:
     """The bundled example cues ingested once into SQLite (the copy source)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('src')}/examples.sqlite"
-    summary = ingest(EXAMPLES, 16000, database_url=url, settings=Settings())
+    summary = ingest(EXAMPLES, 16000, database_url=url)
     assert summary.ok and summary.notes > 100, summary.problems
     return url
 

@@ -11,8 +11,8 @@ from kmidi_ingest.discover import (
     CHANNEL_ORDER,
     GroupingRules,
     canonical_name,
-    find_cues,
     group_channels,
+    scan,
     sha256_file,
 )
 
@@ -43,11 +43,11 @@ def test_canonical_name_strips_cue_code():
     assert canonical_name("Taiko") == "Taiko"
 
 
-def test_find_cues_at_any_depth(make_cue, tmp_path):
+def test_cues_are_found_at_any_depth(make_cue, tmp_path):
     root = tmp_path / "cues"
     make_cue("1M01 Opening", root=root / "Reel 1")
     make_cue("2M03 Chase", root=root / "Reel 2" / "deeper")
-    cues = find_cues(root)
+    cues = scan(root).cues
     assert [c.rel_path for c in cues] == ["Reel 1/1M01 Opening", "Reel 2/deeper/2M03 Chase"]
     assert [len(c.midi_files) for c in cues] == [1, 1]
     assert [len(c.audio_files) for c in cues] == [9, 9]

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.pool import Pool
 
 from kmidi_ingest import ingest, store
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, make_engine
 from tests.conftest import note_track, write_midi
 from tests.dbutil import counts, scalar
@@ -154,7 +153,7 @@ def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit, dsql_
     engine = make_engine(url)
     assert is_dsql(engine)
     engine.dispose()
-    summary = ingest(cues, SR, database_url=url, settings=Settings())
+    summary = ingest(cues, SR, database_url=url)
     assert summary.ok, summary.problems
     assert summary.notes == 5 + BIG_NOTES
 
@@ -180,7 +179,7 @@ def test_migration_and_ingest_stay_within_dsql_limits(cues, pg_url, audit, dsql_
 
     # Re-ingesting replaces each cue: its old rows are removed in chunks, leaves first.
     audit.done.clear()
-    again = ingest(cues, SR, database_url=url, settings=Settings(), force=True)
+    again = ingest(cues, SR, database_url=url, force=True)
     assert again.ok and again.cues_ingested == 2
     assert_within_dsql_limits(audit, max_rows=DSQL_MAX_ROWS, max_bytes=DSQL_MAX_BYTES)
     deletes = [s for t in audit.transactions() for s in t.statements if s.startswith("DELETE")]
@@ -192,7 +191,7 @@ def test_smaller_limits_split_rows_and_bytes(cues, pg_url, audit, dsql_on_postgr
     # Feature chunks are bytes-heavy: a 64 KiB budget forces byte-based splits too.
     monkeypatch.setattr(store, "DSQL_MAX_ROWS", 500)
     monkeypatch.setattr(store, "DSQL_MAX_BYTES", 64 * 1024)
-    summary = ingest(cues, SR, database_url=dsql_url(pg_url), settings=Settings())
+    summary = ingest(cues, SR, database_url=dsql_url(pg_url))
     assert summary.ok, summary.problems
     writes = [t for t in audit.transactions() if t.rows_written]
     assert_within_dsql_limits(audit, max_rows=500, max_bytes=64 * 1024 + 1024 * 1024)
@@ -238,7 +237,7 @@ def test_serialization_failure_is_retried_after_removing_the_pending_rows(
         )
     engine.dispose()
 
-    summary = ingest(cues, SR, database_url=url, settings=Settings())
+    summary = ingest(cues, SR, database_url=url)
     assert summary.ok, summary.problems
     assert any(t.rolled_back for t in audit.transactions())
     assert scalar(pg_url, "SELECT last_value FROM fail_once") > 5  # it did fail, then went on

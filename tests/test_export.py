@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.export import ExportError, ExportOptions, export
 from kmidi_ingest.migrate import head_revision
@@ -25,7 +24,7 @@ CUE = "1M01 Opening"
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('export')}/db.sqlite"
-    assert ingest(EXAMPLES, 16000, database_url=url, settings=Settings()).ok
+    assert ingest(EXAMPLES, 16000, database_url=url).ok
     return url
 
 
@@ -230,7 +229,7 @@ def test_export_usage_errors(url, tmp_path, capsys, monkeypatch):
 
 
 def test_export_from_postgresql_equals_the_database(pg_url, tmp_path):
-    ingest(EXAMPLES / "Reel 1" / "1M01 Opening", 16000, database_url=pg_url, settings=Settings())
+    ingest(EXAMPLES / "Reel 1" / "1M01 Opening", 16000, database_url=pg_url)
     want = expected_cue(pg_url, CUE)
     out = tmp_path / "pg.parquet"
     engine = make_engine(pg_url)

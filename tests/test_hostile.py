@@ -10,7 +10,6 @@ from pathlib import Path
 
 from kmidi_ingest import discover, ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from tests.conftest import run_as_nobody, write_tone
 from tests.dbutil import counts, scalar
 
@@ -18,7 +17,7 @@ SR = 8000
 
 
 def run(root: Path, url: str, **kwargs):
-    return ingest(root, SR, database_url=url, settings=Settings(), workers=1, **kwargs)
+    return ingest(root, SR, database_url=url, workers=1, **kwargs)
 
 
 def problems(summary) -> list[tuple[str, str, str]]:

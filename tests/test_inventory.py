@@ -9,7 +9,6 @@ import pytest
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from tests.conftest import EXAMPLES, write_tone
 from tests.dbutil import scalar
 
@@ -23,7 +22,7 @@ def stocked_db(tmp_path, db_url):
     shutil.copytree(EXAMPLES / "Reel 1" / "1M01 Opening" / "MIDI", midi_only / "MIDI")
     write_tone(root / "Reel 3" / "3M02 Wet" / "Audio Files" / "3M02 Choir.wav", sample_rate=16000)
     (root / "Reel 1" / "1M02 Tension" / "Audio Files" / "1M02 PNO.wav").write_bytes(b"junk")
-    summary = ingest(root, 16000, database_url=db_url, settings=Settings())
+    summary = ingest(root, 16000, database_url=db_url)
     assert summary.cues_ingested == 4 and not summary.ok
     return db_url
 

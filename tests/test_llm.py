@@ -19,7 +19,6 @@ from sqlalchemy import text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import format_summary
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.match import (
     AnswerRejected,
@@ -29,6 +28,7 @@ from kmidi_ingest.match import (
     cache_key,
     parse_answer,
 )
+from kmidi_ingest.options import LlmConfig
 
 SR = 16000
 MODEL = "test-model"
@@ -119,21 +119,15 @@ def server() -> Iterator[Server]:
         thread.join(5)
 
 
-def settings(server: Server) -> Settings:
-    return Settings(
-        matcher="llm",
-        openai_api_key="test",
-        openai_base_url=server.url,
-        llm_model=MODEL,
-        llm_timeout_s=0.5,
-    )
+def llm_config(server: Server) -> LlmConfig:
+    return LlmConfig(api_key="test", base_url=server.url, model=MODEL, timeout_s=0.5)
 
 
 def run(make_cue, tmp_path, server: Server, url: str, **kwargs: Any):
     cues = tmp_path / "cues"
     if not cues.exists():
         make_cue("1M01 Opening")
-    return ingest(cues, SR, database_url=url, settings=settings(server), **kwargs)
+    return ingest(cues, SR, database_url=url, matcher="llm", llm=llm_config(server), **kwargs)
 
 
 def rows(url: str, sql: str) -> list[tuple]:
@@ -312,11 +306,14 @@ def test_auto_without_key_uses_fuzzy_and_llm_without_key_is_a_config_error(make_
 
     make_cue("1M01 Opening")
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
-    summary = ingest(tmp_path / "cues", SR, database_url=url, settings=Settings(matcher="auto"))
+    summary = ingest(tmp_path / "cues", SR, database_url=url, matcher="auto")
     assert summary.matcher == "fuzzy" and summary.llm_requests == 0
     assert {r[2] for r in rows(url, MATCHES)} == {"fuzzy"}
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        ingest(tmp_path / "cues", SR, database_url=url, settings=Settings(matcher="llm"))
+    with pytest.raises(ConfigError) as raised:
+        ingest(tmp_path / "cues", SR, database_url=url, matcher="llm")
+    assert str(raised.value) == (
+        'matcher="llm" needs llm=LlmConfig(api_key=...) (or use matcher="fuzzy" or "auto")'
+    )
 
 
 def test_cache_key_depends_on_model_and_every_name():

@@ -23,11 +23,11 @@ import mido
 import numpy as np
 import pytest
 
-from kmidi_ingest.midi import MidiData, mido_events, read_midi
+from kmidi_ingest.midi import MidiData, read_midi
 from kmidi_ingest.smf import META, parse_smf
 from kmidi_ingest.timing import TempoMap, last_per_tick
 from tests.conftest import SHARED_MIDI
-from tests.midi_compare import smf_as_mido
+from tests.midi_compare import mido_events, smf_as_mido
 
 US = 1e-6
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from kmidi_ingest.errors import MidiError
-from kmidi_ingest.midi import MidiData, from_mido, mido_events, read_midi
+from kmidi_ingest.midi import MidiData, read_midi
 from kmidi_ingest.smf import parse_smf
 from tests.fixtures.make_midi_fixtures import CASES, HERE
-from tests.midi_compare import smf_as_mido
+from tests.midi_compare import from_mido, mido_events, smf_as_mido
 
 US = 1e-6
 

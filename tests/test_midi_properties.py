@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmidi_ingest.errors import MidiError
-from kmidi_ingest.midi import convert, decode_midi, mido_events
+from kmidi_ingest.midi import convert, decode_midi
 from kmidi_ingest.smf import SmfTrack, parse_smf
 from kmidi_ingest.timing import TempoMap
 from tests.conftest import SHARED_MIDI
 from tests.fixtures import make_midi_fixtures as mk
-from tests.midi_compare import smf_as_mido
+from tests.midi_compare import mido_events, smf_as_mido
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from kmidi_ingest import ingest
-from kmidi_ingest.config import Settings
 from tests.dbutil import scalar
 from tests.fixtures.make_midi_fixtures import HERE
 from tests.test_midi_fixtures import CORRUPT
@@ -30,7 +29,7 @@ def test_edge_cases_are_stored_and_corrupt_files_recorded(tmp_path, db_url):
     midi.mkdir(parents=True)
     for name in STORED + BROKEN:
         shutil.copy(HERE / f"{name}.mid", midi / f"{name}.mid")
-    summary = ingest(tmp_path / "cues", 16000, database_url=db_url, settings=Settings())
+    summary = ingest(tmp_path / "cues", 16000, database_url=db_url)
     assert summary.cues_ingested == 1
     assert sorted((e.error_type, e.path) for e in summary.errors) == sorted(
         ("MidiError", str(midi / f"{name}.mid")) for name in BROKEN

@@ -6,7 +6,6 @@ import pytest
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import format_summary
-from kmidi_ingest.config import Settings
 from tests.conftest import EXAMPLES
 from tests.synth import SR, render, rhythm, write_stem, write_track_midi
 from tests.test_llm import rows
@@ -28,7 +27,7 @@ def test_preroll_offset_and_a_stem_that_does_not_follow(tmp_path):
     write_stem(audio / "5M01 Harp_02.wav", render(tracks["Harp"], offset_s=0.5))
     write_stem(audio / "5M01 CELESTE.wav", render(rhythm(5), offset_s=0.5))  # wrong part printed
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
-    summary = ingest(tmp_path / "cues", SR, database_url=url, settings=Settings())
+    summary = ingest(tmp_path / "cues", SR, database_url=url)
     assert summary.ok, summary.problems
     got = rows(url, MATCHES)
     assert [(r[0], r[1], r[2], r[5]) for r in got] == [
@@ -60,7 +59,7 @@ def test_preroll_offset_and_a_stem_that_does_not_follow(tmp_path):
 
 def test_examples_alternate_take_categories_and_verification(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
-    summary = ingest(EXAMPLES, SR, database_url=url, settings=Settings(), workers=1)
+    summary = ingest(EXAMPLES, SR, database_url=url, workers=1)
     assert summary.ok, summary.problems
     got = {
         (r[0], r[1]): r

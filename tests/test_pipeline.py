@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from kmidi_ingest import ingest
-from kmidi_ingest.config import Settings
 from tests.conftest import EXAMPLES
 from tests.dbutil import CUE_TABLES, content, counts, scalar
 
@@ -15,7 +14,7 @@ SR = 16000
 
 
 def run(root, url, **kwargs):
-    return ingest(root, SR, database_url=url, settings=Settings(), **kwargs)
+    return ingest(root, SR, database_url=url, **kwargs)
 
 
 def test_cue_is_stored_with_notes_stems_mix_and_matches(make_cue, tmp_path, db_url):

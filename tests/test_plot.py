@@ -8,7 +8,6 @@ from matplotlib.image import imread
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.plot import PlotError, figure_size_px, load_cue_plot, render
 from tests.conftest import EXAMPLES
@@ -17,7 +16,7 @@ from tests.conftest import EXAMPLES
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('plot')}/db.sqlite"
-    assert ingest(EXAMPLES, 16000, database_url=url, settings=Settings()).ok
+    assert ingest(EXAMPLES, 16000, database_url=url).ok
     return url
 
 

@@ -13,7 +13,6 @@ import soundfile as sf
 from sqlalchemy import inspect, text
 
 from kmidi_ingest import dbcopy, ingest
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from tests.conftest import REPO, note_track, write_midi
 
@@ -71,7 +70,7 @@ def ingested_sqlite(tmp_path_factory) -> str:
     shutil.copytree(EXAMPLES / "cues", root)
     _write_mismatched_cue(root)
     url = f"sqlite:///{base}/examples.sqlite"
-    summary = ingest(root, 16000, database_url=url, settings=Settings())
+    summary = ingest(root, 16000, database_url=url)
     assert summary.ok, summary.problems
     return url
 

@@ -45,20 +45,8 @@ def _cue(root: Path, name: str, seed: int) -> Path:
 def _ingest(root: Path, url: str) -> None:
     from kmidi_ingest import ingest
 
-    summary = ingest(root, SR, **_database(url), workers=1)
+    summary = ingest(root, SR, database_url=url, workers=1)
     assert summary.ok, summary.problems
-
-
-def _database(url: str) -> dict:
-    import inspect
-
-    from kmidi_ingest import ingest
-
-    if "settings" in inspect.signature(ingest).parameters:
-        from kmidi_ingest.config import Settings
-
-        return {"database_url": url, "settings": Settings(database_url=url)}
-    return {"database_url": url}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,117 @@
+"""The write step: the LLM match step, then one transaction per cue (see :mod:`..store`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy import Engine
+
+from .. import discover, store
+from ..discover import CueSource
+from ..match import FuzzyMatcher, LlmMatcher, Matcher
+from ..options import LlmConfig
+from ..pairing import apply_matcher
+from ..results import CueResult, Problem
+from .compute import CueSpec
+from .reports import CueOutcome, LlmUse, Unchanged, in_cue
+
+
+def write_outcome(
+    engine: Engine,
+    cue: CueSource,
+    known: store.StoredCue | None,
+    computed: CueResult | Unchanged | BaseException,
+    *,
+    run_id: int,
+    llm: Matcher | None = None,
+) -> CueOutcome:
+    """Store one computed cue (one transaction) and say what happened.
+
+    With ``llm``, the LLM match step runs here first (in the process that owns the database and
+    its answer cache; see :mod:`kmidi_ingest.pairing`).
+    """
+    rel = cue.rel_path
+    if isinstance(computed, Unchanged):
+        assert known is not None
+        store.touch_cue(engine, known.id, stat_fingerprint=computed.stat_fingerprint)
+        return CueOutcome(rel_path=rel, status="unchanged")
+    if isinstance(computed, BaseException):
+        return fail_cue(engine, cue, computed, run_id=run_id, stage="ingest")
+    llm_use = LlmUse()
+    if llm is not None:
+        try:
+            computed, llm_use = _apply_llm(llm, computed)
+        except Exception as exc:  # e.g. the cache table is unreachable: fails only this cue
+            return fail_cue(engine, cue, exc, run_id=run_id, stage="match")
+    result = computed  # file-name text is escaped by the database engine (kmidi_ingest.text)
+    try:
+        store.write_cue(
+            engine, result, run_id=run_id, replace_id=None if known is None else known.id
+        )
+    except store.CueConflict:
+        return CueOutcome(rel_path=rel, status="conflict")  # another process stored it first
+    except Exception as exc:
+        return fail_cue(engine, cue, exc, run_id=run_id, stage="store")
+    safe_rel = discover.safe_text(rel)
+    return CueOutcome(
+        rel_path=rel,
+        status="ingested",
+        midi_files=len(result.midi),
+        tracks=sum(len(d.instrument_tracks) for d in result.midi),
+        notes=sum(d.notes_total for d in result.midi),
+        stems=len(result.stems),
+        final_mixes=len(result.mixes),
+        matches=sum(1 for r in result.matches if r.stem_index is not None),
+        audio_s=sum(s.duration_s for s in result.stems + result.mixes),
+        problems=tuple(in_cue(p, safe_rel) for p in result.problems),
+        llm_requests=llm_use.requests,
+        llm_cache_hits=llm_use.cache_hits,
+        match_fallbacks=llm_use.fallbacks,
+        midi_offset_s=result.midi_offset_s
+        if any(p.error_type == "MidiOffset" for p in result.problems)
+        else None,
+    )
+
+
+def llm_matcher(llm: LlmConfig, engine: Engine, spec: CueSpec) -> Matcher:
+    """The LLM matcher of a run, caching its answers in this database's ``llm_cache``."""
+    return LlmMatcher(
+        model=llm.model,
+        api_key=llm.api_key,
+        base_url=llm.base_url,
+        timeout_s=llm.timeout_s,
+        cache=store.DbAnswerCache(engine),
+        fallback=FuzzyMatcher(threshold=spec.options.match_threshold),
+    )
+
+
+def _apply_llm(llm: Matcher, result: CueResult) -> tuple[CueResult, LlmUse]:
+    """The LLM match step, run in the writing process (see :mod:`kmidi_ingest.pairing`)."""
+    updated, answer = apply_matcher(result, llm)
+    return updated, LlmUse(
+        requests=answer.requests,
+        cache_hits=int(answer.cache_hit),
+        fallbacks=int(answer.fallback_reason is not None),
+    )
+
+
+def fail_cue(
+    engine: Engine,
+    cue: CueSource,
+    exc: BaseException,
+    *,
+    run_id: int,
+    stage: str,
+) -> CueOutcome:
+    stage = getattr(exc, "stage", stage)
+    rel = discover.safe_text(cue.rel_path)
+    problem = Problem(
+        stage=stage,
+        error_type=type(exc).__name__,
+        message=discover.safe_text(str(exc)),
+        path=discover.safe_text(str(cue.path)),
+    )
+    # If the database itself is failing, the summary still reports the cue.
+    with contextlib.suppress(Exception):
+        store.record_problems(engine, run_id, [problem], cue_path=rel)
+    return CueOutcome(rel_path=cue.rel_path, status="failed", problems=(in_cue(problem, rel),))
