@@ -15,7 +15,6 @@ from sqlalchemy import text
 from kmidi_ingest import ingest
 from kmidi_ingest.audio import StemError, check_file, process_group
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.discover import file_kind, scan
 from kmidi_ingest.health import check_tree
@@ -196,7 +195,7 @@ def test_ogg_opus_mp3_stems_are_read_and_other_audio_types_are_named(make_cue, t
         None,
     ]
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    summary = ingest(root, SR, database_url=url, settings=Settings(), workers=1)
+    summary = ingest(root, SR, database_url=url, workers=1)
     assert summary.ok, summary.errors
     warnings = [(p.error_type, Path(p.path or "").name, p.message) for p in summary.warnings]
     assert (
@@ -236,7 +235,7 @@ def test_frets_on_fire_cue_gets_its_ogg_stems(tmp_path):
         "Guitar.R.ogg",
     ]
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    summary = ingest(cue, SR, database_url=url, settings=Settings(), workers=1)
+    summary = ingest(cue, SR, database_url=url, workers=1)
     assert summary.ok and summary.stems == 2
     stems = rows(
         url,
