@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     AudioError,
     ConfigError,
@@ -13,8 +14,6 @@ from .errors import (
     MidiError,
     StoreError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AudioError",

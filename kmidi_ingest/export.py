@@ -43,11 +43,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, String, literal, or_, select
 
-from . import __version__
 from . import models as m
-from .config import mask_url
+from ._version import __version__
 from .errors import KmidiError
 from .store import read_feature
+from .urls import mask_url
 
 FORMATS = ("jsonl", "parquet")
 PER = ("cue", "track")
