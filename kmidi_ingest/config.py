@@ -63,6 +63,14 @@ class Settings:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
 
 
+class SettingError(ConfigError):
+    """An environment variable (or ``.env`` entry) holds an invalid value."""
+
+    def __init__(self, message: str, *, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
 @dataclass(frozen=True)
 class Environment:
     """The variables in force: the process environment over a ``.env`` file.
@@ -83,9 +91,11 @@ class Environment:
         source = self.sources.get(name)
         return "in the environment" if source is None else f"in {source}"
 
-    def invalid(self, name: str, reason: str) -> ConfigError:
+    def invalid(self, name: str, reason: str) -> SettingError:
         """The error for a bad value of ``name``, saying where it was set."""
-        return ConfigError(f"{name}={self.values.get(name)!r} {self.where(name)}: {reason}")
+        return SettingError(
+            f"{name}={self.values.get(name)!r} {self.where(name)}: {reason}", variable=name
+        )
 
     def integer(self, name: str, *, minimum: int) -> int | None:
         value = self.get(name)
@@ -174,7 +184,9 @@ def database_url_setting(env: Environment, flag: str | None = None) -> str:
             url, mode=mode, region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         )
     except ConfigError as exc:
-        raise ConfigError(f"DATABASE_URL {env.where('DATABASE_URL')}: {exc}") from exc
+        raise SettingError(
+            f"DATABASE_URL {env.where('DATABASE_URL')}: {exc}", variable="DATABASE_URL"
+        ) from exc
 
 
 def load_settings(
@@ -215,6 +227,7 @@ __all__ = [
     "ENVIRONMENT",
     "Environment",
     "MATCHERS",
+    "SettingError",
     "Settings",
     "database_url_setting",
     "load_settings",
