@@ -177,8 +177,10 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
 
 def database_url(flag: str | None) -> str:
     """The URL to use: the flag, else ``DATABASE_URL`` (environment, ``.env``), else the
-    default. Reads no other setting."""
-    return database_url_setting(read_environment(), flag)
+    default. Reads no other setting, and no setting at all when the flag is given."""
+    if flag is not None:
+        return flag
+    return database_url_setting(read_environment())
 
 
 def open_database(

@@ -19,6 +19,7 @@ from ._common import (
     exit_codes,
     fail,
     new_parser,
+    non_empty,
     parse,
     printable,
 )
@@ -37,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
             usage="usage error (ROOT missing or no folder, --quarantine inside ROOT's path)",
         ),
     )
-    parser.add_argument("root", metavar="ROOT", help="folder to check (any depth)")
+    parser.add_argument("root", metavar="ROOT", type=non_empty, help="folder to check (any depth)")
     parser.add_argument(
         "--quarantine",
         metavar="DIR",
+        type=non_empty,
         help="move broken files below DIR, keeping their paths relative to ROOT "
         "(never deletes or overwrites; writes a JSON and CSV manifest)",
     )

@@ -28,6 +28,7 @@ from ._common import (
     masked,
     missing_database,
     new_parser,
+    non_empty,
     parse,
 )
 
@@ -67,13 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("upgrade", "migrate the schema up to REV (default: head, the newest)")
-    p.add_argument("revision", metavar="REV", nargs="?", default="head")
+    p.add_argument("revision", metavar="REV", type=non_empty, nargs="?", default="head")
     p = add("downgrade", "migrate the schema down to REV ('base' removes every table)")
-    p.add_argument("revision", metavar="REV")
+    p.add_argument("revision", metavar="REV", type=non_empty)
     add("current", "print the database's revision")
     add("history", "list the revisions shipped with this version, oldest first", url=False)
     p = add("stamp", "record REV as the database's revision without running migrations")
-    p.add_argument("revision", metavar="REV")
+    p.add_argument("revision", metavar="REV", type=non_empty)
 
     p = add(
         "copy",

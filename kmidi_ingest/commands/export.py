@@ -17,6 +17,7 @@ from ._common import (
     exit_codes,
     fail,
     new_parser,
+    non_empty,
     open_database,
     parse,
 )
@@ -35,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         variables=DATABASE_VARIABLES,
     )
-    parser.add_argument("out", metavar="OUT", help="output file (e.g. corpus.jsonl)")
+    parser.add_argument(
+        "out", metavar="OUT", type=non_empty, help="output file (e.g. corpus.jsonl)"
+    )
     parser.add_argument("--format", required=True, choices=("jsonl", "parquet"))
     parser.add_argument(
         "--per",

@@ -14,6 +14,7 @@ from ._common import (
     exit_codes,
     fail,
     new_parser,
+    non_empty,
     open_database,
     parse,
 )
@@ -30,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         codes=exit_codes(failed="no such cue, nothing to draw, or the picture cannot be written"),
         variables=DATABASE_VARIABLES,
     )
-    parser.add_argument("cue", metavar="CUE", help="cue name (e.g. '1M01 Opening') or its path")
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="picture to write (PNG)")
+    parser.add_argument(
+        "cue", metavar="CUE", type=non_empty, help="cue name (e.g. '1M01 Opening') or its path"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.png", type=non_empty, help="picture to write (PNG)"
+    )
     parser.add_argument(
         "--width",
         type=_width,
