@@ -171,7 +171,7 @@ def ingest_command(argv: Sequence[str]) -> int:
 
 
 def _with_flag_hint(exc: ConfigError) -> str:
-    message = masked(str(exc), [])
+    message = str(exc)
     if isinstance(exc, SettingError) and exc.variable in FLAG_FOR_VARIABLE:
         message += f" (or give {FLAG_FOR_VARIABLE[exc.variable]})"
     return message

@@ -115,7 +115,7 @@ def main(argv: Sequence[str]) -> int:
         return args
     if args.action == "history":
         return _history()
-    urls: list[str] = [args.database_url or ""]
+    urls: list[str] = []
     try:
         if args.action == "copy":
             urls = [args.source_url, args.target_url]
