@@ -1,46 +1,82 @@
-"""Command line: ``kmidi-ingest ROOT SAMPLE_RATE [options]``.
+"""Command line: ``kmidi-ingest ROOT SAMPLE_RATE [options]`` and ``kmidi-ingest COMMAND ...``.
 
-The only module that knows argv, progress bars, printing and exit codes:
-0 all good, 1 something failed (see the summary), 2 usage or configuration error, 130 Ctrl-C.
+The only module that knows argv, progress bars, printing and exit codes (see
+:data:`~kmidi_ingest.commands._common.EXIT_CODES`): 0 all good, 1 something failed (see the
+summary), 2 usage or configuration error, 130 Ctrl-C, 141 output closed early.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import __version__
-from .config import MATCHERS, load_settings, mask_url
-from .discover import safe_text
+from .commands._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    database_url,
+    describe,
+    exit_codes,
+    fail,
+    guarded,
+    masked,
+    new_parser,
+    non_empty,
+    parse,
+    printable,
+)
+from .config import ENVIRONMENT, MATCHERS, SettingError, Settings, load_settings
 from .errors import ConfigError, DiscoverError, KmidiError
 from .options import LlmConfig
+from .version import __version__
 
 if TYPE_CHECKING:
     from .options import MatcherName
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROG = "kmidi-ingest"
 
 # Subcommands: ``kmidi-ingest NAME ...`` runs ``main(argv) -> int`` of the module named here.
 # Anything else is the ingest command (``kmidi-ingest ROOT SAMPLE_RATE``).
-SUBCOMMANDS: dict[str, str] = {
-    "db": "kmidi_ingest.commands.db",
-    "check": "kmidi_ingest.commands.check",
-    "stats": "kmidi_ingest.commands.stats",
-    "export": "kmidi_ingest.commands.export",
-    "plot": "kmidi_ingest.commands.plot",
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("db", "kmidi_ingest.commands.db", "schema migrations (upgrade, current, ...) and db copy"),
+    ("check", "kmidi_ingest.commands.check", "decode every file of a tree; list broken ones"),
+    ("stats", "kmidi_ingest.commands.stats", "inventory of the database"),
+    ("export", "kmidi_ingest.commands.export", "training export as JSON Lines or Parquet"),
+    ("plot", "kmidi_ingest.commands.plot", "piano rolls over stem log-mels for one cue"),
+)
+SUBCOMMANDS: dict[str, str] = {name: module for name, module, _ in COMMANDS}
+
+# Settings the ingest command's flags replace: a bad variable gets the flag as a hint.
+FLAG_FOR_VARIABLE = {
+    "DATABASE_URL": "--database-url URL",
+    "KMIDI_DB_IAM": "--database-url URL",
+    "KMIDI_MATCHER": "--matcher NAME",
+    "KMIDI_WORKERS": "--workers N",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kmidi-ingest",
-        description="Ingest film/TV music cues (MIDI + printed stems) into a database.",
+    parser = new_parser(
+        PROG,
+        "Ingest film/TV music cues (MIDI + printed stems) into a database.",
+        usage="%(prog)s ROOT SAMPLE_RATE [options]\n"
+        "       %(prog)s {" + ",".join(SUBCOMMANDS) + "} ...",
+        codes=exit_codes(
+            failed="something failed (listed in the summary and in ingest_errors; "
+            "for --dry-run: problems found)"
+        ),
+        variables=[name for name, _, _ in ENVIRONMENT],
+        commands=[(name, summary) for name, _, summary in COMMANDS],
     )
-    parser.add_argument("root", metavar="ROOT", help="folder holding cue folders (any depth)")
+    parser.add_argument(
+        "root", metavar="ROOT", type=non_empty, help="folder holding cue folders (any depth)"
+    )
     parser.add_argument(
         "sample_rate",
         metavar="SAMPLE_RATE",
@@ -90,7 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level",
     )
-    parser.add_argument("--version", action="version", version=f"kmidi-ingest {__version__}")
     return parser
 
 
@@ -107,35 +142,83 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kmidi-ingest`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in SUBCOMMANDS:
-        import importlib
+    return guarded(PROG, lambda: _dispatch(args_list))
 
-        module = importlib.import_module(SUBCOMMANDS[args_list[0]])
-        return int(module.main(args_list[1:]))
-    parser = build_parser()
-    try:
-        args = parser.parse_args(args_list)
-    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
-        return int(exc.code or 0)
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]))
+    return ingest_command(argv)
+
+
+def ingest_command(argv: Sequence[str]) -> int:
+    """``kmidi-ingest ROOT SAMPLE_RATE [options]``: ingest, or with ``--dry-run`` plan."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings().with_overrides(
-            database_url=args.database_url, matcher=args.matcher, workers=args.workers
-        )
+        if args.dry_run:  # reads DATABASE_URL only: a plan uses no other setting
+            settings = Settings(database_url=database_url(args.database_url))
+        else:
+            settings = load_settings(
+                database_url=args.database_url, matcher=args.matcher, workers=args.workers
+            )
     except ConfigError as exc:
-        print(f"kmidi-ingest: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(PROG, f"configuration error: {_with_flag_hint(exc)}", EXIT_USAGE)
     if args.dry_run:
         return _run_plan(args, settings)
     return _run_ingest(args, settings)
 
 
-def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
+def _with_flag_hint(exc: ConfigError) -> str:
+    message = str(exc)
+    if isinstance(exc, SettingError) and exc.variable in FLAG_FOR_VARIABLE:
+        message += f" (or give {FLAG_FOR_VARIABLE[exc.variable]})"
+    return message
+
+
+def _call_ingest(args: argparse.Namespace, settings: Settings, **hooks: Any) -> Any:
+    """The one call into the library's ingest: settings and flags become its arguments."""
+    from .batch import ingest
+
+    return ingest(
+        args.root,
+        args.sample_rate,
+        database_url=settings.database_url,
+        matcher=cast("MatcherName", settings.matcher),  # validated by Settings
+        llm=_llm_config(settings),
+        force=args.force,
+        workers=settings.workers,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        **hooks,
+    )
+
+
+def _call_plan(args: argparse.Namespace, settings: Settings) -> Any:
+    """The one call into the library's plan (``--dry-run``)."""
+    from .batch import plan
+
+    return plan(args.root, args.sample_rate, database_url=settings.database_url, force=args.force)
+
+
+def _library_error(exc: BaseException, settings: Settings) -> int:
+    """Print the message for an error raised by ingest or plan; return its exit code."""
+    urls = [settings.database_url]
+    if isinstance(exc, (ConfigError, DiscoverError)):
+        return fail(PROG, flag_hints(masked(str(exc), urls)), EXIT_USAGE)
+    if isinstance(exc, KmidiError):
+        return fail(PROG, masked(str(exc), urls), EXIT_FAILED)
+    return fail(PROG, describe(exc, urls), EXIT_FAILED)  # database unreachable, disk full, ...
+
+
+def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
-
-    from .batch import ingest
 
     bars: list[Any] = []
     show = not args.quiet and not args.json and sys.stderr.isatty()
@@ -150,7 +233,7 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
 
     def progress(cue: str, outcome: str) -> None:
         if bars:
-            bars[0].set_postfix_str(f"{outcome}: {safe_text(cue)}"[-60:], refresh=False)
+            bars[0].set_postfix_str(f"{outcome}: {printable(cue)}"[-60:], refresh=False)
             bars[0].update(1)
 
     def audio_progress(seconds: float) -> None:
@@ -169,33 +252,19 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        summary = ingest(
-            args.root,
-            args.sample_rate,
-            database_url=settings.database_url,
-            matcher=cast("MatcherName", settings.matcher),  # validated by Settings
-            llm=_llm_config(settings),
-            force=args.force,
-            workers=settings.workers,
+        summary = _call_ingest(
+            args,
+            settings,
             progress=progress,
             on_start=on_start,
-            executor=args.executor,
-            scheduler=args.scheduler,
             stop=stop,
             audio_progress=audio_progress,
         )
     except KeyboardInterrupt:  # Ctrl-C before the run started, or a second one
         print("kmidi-ingest: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ConfigError, DiscoverError) as exc:
-        print(f"kmidi-ingest: {flag_hints(_masked(exc, settings))}", file=sys.stderr)
-        return EXIT_USAGE
-    except KmidiError as exc:
-        print(f"kmidi-ingest: {_masked(exc, settings)}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # database unreachable, permission denied, ...
-        print(f"kmidi-ingest: {type(exc).__name__}: {_masked(exc, settings)}", file=sys.stderr)
-        return EXIT_FAILED
+    except Exception as exc:
+        return _library_error(exc, settings)
     finally:
         signal.signal(signal.SIGINT, previous)
         for bar in bars:
@@ -204,7 +273,7 @@ def _run_ingest(args: argparse.Namespace, settings: Any) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
-        print(format_summary(summary))
+        print(printable(format_summary(summary)))
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
@@ -250,27 +319,15 @@ def flag_hints(message: str) -> str:
     return message
 
 
-def _masked(exc: BaseException, settings: Any) -> str:
-    return safe_text(str(exc).replace(settings.database_url, mask_url(settings.database_url)))
-
-
-def _run_plan(args: argparse.Namespace, settings: Any) -> int:
-    from .batch import plan
-
+def _run_plan(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        report = plan(
-            args.root, args.sample_rate, database_url=settings.database_url, force=args.force
-        )
-    except (ConfigError, DiscoverError) as exc:
-        print(f"kmidi-ingest: {flag_hints(_masked(exc, settings))}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # database unreachable, ...
-        print(f"kmidi-ingest: {type(exc).__name__}: {_masked(exc, settings)}", file=sys.stderr)
-        return EXIT_FAILED
+        report = _call_plan(args, settings)
+    except Exception as exc:
+        return _library_error(exc, settings)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(format_plan(report))
+        print(printable(format_plan(report)))
     return EXIT_FAILED if report.errors else EXIT_OK
 
 

@@ -21,27 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-from .config import mask_url
 from .errors import ConfigError
 from .text import safe_parameters
+from .urls import IAM_MODES, mask_url, parse_url
 
 
 def normalize_url(url: str | URL) -> URL:
-    """Parse ``url``; a bare ``postgresql://`` (or ``postgres://``) selects psycopg2."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"unsupported database {mask_url(str(url))!r}: use sqlite:///FILE or postgresql://..."
-        )
-    return parsed
+    """Parse ``url``; a bare ``postgresql://`` (or ``postgres://``) selects psycopg2.
+
+    Kept for callers of this module; :func:`kmidi_ingest.urls.parse_url` does the work.
+    """
+    return parse_url(url)
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
@@ -119,7 +111,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-IAM_MODES = ("rds", "dsql-admin", "dsql")
 IAM_POOL_RECYCLE_S = 600
 _IAM_PARAMS = (
     "aws_iam",

@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, String, literal, or_, select
+from sqlalchemy import Connection, Engine, String, literal, select
 
-from . import __version__
 from . import models as m
-from .config import mask_url
 from .errors import KmidiError
 from .store import read_feature
+from .urls import mask_url
+from .version import __version__
 
 FORMATS = ("jsonl", "parquet")
 PER = ("cue", "track")
@@ -79,7 +79,7 @@ class ExportOptions:
 
     ``categories``, ``min_notes`` and ``verified_only`` filter tracks; with any of them set, a cue
     record holds only the tracks that pass and the stems they are matched to, and a cue without
-    such a track is left out. ``cues`` selects cues by name or relative path.
+    such a track is left out. ``cues`` selects cues by name or relative path. Both ignore case.
     """
 
     format: str = "jsonl"
@@ -230,10 +230,41 @@ def _require_pyarrow() -> None:
 
 
 def _cue_ids(conn: Connection, options: ExportOptions) -> list[int]:
-    query = select(m.Cue.id).where(m.Cue.status == "complete").order_by(m.Cue.rel_path)
-    if options.cues:
-        query = query.where(or_(m.Cue.name.in_(options.cues), m.Cue.rel_path.in_(options.cues)))
-    return list(conn.execute(query).scalars())
+    query = select(m.Cue.id, m.Cue.name, m.Cue.rel_path).where(m.Cue.status == "complete")
+    rows = conn.execute(query.order_by(m.Cue.rel_path)).all()
+    if not options.cues:
+        return [row.id for row in rows]
+    # Matched in Python: SQLite's lower() folds ASCII only.
+    wanted = {c.casefold() for c in options.cues}
+    return [row.id for row in rows if {row.name.casefold(), row.rel_path.casefold()} & wanted]
+
+
+def unmatched_selectors(engine: Engine, options: ExportOptions) -> dict[str, list[str]]:
+    """The ``cues`` and ``categories`` of ``options`` that select nothing in the database.
+
+    Cues match a complete cue's name or relative path, categories a track's or a stem's
+    category, both ignoring case (as :func:`export` does).
+
+    Returns
+    -------
+    dict
+        ``{"cues": [...], "categories": [...]}``, each in the order given; empty lists when
+        every selector matches.
+    """
+    with engine.connect() as conn:
+        cues = conn.execute(
+            select(m.Cue.name, m.Cue.rel_path).where(m.Cue.status == "complete")
+        ).all()
+        names = {text.casefold() for row in cues for text in row}
+        categories = {
+            (c or "").casefold()
+            for model in (m.MidiTrack, m.AudioFile)
+            for c in conn.execute(select(model.category).distinct()).scalars()
+        }
+    return {
+        "cues": [c for c in options.cues if c.casefold() not in names],
+        "categories": [c for c in options.categories if c.casefold() not in categories],
+    }
 
 
 def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
@@ -328,7 +359,7 @@ def _read_cue(
         .where(m.MidiTrack.midi_file_id.in_(file_ids), m.MidiTrack.is_conductor.is_(False))
         .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.track_index),
     )
-    wanted = {c.lower() for c in options.categories}
+    wanted = {c.casefold() for c in options.categories}
     kept = []
     for t in tracks:
         stem = stem_by_id.get(t["stem_id"])
@@ -339,8 +370,8 @@ def _read_cue(
         if (
             wanted
             and not {
-                (t["category"] or "").lower(),
-                ((stem or {}).get("category") or "").lower(),
+                (t["category"] or "").casefold(),
+                ((stem or {}).get("category") or "").casefold(),
             }
             & wanted
         ):

@@ -68,9 +68,9 @@ def export_windows(
     called with the number of windows written since its last call. ``command`` is recorded in
     the manifest (the CLI passes its argv).
     """
-    from . import __version__
     from .db import make_engine
     from .migrate import current_revision
+    from .version import __version__
 
     if not shard_mb > 0:
         raise WindowError(f"shard_mb must be a positive number of megabytes, got {shard_mb!r}")

@@ -277,7 +277,7 @@ def _require_schema(conn: Connection, engine: Engine) -> None:
     from sqlalchemy import inspect
 
     if not inspect(conn).has_table("audio_features"):
-        from .config import mask_url
+        from .urls import mask_url
 
         raise WindowError(
             f"{mask_url(str(engine.url))} holds no kmidi schema; ingest into it first"

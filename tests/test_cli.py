@@ -2,32 +2,74 @@ import json
 import subprocess
 import sys
 
+from kmidi_ingest import __version__
 from kmidi_ingest.cli import main
 from tests.conftest import EXAMPLES
 
 
 def test_usage_errors_exit_2(capsys, tmp_path):
     assert main([str(tmp_path), "zero"]) == 2
-    assert "expected a positive whole number" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                str(tmp_path / "missing"),
-                "48000",
-                "--database-url",
-                f"sqlite:///{tmp_path / 'x.sqlite'}",
-            ]
-        )
-        == 2
+    assert capsys.readouterr().err == (
+        "usage: kmidi-ingest ROOT SAMPLE_RATE [options]\n"
+        "       kmidi-ingest {db,check,stats,export,plot} ...\n"
+        "kmidi-ingest: error: argument SAMPLE_RATE: expected a positive whole number, got 'zero'\n"
     )
-    assert "root folder does not exist" in capsys.readouterr().err
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert main([str(tmp_path / "missing"), "48000", "--database-url", url]) == 2
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest: {tmp_path / 'missing'}: root folder does not exist or is not a folder\n"
+    )
 
 
 def test_bad_database_url_is_a_config_error(capsys, tmp_path):
     code = main([str(tmp_path), "48000", "--database-url", "mysql://u:secret@h/db"])
-    err = capsys.readouterr().err
     assert code == 2
-    assert "unsupported database" in err and "secret" not in err
+    assert capsys.readouterr().err == (
+        "kmidi-ingest: unsupported database 'mysql://u:***@h/db': "
+        "use sqlite:///FILE or postgresql://...\n"
+    )
+
+
+def test_database_errors_name_the_path_and_a_next_step(capsys, tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/folder/x.sqlite"
+    assert main([str(EXAMPLES), "8000", "--database-url", url, "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest: cannot open database file {tmp_path}/no/such/folder/x.sqlite: "
+        "does the folder exist and is it writable?\n"
+    )
+
+
+def test_a_flag_wins_over_a_bad_setting_and_a_bad_setting_names_its_source(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("KMIDI_WORKERS=abc\n")
+    monkeypatch.delenv("KMIDI_WORKERS", raising=False)
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    root = tmp_path / "empty"
+    root.mkdir()
+    assert main([str(root), "8000", "--database-url", url]) == 2
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest: configuration error: KMIDI_WORKERS='abc' in {tmp_path / '.env'}: "
+        "expected a whole number of 1 or more (or give --workers N)\n"
+    )
+    assert main([str(root), "8000", "--database-url", url, "--workers", "2", "--quiet"]) == 0
+    monkeypatch.setenv("KMIDI_WORKERS", "-1")  # the environment wins over .env
+    assert main([str(root), "8000", "--database-url", url]) == 2
+    assert capsys.readouterr().err == (
+        "kmidi-ingest: configuration error: KMIDI_WORKERS='-1' in the environment: "
+        "expected a whole number of 1 or more (or give --workers N)\n"
+    )
+
+
+def test_help_and_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"kmidi-ingest {__version__}\n"
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "\ncommands (kmidi-ingest COMMAND --help for each):\n  db      " in out
+    assert "\n  141  the output was closed early (e.g. piped into head); as Unix tools do\n" in out
+    assert "\n  KMIDI_WORKERS        processes computing cues in parallel" in out
 
 
 def test_json_summary_and_exit_code_on_failure(make_cue, tmp_path, capsys):

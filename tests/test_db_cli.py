@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from sqlalchemy import inspect
 
 from kmidi_ingest import cli, migrate
 from kmidi_ingest.db import make_engine
+from kmidi_ingest.urls import mask_url
 from tests.conftest import REPO
 
 
@@ -26,8 +28,15 @@ def db(*args: str) -> int:
 
 def test_upgrade_current_downgrade_stamp_through_the_cli(db_url, capsys):
     head = migrate.head_revision()
+    if db_url.startswith("sqlite"):  # db current never creates the database it reads
+        path = db_url.removeprefix("sqlite:///")
+        assert db("current", "--database-url", db_url) == 2
+        assert capsys.readouterr().err == f"kmidi-ingest db: no database at {path}\n"
+        sqlite3.connect(path).close()
     assert db("current", "--database-url", db_url) == 0
-    assert "no revision" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        f"{mask_url(db_url)}: no revision (empty database; run `kmidi-ingest db upgrade`)\n"
+    )
 
     assert db("upgrade", "--database-url", db_url) == 0
     assert capsys.readouterr().out.strip().endswith(f"upgraded to {head}")
@@ -73,14 +82,23 @@ def test_history_lists_every_revision_oldest_first(capsys):
 
 def test_unknown_revision_and_bad_url_are_usage_errors(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/x.sqlite"
+    known = ", ".join(r.revision for r in migrate.history())
     assert db("downgrade", "nope", "--database-url", url) == 2
-    err = capsys.readouterr().err
-    assert "unknown revision 'nope'" in err and migrate.head_revision() in err
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest db: unknown revision 'nope'; this version knows: {known} "
+        "(or 'head', 'base')\n"
+    )
     assert db("upgrade", "--database-url", "mysql://u:secret@h/db") == 2
-    err = capsys.readouterr().err
-    assert "configuration error" in err and "secret" not in err and "***" in err
+    assert capsys.readouterr().err == (
+        "kmidi-ingest db: configuration error: unsupported database 'mysql://u:***@h/db': "
+        "use sqlite:///FILE or postgresql://...\n"
+    )
     assert db("downgrade") == 2  # REV is required
+    assert capsys.readouterr().err.endswith(
+        "kmidi-ingest db downgrade: error: the following arguments are required: REV\n"
+    )
     assert db("frobnicate") == 2
+    assert not (tmp_path / "x.sqlite").exists()
 
 
 def test_every_revision_downgrades_and_upgrades_again(db_url):

@@ -122,6 +122,11 @@ def test_verification_reports_a_changed_row(examples_sqlite, tmp_path, capsys):
 
 def test_source_without_schema_is_refused(tmp_path, capsys):
     empty, target = f"sqlite:///{tmp_path}/empty.sqlite", f"sqlite:///{tmp_path}/t.sqlite"
+    assert cli.main(["db", "copy", empty, target, "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest db: SOURCE_URL: no database at {tmp_path}/empty.sqlite\n"
+    )
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
     assert cli.main(["db", "copy", empty, target, "--quiet"]) == 1
     assert "no kmidi schema" in capsys.readouterr().err
     assert cli.main(["db", "copy", empty, target, "--chunk-rows", "0"]) == 2

@@ -266,3 +266,30 @@ def test_memory_is_that_of_one_cue_not_of_the_database(url, tmp_path):
     engine.dispose()
     assert min(singles) > 0
     assert everything < 1.5 * max(singles) < sum(singles)
+
+
+def test_selectors_ignore_case_and_a_selector_matching_nothing_exits_1(url, tmp_path, capsys):
+    out = tmp_path / "upper.jsonl"
+    args = ["export", str(out), "--format", "jsonl", "--database-url", url]
+    assert main([*args, "--cue", CUE.upper(), "--category", "STRINGS"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["cue_name"] for r in records] == [CUE]
+    assert {t["category"] for r in records for t in r["tracks"]} == {"Strings"}
+    capsys.readouterr()
+    nothing = tmp_path / "nothing.jsonl"
+    code = main(
+        ["export", str(nothing), "--format", "jsonl", "--database-url", url, "--cue", "9M99"]
+    )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "kmidi-ingest export: no cue matches --cue '9M99' (matched ignoring case); nothing written\n"
+    )
+    assert not nothing.exists()
+    code = main(
+        ["export", str(nothing), "--format", "jsonl", "--database-url", url, "--category", "kazoo"]
+    )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "kmidi-ingest export: no track or stem matches --category 'kazoo' (matched ignoring "
+        "case); nothing written\n"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import pytest
 
@@ -99,5 +100,12 @@ def test_stats_equal_direct_sql_counts(stocked_db, tmp_path, capsys):
     assert main(["stats", "--database-url", "mysql://u:secret@h/db"]) == 2
     err = capsys.readouterr().err
     assert "unsupported database" in err and "secret" not in err
-    assert main(["stats", "--database-url", f"sqlite:///{tmp_path / 'empty.sqlite'}"]) == 1
-    assert "holds no kmidi schema" in capsys.readouterr().err
+    empty = tmp_path / "empty.sqlite"
+    assert main(["stats", "--database-url", f"sqlite:///{empty}"]) == 2
+    assert capsys.readouterr().err == f"kmidi-ingest stats: no database at {empty}\n"
+    assert not empty.exists()  # a command that only reads creates no database
+    sqlite3.connect(empty).close()
+    assert main(["stats", "--database-url", f"sqlite:///{empty}"]) == 1
+    assert capsys.readouterr().err == (
+        f"kmidi-ingest stats: sqlite:///{empty} holds no kmidi schema; ingest a tree into it first\n"
+    )

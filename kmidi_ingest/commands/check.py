@@ -11,20 +11,38 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DiscoverError, KmidiError
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, parse
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    describe,
+    exit_codes,
+    fail,
+    new_parser,
+    non_empty,
+    parse,
+    printable,
+)
 
 PROG = "kmidi-ingest check"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Open and fully decode every MIDI and audio file below ROOT; list broken ones.",
+    parser = new_parser(
+        PROG,
+        "Open and fully decode every MIDI and audio file below ROOT; list broken ones. "
+        "Needs no database.",
+        codes=exit_codes(
+            ok="nothing broken",
+            failed="something broken (listed), or a broken file could not be moved",
+            usage="usage error (ROOT missing or no folder, --quarantine inside ROOT's path)",
+        ),
     )
-    parser.add_argument("root", metavar="ROOT", help="folder to check (any depth)")
+    parser.add_argument("root", metavar="ROOT", type=non_empty, help="folder to check (any depth)")
     parser.add_argument(
         "--quarantine",
         metavar="DIR",
+        type=non_empty,
         help="move broken files below DIR, keeping their paths relative to ROOT "
         "(never deletes or overwrites; writes a JSON and CSV manifest)",
     )
@@ -49,12 +67,14 @@ def main(argv: Sequence[str]) -> int:
     except DiscoverError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
     moved = None
-    error: KmidiError | None = None
+    error: str | None = None
     if dest is not None and report.broken:
         try:
             moved = quarantine(report, dest)
         except KmidiError as exc:
-            error = exc
+            error = str(exc)
+        except OSError as exc:
+            error = describe(exc)
     if args.json:
         out = report.to_dict()
         if moved is not None:
@@ -68,16 +88,17 @@ def main(argv: Sequence[str]) -> int:
             }
         print(json.dumps(out, indent=2))
     else:
-        print(
+        lines = [
             f"checked {report.midi_checked} MIDI and {report.audio_checked} audio files "
-            f"below {report.root}: {len(report.broken)} broken"
-        )
-        for item in report.broken:
-            print(f"  BROKEN [{item.kind}] {item.rel_path}: {item.reason}")
-        for item in report.skipped:
-            print(f"  SKIPPED [{item.kind}] {item.rel_path}: {item.reason}")
+            f"below {report.root}: {len(report.broken)} broken",
+            *(f"  BROKEN [{item.kind}] {item.rel_path}: {item.reason}" for item in report.broken),
+            *(f"  SKIPPED [{item.kind}] {item.rel_path}: {item.reason}" for item in report.skipped),
+        ]
         if moved is not None:
-            print(f"moved {len(moved.moves)} files to {dest}; manifest {moved.manifest_json}")
+            lines.append(
+                f"moved {len(moved.moves)} files to {dest}; manifest {moved.manifest_json}"
+            )
+        print(printable("\n".join(lines)))
     if error is not None:
-        return fail(PROG, str(error), EXIT_FAILED)
+        return fail(PROG, error, EXIT_FAILED)
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -11,47 +11,86 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import load_settings, mask_url
 from ..errors import ConfigError, KmidiError
+from ..urls import mask_url
+from ._common import (
+    DATABASE_VARIABLES,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_database_url,
+    add_version,
+    database_url,
+    describe,
+    epilog,
+    exit_codes,
+    fail,
+    masked,
+    missing_database,
+    new_parser,
+    non_empty,
+    parse,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "kmidi-ingest db"
+CODES = exit_codes(
+    ok="done (for copy: verified identical)",
+    failed="failed (for copy: verification found a difference)",
+    usage="usage or configuration error (bad URL or revision; no database at PATH for current, "
+    "downgrade and the source of copy)",
+)
+# Actions that only read the database, or make no sense without one: a mistyped SQLite path is
+# refused instead of created.
+NEEDS_DATABASE = ("current", "downgrade")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kmidi-ingest db",
-        description="Manage the database schema (Alembic, shipped inside the package) and copy "
-        "databases between environments.",
+    parser = new_parser(
+        PROG,
+        "Manage the database schema (Alembic, shipped inside the package) and copy databases "
+        "between environments.",
+        codes=CODES,
+        variables=DATABASE_VARIABLES,
     )
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    url_help = "SQLAlchemy URL (default: $DATABASE_URL or sqlite:///kmidi.sqlite)"
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--database-url", metavar="URL", help=url_help)
+    def add(name: str, help_text: str, *, url: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog(codes=CODES, variables=DATABASE_VARIABLES if url else ()),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_version(p)
+        if url:
+            add_database_url(p)
         return p
 
     p = add("upgrade", "migrate the schema up to REV (default: head, the newest)")
-    p.add_argument("revision", metavar="REV", nargs="?", default="head")
+    p.add_argument("revision", metavar="REV", type=non_empty, nargs="?", default="head")
     p = add("downgrade", "migrate the schema down to REV ('base' removes every table)")
-    p.add_argument("revision", metavar="REV")
+    p.add_argument("revision", metavar="REV", type=non_empty)
     add("current", "print the database's revision")
-    add("history", "list the revisions shipped with this version, oldest first")
+    add("history", "list the revisions shipped with this version, oldest first", url=False)
     p = add("stamp", "record REV as the database's revision without running migrations")
-    p.add_argument("revision", metavar="REV")
+    p.add_argument("revision", metavar="REV", type=non_empty)
 
-    p = sub.add_parser(
+    p = add(
         "copy",
-        help="copy every table from SOURCE_URL into TARGET_URL (resumable), then verify",
-        description="Migrate TARGET_URL to the revision of SOURCE_URL, copy every row in chunks "
-        "(ids preserved; re-run after an interruption to finish), reset identity sequences, and "
-        "verify row counts and per-table checksums. Exit code 0 only if the copy is identical.",
+        "copy every table from SOURCE_URL into TARGET_URL (resumable), then verify",
+        url=False,
+    )
+    p.description = (
+        "Migrate TARGET_URL to the revision of SOURCE_URL, copy every row in chunks (ids "
+        "preserved; re-run after an interruption to finish), reset identity sequences, and "
+        "verify row counts and per-table checksums. Exit code 0 only if the copy is identical."
     )
     p.add_argument("source_url", metavar="SOURCE_URL")
     p.add_argument("target_url", metavar="TARGET_URL")
     p.add_argument(
         "--chunk-rows",
-        type=int,
+        type=_chunk_rows,
         default=None,
         metavar="N",
         help="rows per transaction (default: 2000)",
@@ -60,55 +99,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = build_parser()
+def _chunk_rows(text: str) -> int:
     try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.action == "history":
+        return _history()
     urls: list[str] = []
     try:
         if args.action == "copy":
             urls = [args.source_url, args.target_url]
             return _copy(args)
-        url = args.database_url or load_settings().database_url
-        urls = [url]
-        return _migrate(args, url)
+        urls = [database_url(args.database_url)]
+        return _migrate(args, urls[0])
     except ConfigError as exc:
-        print(f"kmidi-ingest db: configuration error: {_masked(str(exc), urls)}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(PROG, f"configuration error: {masked(str(exc), urls)}", EXIT_USAGE)
     except KmidiError as exc:
-        print(f"kmidi-ingest db: {_masked(str(exc), urls)}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(PROG, masked(str(exc), urls), EXIT_FAILED)
     except Exception as exc:  # unreachable server, Alembic refusing a revision, ...
-        print(f"kmidi-ingest db: {type(exc).__name__}: {_masked(str(exc), urls)}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(PROG, describe(exc, urls), EXIT_FAILED)
 
 
-def _masked(message: str, urls: Sequence[str]) -> str:
-    for url in urls:
-        message = message.replace(url, mask_url(url))
-    return message
+def _history() -> int:
+    from .. import migrate
+
+    for rev in migrate.history():
+        head = " (head)" if rev.is_head else ""
+        print(f"{rev.down_revision or '<base>'} -> {rev.revision}{head}, {rev.message}")
+    return EXIT_OK
 
 
 def _migrate(args: argparse.Namespace, url: str) -> int:
     from .. import migrate
     from ..db import make_engine
 
-    if args.action == "history":
-        for rev in migrate.history():
-            head = " (head)" if rev.is_head else ""
-            print(f"{rev.down_revision or '<base>'} -> {rev.revision}{head}, {rev.message}")
-        return EXIT_OK
     revision = str(getattr(args, "revision", "head"))
     if revision not in ("head", "base") and not migrate.is_known_revision(revision):
         known = ", ".join(r.revision for r in migrate.history())
-        print(
-            f"kmidi-ingest db: unknown revision {revision!r}; "
-            f"this version knows: {known} (or 'head', 'base')",
-            file=sys.stderr,
+        return fail(
+            PROG,
+            f"unknown revision {revision!r}; this version knows: {known} (or 'head', 'base')",
+            EXIT_USAGE,
         )
-        return EXIT_USAGE
+    if args.action in NEEDS_DATABASE:
+        problem = missing_database(url)
+        if problem is not None:
+            return fail(PROG, problem, EXIT_USAGE)
     engine = make_engine(url)
     try:
         shown = mask_url(url)
@@ -138,8 +184,9 @@ def _copy(args: argparse.Namespace) -> int:
     from ..dbcopy import DEFAULT_CHUNK_ROWS, copy_database
 
     chunk_rows = DEFAULT_CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows
-    if chunk_rows < 1:
-        raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    problem = missing_database(args.source_url)
+    if problem is not None:
+        return fail(PROG, f"SOURCE_URL: {problem}", EXIT_USAGE)
     source = make_engine(args.source_url)
     target = make_engine(args.target_url)
     bar: Any = None

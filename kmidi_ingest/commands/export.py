@@ -8,12 +8,16 @@ from collections.abc import Sequence
 
 from ..errors import KmidiError
 from ._common import (
+    DATABASE_VARIABLES,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     add_database_url,
+    describe,
+    exit_codes,
     fail,
-    masked,
+    new_parser,
+    non_empty,
     open_database,
     parse,
 )
@@ -22,12 +26,19 @@ PROG = "kmidi-ingest export"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Export notes, tempo maps, time signatures, categories and stem log-mels "
-        "for training, one record per cue (or per matched track), with a manifest beside OUT.",
+    parser = new_parser(
+        PROG,
+        "Export notes, tempo maps, time signatures, categories and stem log-mels for training, "
+        "one record per cue (or per matched track), with a manifest beside OUT.",
+        codes=exit_codes(
+            failed="a --cue or --category matches nothing (nothing written), or the export failed",
+            usage="usage or configuration error, an existing OUT, no database at PATH",
+        ),
+        variables=DATABASE_VARIABLES,
     )
-    parser.add_argument("out", metavar="OUT", help="output file (e.g. corpus.jsonl)")
+    parser.add_argument(
+        "out", metavar="OUT", type=non_empty, help="output file (e.g. corpus.jsonl)"
+    )
     parser.add_argument("--format", required=True, choices=("jsonl", "parquet"))
     parser.add_argument(
         "--per",
@@ -46,14 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="C",
-        help="only tracks of this category (repeatable)",
+        help="only tracks of this category, any case (repeatable)",
     )
     parser.add_argument(
         "--cue",
         action="append",
         default=[],
         metavar="NAME",
-        help="only this cue, by name or path (repeatable)",
+        help="only this cue, by name or path, any case (repeatable)",
     )
     parser.add_argument(
         "--min-notes", type=_count, default=0, metavar="N", help="only tracks with at least N notes"
@@ -77,8 +88,23 @@ def _count(text: str) -> int:
     return value
 
 
+def _nothing_selected(unmatched: dict[str, list[str]]) -> str | None:
+    parts = [
+        f"no {what} matches {flag} {', '.join(repr(v) for v in values)}"
+        for what, flag, values in (
+            ("cue", "--cue", unmatched["cues"]),
+            ("track or stem", "--category", unmatched["categories"]),
+        )
+        if values
+    ]
+    if not parts:
+        return None
+    return "; ".join(parts) + " (matched ignoring case); nothing written"
+
+
 def main(argv: Sequence[str]) -> int:
-    from ..export import ExportError, ExportOptions, export, summary_dict
+    from ..export import ExportError, ExportOptions, export, summary_dict, unmatched_selectors
+    from ..migrate import current_revision
 
     args = parse(build_parser(), argv)
     if isinstance(args, int):
@@ -98,13 +124,17 @@ def main(argv: Sequence[str]) -> int:
         return opened
     url, engine = opened
     try:
+        if current_revision(engine) is not None:
+            problem = _nothing_selected(unmatched_selectors(engine, options))
+            if problem is not None:
+                return fail(PROG, problem, EXIT_FAILED)
         summary = export(engine, args.out, options)
     except ExportError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
     except KmidiError as exc:
         return fail(PROG, str(exc), EXIT_FAILED)
     except Exception as exc:  # database unreachable, disk full, ...
-        return fail(PROG, masked(exc, url), EXIT_FAILED)
+        return fail(PROG, describe(exc, [url]), EXIT_FAILED)
     finally:
         engine.dispose()
     if args.json:

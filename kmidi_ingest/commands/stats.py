@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from typing import Any
 
+from ..urls import mask_url
 from ._common import (
+    DATABASE_VARIABLES,
     EXIT_FAILED,
     EXIT_OK,
     add_database_url,
+    describe,
+    exit_codes,
     fail,
-    masked,
+    new_parser,
     open_database,
     parse,
 )
@@ -20,10 +24,12 @@ from ._common import (
 PROG = "kmidi-ingest stats"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Inventory of the database: cues, MIDI, audio, categories, matches, errors.",
+def build_parser() -> ArgumentParser:
+    parser = new_parser(
+        PROG,
+        "Inventory of the database: cues, MIDI, audio, categories, matches, errors.",
+        codes=exit_codes(failed="the database holds no kmidi schema, or cannot be read"),
+        variables=DATABASE_VARIABLES,
     )
     add_database_url(parser)
     parser.add_argument("--json", action="store_true", help="print the inventory as JSON")
@@ -31,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    from ..config import mask_url
     from ..inventory import inventory
     from ..migrate import current_revision
 
@@ -51,7 +56,7 @@ def main(argv: Sequence[str]) -> int:
             )
         result = inventory(engine)
     except Exception as exc:  # database unreachable, permission denied, ...
-        return fail(PROG, masked(exc, url), EXIT_FAILED)
+        return fail(PROG, describe(exc, [url]), EXIT_FAILED)
     finally:
         engine.dispose()
     if args.json:

@@ -40,10 +40,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from kmidi_ingest.config import load_settings
+    from kmidi_ingest.config import database_url_setting, read_environment
     from kmidi_ingest.db import make_engine
 
-    url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
+    # Only the URL: a setting this never uses (KMIDI_WORKERS, ...) must not stop a migration.
+    url = config.get_main_option("sqlalchemy.url") or database_url_setting(read_environment())
     engine = make_engine(url)
     with engine.connect() as connection:
         _configure(connection)
