@@ -146,8 +146,16 @@ CASES: list[tuple[list[str], int | set[int], str | None]] = [
         "kmidi-ingest: error: argument --workers: expected a positive whole number, got 'abc'",
     ),
     (["{w}/empty", "48000", "--workers", "9" * 30, "--database-url", "{scratch}"], 0, None),
-    # SAMPLE_RATE's range is ingest()'s to check (exit 2); until then the run row overflows (1)
-    (["{w}/empty", "9" * 30, "--database-url", "{scratch}"], {1, 2}, None),
+    (
+        ["{w}/empty", "9" * 30, "--database-url", "{scratch}"],
+        2,
+        f"kmidi-ingest: SAMPLE_RATE must be a whole number of Hz from 8000 to 384000, got {'9' * 30}",
+    ),
+    (
+        ["{w}/empty", "1", "--database-url", "{scratch}"],
+        2,
+        "kmidi-ingest: SAMPLE_RATE must be a whole number of Hz from 8000 to 384000, got 1",
+    ),
     (["{w}/empty", "48000", "--matcher", "best"], 2, None),
     (["{w}/empty", "48000", "--executor", "nope"], 2, None),
     (["{w}/empty", "48000", "--executor", "dask", "--database-url", "{scratch}"], 2, None),
