@@ -79,7 +79,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     except KmidiError as exc:
         print(f"kmidi-ingest db: {_masked(str(exc), urls)}", file=sys.stderr)
-        return EXIT_FAILED
+        return int(getattr(exc, "exit_code", EXIT_FAILED))  # dbcopy.CopyRefused: 2
     except Exception as exc:  # unreachable server, Alembic refusing a revision, ...
         print(f"kmidi-ingest db: {type(exc).__name__}: {_masked(str(exc), urls)}", file=sys.stderr)
         return EXIT_FAILED
