@@ -14,6 +14,7 @@ limit (``--memory-gb``), so a hang or a runaway allocation is counted, not suffe
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import resource
 import signal
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -89,7 +91,7 @@ def campaign(
         mutations = random_mutations(rng)
         raw = mutate(rng.choice(seeds), mutations)
         target.write_bytes(raw)
-        label, crash = _guarded(lambda: run_midi(target), timeout_s)
+        label, crash = _guarded(functools.partial(run_midi, target), timeout_s)
         if crash is not None:
             crashes += 1
             counts["midi"][f"OTHER {crash}"] += 1
@@ -102,7 +104,7 @@ def campaign(
         raw = mutate(seed_raw, random_mutations(rng))
         target = work / f"mutant{suffix}"
         target.write_bytes(raw)
-        labels, crash = _guarded(lambda t=target: run_audio(t), timeout_s)
+        labels, crash = _guarded(functools.partial(run_audio, target), timeout_s)
         if crash is not None:
             crashes += 1
             counts["audio process"][f"OTHER {crash}"] += 1
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = int(args.memory_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     signal.signal(signal.SIGALRM, _alarm)
+    warnings.simplefilter("ignore", RuntimeWarning)  # numpy overflow on mutated float samples
     args.keep.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kmidi-campaign-") as tmp:

@@ -196,6 +196,45 @@ class Interrupt(Exception):
     pass
 
 
+def test_a_source_before_revision_0006_is_judged_by_its_rows(examples_sqlite, tmp_path, capsys):
+    # No uuid on either side: an interrupted copy still resumes, an unrelated target is refused.
+    old = f"sqlite:///{tmp_path}/old.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, old, "--quiet"]) == 0
+    source = make_engine(old)
+    migrate.downgrade(source, "0005")
+    assert dbcopy.database_uuid(source) is None
+    resumed, unrelated = (
+        make_engine(f"sqlite:///{tmp_path}/r.sqlite"),
+        make_engine(f"sqlite:///{tmp_path}/u.sqlite"),
+    )
+    calls = 0
+
+    def die_after_five(table: str, rows: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise Interrupt(table)
+
+    try:
+        with pytest.raises(Interrupt):
+            dbcopy.copy_database(source, resumed, chunk_rows=10, on_chunk=die_after_five)
+        assert migrate.current_revision(resumed) == "0005"
+        assert dbcopy.target_state(source, resumed).kind == "resume"
+        assert dbcopy.copy_database(source, resumed).ok
+
+        migrate.upgrade(unrelated, "0005")
+        store.start_run(
+            unrelated, root="/x", sample_rate_hz=1, matcher="fuzzy", version="t", parameters={}
+        )
+        with pytest.raises(dbcopy.CopyRefused) as refused:
+            dbcopy.copy_database(source, unrelated)
+        assert "no earlier copy of this source (ingest_runs: row 1 differs)" in str(refused.value)
+        assert counts(str(unrelated.url))["ingest_runs"] == 1
+    finally:
+        for engine in (source, resumed, unrelated):
+            engine.dispose()
+
+
 def test_interrupted_copy_resumes_without_duplicates(examples_sqlite, db_url):
     source, target = make_engine(examples_sqlite), make_engine(db_url)
     chunks = 0
