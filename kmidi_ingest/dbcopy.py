@@ -221,8 +221,12 @@ def target_state(source: Engine, target: Engine) -> TargetState:
         )
     source_uuid, origin = database_uuid(source), _copied_from(target)
     if source_uuid is not None and origin != source_uuid:
-        whose = "records no copy" if origin is None else f"is a copy of database {origin}"
-        raise CopyRefused(f"{where} and {whose}, not of this source (database {source_uuid}){todo}")
+        this = f"this source (database {source_uuid})"
+        if origin is None:
+            why = f"is no copy of {this}: it was not made by `db copy`"
+        else:
+            why = f"is a copy of another database ({origin}), not of {this}"
+        raise CopyRefused(f"{where} and {why}{todo}")
     mismatch = _prefix_mismatch(source, target, copyable_tables(source))
     if mismatch is not None:
         raise CopyRefused(f"{where} that are no earlier copy of this source ({mismatch}){todo}")

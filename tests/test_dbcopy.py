@@ -119,7 +119,8 @@ def test_an_unrelated_target_is_refused_and_left_untouched(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "already holds" in captured.err and "(1 cues)" in captured.err
-    assert "records no copy, not of this source" in captured.err
+    assert "is no copy of this source (database " in captured.err
+    assert "it was not made by `db copy`" in captured.err
     assert "nothing was written" in captured.err and "db downgrade base" in captured.err
     assert snapshot(db_url) == before
 
@@ -140,8 +141,10 @@ def test_a_copy_of_another_source_is_refused(examples_sqlite, db_url, tmp_path, 
 
     assert cli.main(["db", "copy", examples_sqlite, db_url, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"is a copy of database {uuid_of(other)}, not of this source" in err
-    assert f"(database {uuid_of(examples_sqlite)})" in err
+    assert (
+        f"is a copy of another database ({uuid_of(other)}), "
+        f"not of this source (database {uuid_of(examples_sqlite)})"
+    ) in err
     assert snapshot(db_url) == before
 
     # The copy of `other` itself is still a finished copy of it: re-running writes nothing.
