@@ -56,7 +56,7 @@ MAX_CHUNK_BYTES = DSQL_MAX_BYTES  # a chunk of feature bytes is split further to
 IDENTITY = Table(
     "kmidi_database",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True, autoincrement=False),
     Column("database_uuid", String(36), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("copied_from_uuid", String(36)),
