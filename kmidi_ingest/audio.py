@@ -31,6 +31,9 @@ from .errors import AudioError
 from .options import check_sample_rate
 
 BLOCK_FRAMES = 1 << 17  # source frames read per file per step (~2.7 s at 48 kHz)
+# Source rates a stem file can have. A damaged header outside them (1 Hz, 2^31 Hz) would make
+# the resampler turn a few kilobytes into hours of audio.
+SOURCE_RATE_RANGE_HZ = (1000, 768_000)
 # Integer PCM read as integers (libsndfile's float conversion costs ~8x the read), with the factor
 # that turns them into libsndfile's own float values: x / 2^15 for 16-bit, and 24-bit arrives
 # left-justified in int32, so x / 2^31. Both are exact in float32 (at most 24 significant bits).
@@ -628,6 +631,14 @@ def _open(file: ChannelFile) -> tuple[Any, int, tuple[str, ...]]:
         raise AudioError(
             f"cannot decode audio (wrong header or unsupported codec): {reason}", path=path
         ) from exc
+    low_hz, high_hz = SOURCE_RATE_RANGE_HZ
+    if handle.samplerate > 0 and not low_hz <= handle.samplerate <= high_hz:
+        handle.close()
+        raise AudioError(
+            f"sample rate {handle.samplerate} Hz is outside {low_hz}..{high_hz} Hz: "
+            f"a damaged header? re-export the file",
+            path=path,
+        )
     if handle.channels < 1 or handle.frames <= 0 or handle.samplerate <= 0:
         handle.close()
         raise AudioError(

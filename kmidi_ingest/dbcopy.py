@@ -7,6 +7,12 @@ holding a prefix of the source's rows in id order, so the next run resumes each 
 largest id already in the target: re-running finishes the copy without duplicates. Ids are
 preserved; PostgreSQL identity sequences are moved past the copied ids afterwards.
 
+Before anything is written the target is classified (:func:`target_state`): it must be empty
+(no rows in any kmidi table) or an earlier copy of this very source — its ``kmidi_database``
+row names the source's uuid and every table holds a prefix of the source's rows (same count up
+to its largest id, same first and last row). Anything else is refused with :class:`CopyRefused`
+and the target is left untouched: a copy never merges two databases.
+
 Verification compares row counts and a SHA-256 checksum per table computed in Python over the
 rows in id order with values normalised so both backends agree (see :func:`normalise`).
 """
@@ -19,7 +25,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Table, func, insert, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 
 from . import migrate
 from .config import mask_url
@@ -30,6 +52,18 @@ from .store import retrying
 
 DEFAULT_CHUNK_ROWS = 2000  # well below the 3,000 rows per transaction that Aurora DSQL allows
 MAX_CHUNK_BYTES = DSQL_MAX_BYTES  # a chunk of feature bytes is split further to stay below this
+
+IDENTITY = Table(
+    "kmidi_database",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("database_uuid", String(36), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("copied_from_uuid", String(36)),
+    Column("copied_from_url", Text),
+    Column("copied_at", DateTime(timezone=True)),
+)
+"""One row (migration 0006): this database's uuid and the source it is a copy of."""
 
 ChunkCallback = Callable[[str, int], None]
 """``on_chunk(table, rows)``: called after each committed chunk of ``rows`` rows of ``table``."""
@@ -48,6 +82,23 @@ class TableCheck:
     @property
     def ok(self) -> bool:
         return self.source_rows == self.target_rows and self.source_sha256 == self.target_sha256
+
+
+class CopyRefused(StoreError):
+    """The target holds data that is no earlier copy of this source; nothing was written.
+
+    ``exit_code`` is the CLI's usage exit code: the arguments, not the data, are wrong.
+    """
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetState:
+    """What the target holds before a copy: ``empty``, or ``resume`` of an earlier copy."""
+
+    kind: str
+    rows: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,12 +144,16 @@ def copy_database(
 
     Raises
     ------
+    CopyRefused
+        The target holds data and is no earlier copy of ``source`` (nothing was written).
     StoreError
         The source has no schema, or the target is at a revision the source is not at or above.
     """
     if chunk_rows < 1:
         raise StoreError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    target_state(source, target)
     revision = prepare_target(source, target)
+    record_origin(source, target)
     tables = copyable_tables(source)
     todo = _remaining(source, target, tables)
     if on_start is not None:
@@ -108,6 +163,121 @@ def copy_database(
         copied[table.name] = _copy_table(source, target, table, chunk_rows, on_chunk)
     reset_sequences(target, tables)
     return CopyReport(revision=revision, rows_copied=copied, checks=tuple(verify(source, target)))
+
+
+def _shown(engine: Engine) -> str:
+    return mask_url(str(engine.url.render_as_string(hide_password=False)))
+
+
+def database_uuid(engine: Engine) -> str | None:
+    """The uuid of the database (``None`` before revision 0006)."""
+    if not inspect(engine).has_table(IDENTITY.name):
+        return None
+    with engine.connect() as conn:
+        value = conn.execute(select(IDENTITY.c.database_uuid).where(IDENTITY.c.id == 1)).scalar()
+    return None if value is None else str(value)
+
+
+def _copied_from(engine: Engine) -> str | None:
+    if not inspect(engine).has_table(IDENTITY.name):
+        return None
+    with engine.connect() as conn:
+        value = conn.execute(select(IDENTITY.c.copied_from_uuid).where(IDENTITY.c.id == 1)).scalar()
+    return None if value is None else str(value)
+
+
+def target_state(source: Engine, target: Engine) -> TargetState:
+    """Decide, reading only, whether ``target`` may receive a copy of ``source``.
+
+    Returns
+    -------
+    TargetState
+        ``empty`` (no rows in any kmidi table) or ``resume`` (an earlier copy of this source:
+        same revision, ``copied_from_uuid`` is the source's uuid — when both have one — and each
+        table a prefix of the source's rows in id order).
+
+    Raises
+    ------
+    CopyRefused
+        Anything else, with the reason and what to do.
+    """
+    present = set(inspect(target).get_table_names())
+    tables = [t for t in copyable_tables(target) if t.name in present]
+    with target.connect() as dst:
+        held = {t.name: _count(dst, t) for t in tables}
+    rows = sum(held.values())
+    if rows == 0:
+        return TargetState(kind="empty", rows=0)
+    where = f"the target {_shown(target)} already holds {rows} rows ({held.get('cues', 0)} cues)"
+    todo = (
+        "; nothing was written. Copy into an empty database, or empty the target first "
+        "(`kmidi-ingest db downgrade base --database-url TARGET_URL` drops every kmidi table)"
+    )
+    source_rev, target_rev = migrate.current_revision(source), migrate.current_revision(target)
+    if source_rev != target_rev:
+        raise CopyRefused(
+            f"{where} at revision {target_rev}, the source is at {source_rev}: "
+            f"it is no copy of this source{todo}"
+        )
+    source_uuid, origin = database_uuid(source), _copied_from(target)
+    if source_uuid is not None and origin != source_uuid:
+        this = f"this source (database {source_uuid})"
+        if origin is None:
+            why = f"is no copy of {this}: it was not made by `db copy`"
+        else:
+            why = f"is a copy of another database ({origin}), not of {this}"
+        raise CopyRefused(f"{where} and {why}{todo}")
+    mismatch = _prefix_mismatch(source, target, copyable_tables(source))
+    if mismatch is not None:
+        raise CopyRefused(f"{where} that are no earlier copy of this source ({mismatch}){todo}")
+    return TargetState(kind="resume", rows=rows)
+
+
+def _count(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _prefix_mismatch(source: Engine, target: Engine, tables: Sequence[Table]) -> str | None:
+    """Why ``target``'s tables are not each a prefix of ``source``'s rows, or ``None``."""
+    with source.connect() as src, target.connect() as dst:
+        for table in tables:
+            count = _count(dst, table)
+            if count == 0:
+                continue
+            low, high = dst.execute(select(func.min(table.c.id), func.max(table.c.id))).one()
+            upto = int(
+                src.execute(
+                    select(func.count()).select_from(table).where(table.c.id <= high)
+                ).scalar_one()
+            )
+            if upto != count:
+                return f"{table.name}: {count} rows up to id {high}, the source has {upto}"
+            for row_id in (low, high):
+                query = select(*table.columns).where(table.c.id == row_id)
+                mine, theirs = dst.execute(query).one(), src.execute(query).one_or_none()
+                if theirs is None or [normalise(v) for v in mine] != [normalise(v) for v in theirs]:
+                    return f"{table.name}: row {row_id} differs"
+    return None
+
+
+def record_origin(source: Engine, target: Engine) -> None:
+    """Write the source's uuid into the target's ``kmidi_database`` row (before any data row)."""
+    source_uuid = database_uuid(source)
+    if source_uuid is None or not inspect(target).has_table(IDENTITY.name):
+        return
+    values = {
+        "copied_from_uuid": source_uuid,
+        "copied_from_url": _shown(source),
+        "copied_at": datetime.now(UTC),
+    }
+    retrying(
+        target,
+        lambda conn: conn.execute(
+            update(IDENTITY)
+            .where(IDENTITY.c.id == 1, IDENTITY.c.copied_from_uuid.is_distinct_from(source_uuid))
+            .values(**values)
+        ),
+    )
 
 
 def prepare_target(source: Engine, target: Engine) -> str | None:

@@ -557,6 +557,9 @@ def parse_answer(text: str, request: MatchRequest) -> CueMatch:
     )
 
 
+_CONNECTION_ERROR = "connection error"
+
+
 class _Unreachable(Exception):
     """The server gave no answer after ``attempts`` requests."""
 
@@ -579,6 +582,11 @@ class LlmMatcher:
     ``fallback`` and every row says ``method="fuzzy_fallback"`` with the reason. Only validated
     answers are cached, so a re-run costs no request and a bad answer is asked again next time.
 
+    One matcher serves one run. When a cue's attempts all end in connection errors (nothing
+    listens, DNS fails, the connection is reset), the server is taken as down for the rest of
+    the run: later cues are not asked (0 requests) and fall back at once, with a reason that
+    says so. Cached answers are still used.
+
     The client is built on first use (``max_retries=0``: the retries are ours).
     """
 
@@ -593,6 +601,7 @@ class LlmMatcher:
     sleep: Callable[[float], None] = time.sleep
     name: str = "llm"
     _client: Any = field(default=None, init=False, repr=False)
+    _down: str | None = field(default=None, init=False, repr=False)
 
     def match(self, request: MatchRequest) -> CueMatch:
         if not request.track_names or not request.stem_names:
@@ -604,12 +613,18 @@ class LlmMatcher:
                 return _replace_counts(parse_answer(cached, request), requests=0, cache_hit=True)
             except AnswerRejected:
                 pass  # an answer cached by an older validator: ask again
+        if self._down is not None:
+            return self._fall_back(request, self._down, requests=0)
         requests = 0
         try:
             text, requests = self._ask(request)
             answer = parse_answer(text, request)
         except _Unreachable as exc:
             reason = f"LLM unreachable after {exc.attempts} attempt(s): {exc.kind}"
+            if exc.kind == _CONNECTION_ERROR:
+                self._down = (
+                    f"LLM unreachable: {exc.kind} at an earlier cue of this run, not asked again"
+                )
             return self._fall_back(request, reason, requests=exc.attempts)
         except AnswerRejected as exc:
             return self._fall_back(request, f"LLM answer rejected: {exc}", requests=requests)
@@ -679,7 +694,7 @@ class LlmMatcher:
             except openai.APITimeoutError:
                 last = _Unreachable(f"timeout after {self.timeout_s:g} s", retry=True)
             except openai.APIConnectionError:
-                last = _Unreachable("connection error", retry=True)
+                last = _Unreachable(_CONNECTION_ERROR, retry=True)
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 last = _Unreachable(f"HTTP {status}", retry=status == 429 or status >= 500)

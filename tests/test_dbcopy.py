@@ -3,11 +3,12 @@ verification that notices a difference."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 
 from kmidi_ingest import cli, dbcopy, ingest, migrate, store
 from kmidi_ingest.db import make_engine
@@ -70,8 +71,170 @@ def test_sqlite_to_postgresql_to_sqlite_is_row_for_row_identical(
         engine.dispose()
 
 
+def snapshot(url: str) -> dict[str, object]:
+    """Revision, identity row and (count, checksum) of every kmidi table: all a copy could touch."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = {
+                t.name: dbcopy.table_checksum(conn, t) for t in dbcopy.copyable_tables(engine)
+            }
+            has_identity = inspect(engine).has_table(dbcopy.IDENTITY.name)
+            identity = conn.execute(select(dbcopy.IDENTITY)).all() if has_identity else None
+        return {"revision": migrate.current_revision(engine), "identity": identity, **tables}
+    finally:
+        engine.dispose()
+
+
+def origin(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(dbcopy.IDENTITY.c.copied_from_uuid)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def uuid_of(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        return dbcopy.database_uuid(engine)
+    finally:
+        engine.dispose()
+
+
+def test_an_unrelated_target_is_refused_and_left_untouched(
+    examples_sqlite, db_url, tmp_path, capsys
+):
+    # Another database of the same project: one cue ingested into the target directly.
+    one = tmp_path / "one" / "Reel 2"
+    shutil.copytree(EXAMPLES / "Reel 2", one)
+    summary = ingest(one.parent, 16000, database_url=db_url)
+    assert summary.ok, summary.problems
+    before = snapshot(db_url)
+    assert before["cues"][0] == 1
+
+    assert cli.main(["db", "copy", examples_sqlite, db_url, "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "already holds" in captured.err and "(1 cues)" in captured.err
+    assert "is no copy of this source (database " in captured.err
+    assert "it was not made by `db copy`" in captured.err
+    assert "nothing was written" in captured.err and "db downgrade base" in captured.err
+    assert snapshot(db_url) == before
+
+    with pytest.raises(dbcopy.CopyRefused) as refused:
+        dbcopy.copy_database(make_engine(examples_sqlite), make_engine(db_url))
+    assert refused.value.exit_code == 2
+    assert snapshot(db_url) == before
+
+
+def test_a_copy_of_another_source_is_refused(examples_sqlite, db_url, tmp_path, capsys):
+    # `other` holds the very same rows as the examples but is another database (its own uuid).
+    other = f"sqlite:///{tmp_path}/other.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, other, "--quiet"]) == 0
+    assert cli.main(["db", "copy", other, db_url, "--quiet"]) == 0
+    assert origin(db_url) == uuid_of(other) != uuid_of(examples_sqlite)
+    capsys.readouterr()
+    before = snapshot(db_url)
+
+    assert cli.main(["db", "copy", examples_sqlite, db_url, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"is a copy of another database ({uuid_of(other)}), "
+        f"not of this source (database {uuid_of(examples_sqlite)})"
+    ) in err
+    assert snapshot(db_url) == before
+
+    # The copy of `other` itself is still a finished copy of it: re-running writes nothing.
+    assert cli.main(["db", "copy", other, db_url, "--quiet"]) == 0
+    assert "0 rows written" in capsys.readouterr().out
+
+
+def test_a_copy_written_to_afterwards_is_refused(examples_sqlite, tmp_path, capsys):
+    target = f"sqlite:///{tmp_path}/t.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 0
+    engine = make_engine(target)
+    try:
+        run_id = store.start_run(
+            engine, root="/x", sample_rate_hz=1, matcher="fuzzy", version="t", parameters={}
+        )
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    before = snapshot(target)
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"ingest_runs: {run_id} rows up to id {run_id}, the source has {run_id - 1}" in err
+    assert snapshot(target) == before
+
+
+def test_a_target_at_another_revision_with_data_is_refused(examples_sqlite, tmp_path, capsys):
+    target = f"sqlite:///{tmp_path}/t.sqlite"
+    engine = make_engine(target)
+    try:
+        migrate.upgrade(engine, "0005")
+        store.start_run(
+            engine, root="/x", sample_rate_hz=1, matcher="fuzzy", version="t", parameters={}
+        )
+    finally:
+        engine.dispose()
+    before = snapshot(target)
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"at revision 0005, the source is at {migrate.head_revision()}" in err
+    assert snapshot(target) == before
+
+
+def test_an_empty_target_with_the_schema_is_accepted(examples_sqlite, tmp_path, capsys):
+    target = f"sqlite:///{tmp_path}/t.sqlite"
+    assert cli.main(["db", "upgrade", "--database-url", target]) == 0
+    assert cli.main(["db", "copy", examples_sqlite, target, "--quiet"]) == 0
+    assert "verified:" in capsys.readouterr().out
+    assert origin(target) == uuid_of(examples_sqlite)
+
+
 class Interrupt(Exception):
     pass
+
+
+def test_a_source_before_revision_0006_is_judged_by_its_rows(examples_sqlite, tmp_path, capsys):
+    # No uuid on either side: an interrupted copy still resumes, an unrelated target is refused.
+    old = f"sqlite:///{tmp_path}/old.sqlite"
+    assert cli.main(["db", "copy", examples_sqlite, old, "--quiet"]) == 0
+    source = make_engine(old)
+    migrate.downgrade(source, "0005")
+    assert dbcopy.database_uuid(source) is None
+    resumed, unrelated = (
+        make_engine(f"sqlite:///{tmp_path}/r.sqlite"),
+        make_engine(f"sqlite:///{tmp_path}/u.sqlite"),
+    )
+    calls = 0
+
+    def die_after_five(table: str, rows: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise Interrupt(table)
+
+    try:
+        with pytest.raises(Interrupt):
+            dbcopy.copy_database(source, resumed, chunk_rows=10, on_chunk=die_after_five)
+        assert migrate.current_revision(resumed) == "0005"
+        assert dbcopy.target_state(source, resumed).kind == "resume"
+        assert dbcopy.copy_database(source, resumed).ok
+
+        migrate.upgrade(unrelated, "0005")
+        store.start_run(
+            unrelated, root="/x", sample_rate_hz=1, matcher="fuzzy", version="t", parameters={}
+        )
+        with pytest.raises(dbcopy.CopyRefused) as refused:
+            dbcopy.copy_database(source, unrelated)
+        assert "no earlier copy of this source (ingest_runs: row 1 differs)" in str(refused.value)
+        assert counts(str(unrelated.url))["ingest_runs"] == 1
+    finally:
+        for engine in (source, resumed, unrelated):
+            engine.dispose()
 
 
 def test_interrupted_copy_resumes_without_duplicates(examples_sqlite, db_url):
@@ -89,6 +252,9 @@ def test_interrupted_copy_resumes_without_duplicates(examples_sqlite, db_url):
             dbcopy.copy_database(source, target, chunk_rows=10, on_chunk=die_after_twenty)
         partial = counts(db_url)
         total = counts(examples_sqlite)
+        # The source's identity was recorded before the first data row.
+        assert origin(db_url) == dbcopy.database_uuid(source) != dbcopy.database_uuid(target)
+        assert dbcopy.target_state(source, target).kind == "resume"
         assert 0 < sum(partial.values()) < sum(total.values())
         assert not all(c.ok for c in dbcopy.verify(source, target))
 

@@ -7,6 +7,7 @@ and records every request. Each case checks what ends up in the database.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -340,3 +341,108 @@ def test_a_cue_without_stems_costs_no_request(server):
     got = matcher.match(MatchRequest(track_names=("Vln 1",), stem_names=()))
     assert server.requests == [] and got.requests == 0
     assert [(r.stem_index, r.method) for r in got.results] == [(None, "fuzzy")]
+
+
+def closed_port() -> int:
+    """A localhost port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def hang_up() -> Iterator[tuple[str, list[int]]]:
+    """A server that accepts each connection and closes it at once; counts the connections."""
+    accepted: list[int] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1", accepted
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+DOWN = "LLM unreachable: connection error at an earlier cue of this run, not asked again"
+
+
+def three_cues(make_cue) -> None:
+    for name in ("1M01 Opening", "1M02 Tension", "2M03 Chase"):
+        make_cue(name)
+
+
+def test_a_closed_port_is_tried_by_the_first_cue_only(make_cue, tmp_path):
+    three_cues(make_cue)
+    url = f"sqlite:///{tmp_path / 'llm.sqlite'}"
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    llm = LlmConfig(api_key="t", base_url=base_url, model=MODEL, timeout_s=2)
+    summary = ingest(tmp_path / "cues", SR, database_url=url, matcher="llm", llm=llm, workers=1)
+    assert summary.ok and summary.cues_ingested == 3
+    assert (summary.llm_requests, summary.match_fallbacks) == (3, 3)  # all from the first cue
+    first = "LLM unreachable after 3 attempt(s): connection error"
+    reasons = rows(
+        url,
+        "SELECT c.name, m.fallback_reason FROM track_matches m "
+        "JOIN midi_tracks t ON t.id = m.track_id JOIN midi_files f ON f.id = t.midi_file_id "
+        "JOIN cues c ON c.id = f.cue_id ORDER BY c.id, t.track_index",
+    )
+    by_cue = {name: {r for n, r in reasons if n == name} for name, _ in reasons}
+    assert sorted(by_cue.values(), key=lambda r: r != {first}) == [{first}, {DOWN}, {DOWN}]
+    assert [m for (m,) in rows(url, "SELECT message FROM ingest_errors ORDER BY id")] == [
+        f"matched by fuzzy names instead: {first}"
+    ] + [f"matched by fuzzy names instead: {DOWN}"] * 2
+    assert rows(url, "SELECT COUNT(*) FROM llm_cache") == [(0,)]
+
+
+def test_a_server_that_hangs_up_gets_one_cue_of_attempts(hang_up):
+    base_url, accepted = hang_up
+    matcher = LlmMatcher(
+        model=MODEL, api_key="t", base_url=base_url, cache=MemoryAnswerCache(), sleep=lambda s: None
+    )
+    requests = [
+        MatchRequest(track_names=(f"Vln {i}",), stem_names=(f"VLN{i}",)) for i in range(1, 6)
+    ]
+    got = [matcher.match(r) for r in requests]
+    assert len(accepted) == 3  # the first cue's three attempts, then nothing
+    assert [g.requests for g in got] == [3, 0, 0, 0, 0]
+    assert [g.fallback_reason for g in got] == [
+        "LLM unreachable after 3 attempt(s): connection error"
+    ] + [DOWN] * 4
+    assert all(
+        g.results[0].method == "fuzzy_fallback" and g.results[0].stem_index == 0 for g in got
+    )
+
+
+def test_a_server_error_does_not_stop_later_cues(server):
+    # HTTP 5xx is an answering server: the next cue asks again.
+    server.script = [Reply(status=500)] * 3 + [Reply(content=json.dumps({"pairs": [
+        {"track_id": 0, "stem": "VLN1", "category": "Strings", "confidence": 0.9}
+    ], "stems": []}))]  # fmt: skip
+    matcher = LlmMatcher(
+        model=MODEL,
+        api_key="t",
+        base_url=server.url,
+        cache=MemoryAnswerCache(),
+        sleep=lambda s: None,
+    )
+    first = matcher.match(MatchRequest(track_names=("Vln 1",), stem_names=("VLN1",)))
+    second = matcher.match(MatchRequest(track_names=("Violin",), stem_names=("VLN1",)))
+    assert first.fallback_reason == "LLM unreachable after 3 attempt(s): HTTP 500"
+    assert second.fallback_reason is None and second.requests == 1
+    assert len(server.requests) == 4

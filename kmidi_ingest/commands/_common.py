@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..version import __version__
 from ..config import ENVIRONMENT, database_url_setting, read_environment
 from ..errors import ConfigError, KmidiError
 from ..urls import mask_url, sqlite_path
+from ..version import __version__
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

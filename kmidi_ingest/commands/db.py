@@ -125,7 +125,8 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         return fail(PROG, f"configuration error: {masked(str(exc), urls)}", EXIT_USAGE)
     except KmidiError as exc:
-        return fail(PROG, masked(str(exc), urls), EXIT_FAILED)
+        # dbcopy.CopyRefused carries exit code 2: nothing was written
+        return fail(PROG, masked(str(exc), urls), int(getattr(exc, "exit_code", EXIT_FAILED)))
     except Exception as exc:  # unreachable server, Alembic refusing a revision, ...
         return fail(PROG, describe(exc, urls), EXIT_FAILED)
 

@@ -13,6 +13,13 @@ from kmidi_ingest.models import Base
 config = context.config
 target_metadata = Base.metadata
 
+# Tables the migrations own that are no ORM model (``alembic check`` would call them removed).
+NOT_MODELS = {"kmidi_database"}
+
+
+def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and name in NOT_MODELS)
+
 
 class AuroraDsqlImpl(PostgresqlImpl):
     """Alembic support for the ``auroradsql`` SQLAlchemy dialect (PostgreSQL DDL, but DSQL runs
@@ -29,6 +36,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
         transactional_ddl=False if dsql else None,
     )
 
