@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import MATCHERS, load_settings, mask_url
+from .config import MATCHERS, load_settings, mask_url, mix_patterns_from
 from .discover import safe_text
 from .errors import ConfigError, DiscoverError, KmidiError
 
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-ingest every cue, even those stored with the same content",
     )
+    parser.add_argument(
+        "--mix-pattern",
+        action="append",
+        metavar="REGEX",
+        help="name pattern of a final mix, repeatable; 'default' stands for the built-in "
+        "patterns (default: $KMIDI_MIX_PATTERNS or the built-in 6mx, 2mx, mix, Full Mix, …)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -117,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings().with_overrides(
-            database_url=args.database_url, matcher=args.matcher, workers=args.workers
+            database_url=args.database_url,
+            matcher=args.matcher,
+            workers=args.workers,
+            mix_patterns=mix_patterns_from(args.mix_pattern) if args.mix_pattern else None,
         )
     except ConfigError as exc:
         print(f"kmidi-ingest: configuration error: {exc}", file=sys.stderr)

@@ -7,10 +7,12 @@ Stage functions never read the environment; they take explicit arguments built f
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .discover import DEFAULT_FINAL_MIX_PATTERNS
 from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///kmidi.sqlite"
@@ -29,6 +31,7 @@ class Settings:
     llm_model: str = DEFAULT_LLM_MODEL
     llm_timeout_s: float = 60.0
     workers: int | None = None
+    mix_patterns: tuple[str, ...] = DEFAULT_FINAL_MIX_PATTERNS  # final-mix name regexes
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with every non-``None`` override applied (CLI flags beat the environment)."""
@@ -42,6 +45,29 @@ class Settings:
             raise ConfigError(f"KMIDI_MATCHER={self.matcher!r} is not one of {', '.join(MATCHERS)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        for pattern in self.mix_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"KMIDI_MIX_PATTERNS: {pattern!r} is not a valid regular expression ({exc})"
+                ) from None
+
+
+def mix_patterns_from(values: Iterable[str]) -> tuple[str, ...]:
+    """Final-mix patterns from ``--mix-pattern`` / ``KMIDI_MIX_PATTERNS`` entries.
+
+    The entry ``default`` stands for :data:`~kmidi_ingest.discover.DEFAULT_FINAL_MIX_PATTERNS`,
+    so ``default`` plus an entry extends the defaults and entries alone replace them.
+    """
+    patterns: list[str] = []
+    for value in values:
+        value = value.strip()
+        if value.lower() == "default":
+            patterns.extend(DEFAULT_FINAL_MIX_PATTERNS)
+        elif value:
+            patterns.append(value)
+    return tuple(patterns)
 
 
 def load_settings(
@@ -67,6 +93,7 @@ def load_settings(
 
     workers = get("KMIDI_WORKERS")
     timeout = get("KMIDI_LLM_TIMEOUT_S")
+    mix = get("KMIDI_MIX_PATTERNS")  # ";"-separated
     try:
         settings = Settings(
             database_url=with_iam(
@@ -80,6 +107,7 @@ def load_settings(
             llm_model=get("KMIDI_LLM_MODEL") or DEFAULT_LLM_MODEL,
             llm_timeout_s=float(timeout) if timeout else 60.0,
             workers=int(workers) if workers else None,
+            mix_patterns=mix_patterns_from(mix.split(";")) if mix else DEFAULT_FINAL_MIX_PATTERNS,
         )
     except ValueError as exc:
         raise ConfigError(f"invalid number in the environment: {exc}") from exc

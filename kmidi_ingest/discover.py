@@ -3,7 +3,8 @@
 A cue is a folder holding a MIDI folder, MIDI files, or an audio folder (``Audio Files`` …). Its
 MIDI and audio files are every such file below it (a cue is not searched for nested cues).
 Multi-mono channel files (``Strings.L.wav``, ``Strings.R.wav``) are grouped into one stem by the
-name before the channel suffix; names matching a final-mix pattern (``6mx``) become final mixes.
+name before the channel suffix; names matching a final-mix pattern (:data:`DEFAULT_FINAL_MIX_PATTERNS`:
+``6mx``, ``2mx``, ``mix``, ``Full Mix``, ``PrintMaster``, ``LtRt`` …) become final mixes.
 """
 
 from __future__ import annotations
@@ -56,7 +57,20 @@ CHANNEL_LABELS = (
 LFE_LABELS = frozenset({"LFE"})
 # Position of each label in a canonical film order, so channels are stored L, R, C, LFE, Ls, Rs...
 CHANNEL_ORDER = {label.upper(): i for i, label in enumerate(CHANNEL_LABELS)}
-DEFAULT_FINAL_MIX_PATTERNS = (r"6mx",)
+# Final mixes: Python regexes searched case-insensitively in a group's key (the file name without
+# extension and channel suffix). "Mix" alone is a word of its own, never part of one ("Remix FX",
+# "Mixolydian Lead", "Mixed Choir"), and a premix, submix or remix is a stem's own layer; "Mx"
+# without a channel count is film shorthand for music ("Mx Perc" is a music percussion stem).
+_B, _E = r"(?<![a-z0-9])", r"(?![a-z0-9])"  # word edges where "_" separates too
+DEFAULT_FINAL_MIX_PATTERNS = (
+    _B + r"\d{1,2}mx" + _E,  # film: 6mx (5.1), 8mx (7.1), 2mx (stereo fold-down)
+    _B + r"(?<!pre[ _.-])(?<!sub[ _.-])(?<!re[ _.-])mix(?:down)?" + _E,  # mix.wav, Full Mix, _MIX
+    _B + r"(?:down ?mix|fold[ _.-]?down)" + _E,  # stereo downmix / fold-down
+    _B + r"(?:lt[ _.-]?rt|lo[ _.-]?ro)" + _E,  # matrixed (Lt/Rt) and plain (Lo/Ro) stereo
+    _B + r"(?:print|stereo|full|final|main)[ _.-]?master" + _E,  # PrintMaster, Stereo Master
+    r"^mixture$",  # MUSDB18, DSD100, MoisesDB (whole name: an organ's Mixture stop is a stem)
+    r"^aumix" + _E,  # URMP AuMix_01_Jupiter_vn_vc
+)
 CUE_CODE = re.compile(r"^\s*\d+[mM]\d+[a-zA-Z]?(?:[\s._-]+|$)")
 
 
@@ -77,6 +91,7 @@ class GroupingRules:
         return re.compile(rf"^(?P<base>.+?)[{seps}](?P<label>{labels})$", re.IGNORECASE)
 
     def is_final_mix(self, name: str) -> bool:
+        """Whether ``name`` (a group key) matches one of :attr:`final_mix_patterns`."""
         return any(re.search(p, name, re.IGNORECASE) for p in self.final_mix_patterns)
 
 

@@ -419,7 +419,10 @@ def ingest(
             "KMIDI_MATCHER=llm needs OPENAI_API_KEY (or use the fuzzy or auto matcher)"
         )
     _check_executor(executor, scheduler, normalize_url(url).get_backend_name())
-    options = options or CueOptions(sample_rate_hz=sample_rate)
+    options = options or CueOptions(
+        sample_rate_hz=sample_rate,
+        rules=GroupingRules(final_mix_patterns=settings.mix_patterns),
+    )
     worker_count = _worker_count(workers)
     root_path = Path(root)
     tree = discover.scan(root_path)
@@ -450,6 +453,7 @@ def ingest(
                 "scheduler": scheduler,
                 "mel": asdict(options.mel),
                 "match_threshold": options.match_threshold,
+                "mix_patterns": list(options.rules.final_mix_patterns),
             },
         )
         summary.run_id = run_id
@@ -558,7 +562,10 @@ def plan(
     url = str(database_url or settings.database_url)
     if sample_rate <= 0:
         raise ConfigError(f"SAMPLE_RATE must be a positive number of Hz, got {sample_rate}")
-    options = options or CueOptions(sample_rate_hz=sample_rate)
+    options = options or CueOptions(
+        sample_rate_hz=sample_rate,
+        rules=GroupingRules(final_mix_patterns=settings.mix_patterns),
+    )
     tree = discover.scan(root)
     stored = {} if force else _peek_stored(normalize_url(url))
     cues: list[PlannedCue] = []
