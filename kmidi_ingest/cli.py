@@ -245,6 +245,12 @@ def _run_plan(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_FAILED if report.errors else EXIT_OK
 
 
+_UNIT_NOTES = {  # how a unit of work was formed (discover.scan); a cue folder needs no note
+    "performance": " (performance: MIDI file + same-named audio)",
+    "file": " (MIDI file on its own)",
+}
+
+
 def format_plan(report: Any) -> str:
     """Human-readable listing of a :class:`~kmidi_ingest.pipeline.DryRunReport`."""
     todo = sum(1 for c in report.cues if c.action != "skip")
@@ -255,7 +261,7 @@ def format_plan(report: Any) -> str:
         "(already stored)",
     ]
     for cue in report.cues:
-        lines.append(f"  [{cue.action}] {cue.rel_path}")
+        lines.append(f"  [{cue.action}] {cue.rel_path}{_UNIT_NOTES.get(cue.kind, '')}")
         lines.extend(f"      MIDI  {name}" for name in cue.midi_files)
         for label, groups in (("stem", cue.stems), ("mix ", cue.final_mixes)):
             lines.extend(

@@ -1,7 +1,8 @@
 """Discover stage: walk a tree, find cue folders by their content, group audio channel files.
 
 A cue is a folder holding a MIDI folder, MIDI files, or an audio folder (``Audio Files`` …). Its
-MIDI and audio files are every such file below it (a cue is not searched for nested cues).
+MIDI and audio files are every such file below it (a cue is not searched for nested cues). A flat
+folder of performances is a unit per MIDI file instead (see :func:`scan`).
 Multi-mono channel files (``Strings.L.wav``, ``Strings.R.wav``) are grouped into one stem by the
 name before the channel suffix; names matching a final-mix pattern (:data:`DEFAULT_FINAL_MIX_PATTERNS`:
 ``6mx``, ``2mx``, ``mix``, ``Full Mix``, ``PrintMaster``, ``LtRt`` …) become final mixes.
@@ -127,16 +128,27 @@ class TreeProblem:
     severity: str = "error"
 
 
+UNIT_KINDS = ("cue", "performance", "file")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CueSource:
-    """A cue folder and the files found in it."""
+    """A unit of work: a cue folder, or one performance or MIDI file of a flat folder.
+
+    ``kind`` is ``cue`` (a folder and everything below it: a DAW cue, a Slakh track),
+    ``performance`` (a MIDI file and its same-named audio files) or ``file`` (a MIDI file
+    without audio). ``path`` is the folder the unit's files are relative to; ``rel_path`` is the
+    unit's identity below the root: the folder for a cue (``"."`` for the root itself), the MIDI
+    file for the others (``2018/take.midi``).
+    """
 
     path: Path
-    rel_path: str  # relative to the root, "." for the root itself
+    rel_path: str
     name: str
     midi_files: tuple[Path, ...]
     audio_files: tuple[Path, ...]
     problems: tuple[TreeProblem, ...] = field(default=())  # found while walking the cue
+    kind: str = "cue"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,8 +297,18 @@ def find_cues(root: str | Path) -> list[CueSource]:
     return list(scan(root).cues)
 
 
-def scan(root: str | Path) -> TreeScan:
-    """Walk ``root`` and return its cues (sorted by relative path) and the problems met.
+def scan(root: str | Path, rules: GroupingRules | None = None) -> TreeScan:
+    """Walk ``root`` and return its units of work (sorted by relative path) and the problems met.
+
+    A folder holding a MIDI folder, an audio folder or MIDI files is a cue, and everything below
+    it belongs to it (a DAW cue ``MIDI/`` + ``Audio Files/``; a Slakh ``TrackNNNNN`` with
+    ``all_src.mid``, ``MIDI/``, ``stems/`` and ``mix.*``) — unless it is a *flat folder of
+    performances*: MIDI files side by side with no MIDI or audio folder and no media in any
+    subfolder, where every audio file is named after one of the MIDI files (``X.midi`` beside
+    ``X.wav`` or ``X.L.wav``/``X.R.wav``; no audio at all counts). Each MIDI file there is a unit
+    of its own, with its same-named audio (a MAESTRO year, a Groove session, a Lakh folder): one
+    changed file recomputes one unit, and a transaction holds one file's rows. ``rules`` give
+    the channel suffixes stripped before names are compared (default: :class:`GroupingRules`).
 
     Symlinked folders are followed once: a link back to a folder already walked (a loop) is
     reported and skipped. Unreadable folders, broken symlinks and empty (0-byte) files are
@@ -295,6 +317,7 @@ def scan(root: str | Path) -> TreeScan:
     when ``root`` itself cannot be read.
     """
     root = Path(root)
+    rules = rules or GroupingRules()
     if not root.is_dir():
         raise DiscoverError("root folder does not exist or is not a folder", path=root)
     try:
@@ -310,9 +333,57 @@ def scan(root: str | Path) -> TreeScan:
             continue
         cue_dir = Path(dirpath)
         dirnames.clear()  # the cue owns everything below it
-        cues.append(_collect(root, cue_dir, visited))
+        cue = _collect(root, cue_dir, visited)
+        units = _performances(root, cue, rules)
+        if units is None:
+            cues.append(cue)
+        else:
+            cues.extend(units)
+            problems.extend(p for p in cue.problems if p.error_type not in _FOLDER_WARNINGS)
     cues.sort(key=lambda c: c.rel_path)
     return TreeScan(cues=tuple(cues), problems=tuple(problems))
+
+
+# Warnings about a cue folder's content as a whole; a folder of performances is not one cue.
+_FOLDER_WARNINGS = frozenset({"MidiWithoutAudio", "AudioWithoutMidi", "EmptyCue"})
+
+
+def _performances(root: Path, cue: CueSource, rules: GroupingRules) -> list[CueSource] | None:
+    """The units of ``cue`` when it is a flat folder of performances (see :func:`scan`), else
+    ``None``."""
+    media = cue.midi_files + cue.audio_files
+    if not cue.midi_files or any(p.parent != cue.path for p in media):
+        return None
+    try:
+        subfolders = [e.name.lower() for e in os.scandir(cue.path) if e.is_dir()]
+    except OSError:
+        return None
+    if any(name in subfolders for name in MIDI_FOLDER_NAMES + AUDIO_FOLDER_NAMES):
+        return None
+    regex = rules.suffix_regex()
+    midi_names = {p.stem.lower() for p in cue.midi_files}
+    by_name: dict[str, list[Path]] = {}
+    for path in cue.audio_files:
+        # "take C.wav" beside "take C.mid" is that take, not channel C of "take".
+        match = None if path.stem.lower() in midi_names else regex.match(path.stem)
+        by_name.setdefault((match.group("base") if match else path.stem).lower(), []).append(path)
+    if not by_name.keys() <= midi_names:
+        return None  # loose prints of their own (1M01.mid + Strings.wav): one cue
+    units = []
+    for midi in sorted(cue.midi_files):
+        audio = tuple(sorted(by_name.pop(midi.stem.lower(), ())))  # X.mid and X.midi: the first
+        rel = (Path(cue.rel_path) / midi.name).as_posix() if cue.rel_path != "." else midi.name
+        units.append(
+            CueSource(
+                path=cue.path,
+                rel_path=rel,
+                name=midi.stem,
+                midi_files=(midi,),
+                audio_files=audio,
+                kind="performance" if audio else "file",
+            )
+        )
+    return units
 
 
 def _walk(

@@ -180,6 +180,7 @@ class PlannedCue:
     midi_files: tuple[str, ...]
     stems: tuple[PlannedGroup, ...]
     final_mixes: tuple[PlannedGroup, ...]
+    kind: str = "cue"  # unit of work: cue | performance | file (see discover.scan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -425,7 +426,7 @@ def ingest(
     )
     worker_count = _worker_count(workers)
     root_path = Path(root)
-    tree = discover.scan(root_path)
+    tree = discover.scan(root_path, options.rules)
     cues = list(tree.cues)
     stop = stop or threading.Event()
 
@@ -566,7 +567,7 @@ def plan(
         sample_rate_hz=sample_rate,
         rules=GroupingRules(final_mix_patterns=settings.mix_patterns),
     )
-    tree = discover.scan(root)
+    tree = discover.scan(root, options.rules)
     stored = {} if force else _peek_stored(normalize_url(url))
     cues: list[PlannedCue] = []
     problems = [_report(_tree_problem(p), None) for p in tree.problems]
@@ -595,6 +596,7 @@ def plan(
             PlannedCue(
                 rel_path=discover.safe_text(cue.rel_path),
                 action=action,
+                kind=cue.kind,
                 midi_files=tuple(
                     discover.safe_text(p.relative_to(cue.path).as_posix()) for p in cue.midi_files
                 ),
