@@ -4,7 +4,6 @@ a unit of its own, so a changed file recomputes that file alone."""
 
 from __future__ import annotations
 
-import mido
 import pytest
 from sqlalchemy import text
 
