@@ -31,27 +31,56 @@ CATEGORIES = (
 )  # fmt: skip
 
 # Keyword → category, first match wins, so specific phrases come before general words.
-# Matched against the lower-cased name split into words (abbreviations included).
+# Matched against the lower-cased name split into words (camelCase and letter/digit boundaries
+# split, punctuation to single spaces, abbreviations included), so "E.Gtr" reads "e gtr" and
+# "SynthStrings 1" reads "synth strings 1". Each GM program name reads as its family's category
+# (tests/category_names.py); where a family word and a voice or section word meet, the rule for
+# the instrument comes first ("Alto Sax" is a saxophone, not a choir's altos; "English Horn" a
+# woodwind; "Lead 6 (voice)" a GM synth lead; "Reverse Cymbal" a riser).
 KEYWORDS: tuple[tuple[str, str], ...] = (
     (r"\b(click|ticker|tick|metronome|clk)\b", "Ticker"),
-    (r"\bsub ?(hit|drop|boom)s?\b|\bsub\b", "Sub Hits"),
+    (r"\blead \d\b", "Synth Pulse"),  # GM "Lead 1 (square)" .. "Lead 8 (bass + lead)"
+    (r"\bfx \d\b", "FX"),  # GM "FX 1 (rain)" .. "FX 8 (sci-fi)"
+    (r"\bsub ?(hit|drop|boom)s?\b|\bsub\b(?! ?bass)", "Sub Hits"),
     (r"\b(gtr|guitar)\b.*\b(fx|sfx|noise|scrape)\b|\bgtr ?fx\b", "Guitar FX"),
-    (r"\borch(estral)? ?(fx|sfx|hits?|rise|riser)\b", "Orch FX"),
+    (r"\borch(estra|estral)? ?(fx|sfx|hits?|rise|riser)\b", "Orch FX"),
+    (r"\brev(erse)? ?(cymbals?|cym|crash)\b", "FX"),
     (r"\bsynth ?bass\b|\bsyn ?bass\b|\bsub ?bass\b|\b808\b|\bbass ?synth\b", "Synth Bass"),
+    (r"\bsynth ?(strings?|str)\b", "Strings"),
+    (r"\bsynth ?brass\b", "Brass"),
+    (r"\bsynth ?(voice|choir)\b|\b(oohs?|aahs?)\b", "Choir"),
     (r"\b(pad|pads|atmos|drone|texture|wash)\b", "Synth Pad"),
     (r"\b(pulse|arp|arpeggio|seq|sequence|ostinato synth)\b", "Synth Pulse"),
-    (r"\b(double ?bass|contrabass|basses|cb|kb|contra)\b", "Double Bass"),
-    (r"\b(e ?gtr|elec(tric)? ?(gtr|guitar)|dist(orted)? ?gtr|egtr)\b", "Electric Guitar"),
     (
-        r"\b(ac(oustic)? ?(gtr|guitar)|nylon|steel ?(gtr|guitar)|agtr|guitar|gtr)\b",
+        r"\b(sax|saxes|saxophones?|eng(lish)? ?horn|cor anglais|bassoons?|contrabassoon|"
+        r"shakuhachi|ocarina|recorders?|whistles?|duduk|bag ?pipes?|shanai|shehnai|"
+        r"blown bottle)\b",
+        "Woodwinds",
+    ),
+    (
+        r"\b(double ?bass|contrabass|basses|cb|kb|contra|string ?bass|acoustic ?bass)\b|"
+        r"\bupright\b(?! ?(piano|pno))",
+        "Double Bass",
+    ),
+    (r"\bbass ?(gtr|guitar)\b", "Bass"),
+    (
+        r"\b(e ?gtr|egtr|el(ec(tric)?)? ?(gtr|guitar)|dist(orted|ortion)? ?(gtr|guitar)|"
+        r"overdriven? ?(gtr|guitar)|od ?gtr|(jazz|clean|muted) ?(gtr|guitar)|"
+        r"guitar harmonics)\b",
+        "Electric Guitar",
+    ),
+    (
+        r"\b(ac(oustic)? ?(gtr|guitar)|a ?gtr|nylon|steel ?(gtr|guitar)|agtr|guitar|gtr)\b",
         "Acoustic Guitar",
     ),
-    (r"\b(bass|elec bass|e ?bass|bass gtr)\b", "Bass"),
-    (r"\b(celesta|celeste|bells?|chimes?|tubular|glock(enspiel)?|crotales?)\b", "Bells"),
+    (r"\b(bass|elec bass|e ?bass)\b", "Bass"),
+    (r"\b(celesta|celeste|bells?|chimes?|tubular|glock(enspiel)?|crotales?|music ?box)\b", "Bells"),
     (r"\b(marimba|vibes|vibraphone|xylo(phone)?|mallets?)\b", "Mallets"),
+    # Free reeds sit in GM's Organ family; before Harp, for the "harp" of "Harp Harmonica".
+    (r"\b(harmonicas?|accordions?|accordian|concertina)\b", "Organ"),
     (r"\b(harp|harps)\b", "Harp"),
-    (r"\b(piano|pno|pf|keys|rhodes|wurli|epiano)\b", "Piano"),
-    (r"\b(organ|hammond|b3)\b", "Organ"),
+    (r"\b(piano|pno|pf|keys|rhodes|wurli|epiano|clav|clavi)\b", "Piano"),
+    (r"\b(organ|hammond|b ?3)\b", "Organ"),
     (r"\b(choir|chorus|voices|sopranos?|altos?|tenors?|basses? choir|satb)\b", "Choir"),
     (r"\b(vox|vocals?|voice|singer|solo vox|vocal)\b", "Solo Vocals"),
     (
@@ -60,14 +89,18 @@ KEYWORDS: tuple[tuple[str, str], ...] = (
     ),
     (r"\b(taiko|taikos|low ?perc|boom|toms? low|surdo|daiko)\b", "Low Percussion"),
     (
-        r"\b(shaker|shakers|tambourine|tamb|hats?|hi ?hat|high ?perc|triangle|claps?)\b",
+        r"\b(shaker|shakers|tambourine|tamb|hats?|hi ?hat|high ?perc|triangle|claps?|agogo)\b",
         "High Percussion",
     ),
-    (r"\b(perc|percussion|congas?|bongos?|toms?|mid ?perc|djembe|frame drum)\b", "Mid Percussion"),
+    (
+        r"\b(perc|percussion|congas?|bongos?|toms?|mid ?perc|djembe|frame drum|wood ?block|"
+        r"steel ?drums?)\b",
+        "Mid Percussion",
+    ),
     (r"\b(drums?|kit|kick|snare|drum ?kit|beat|loop)\b", "Drums"),
     (
         r"\b(violins?|violas?|vln|vla|vlns|vl|vc|vcs|cello|cellos|celli|strings?|str|strs|"
-        r"spicc|spiccato|pizz|tremolo|trem|legato strings)\b",
+        r"spicc|spiccato|pizz|tremolo|trem|legato strings|fiddles?)\b",
         "Strings",
     ),
     (
@@ -76,17 +109,21 @@ KEYWORDS: tuple[tuple[str, str], ...] = (
         "Brass",
     ),
     (
-        r"\b(flutes?|fl|fls|piccolo|picc|oboes?|ob|clarinets?|cl|cls|bassoons?|bsn|bsns|"
-        r"winds|woodwinds?|ww|english horn|cor anglais|alto flute|bass clarinet|contrabassoon)\b",
+        r"\b(flutes?|fl|fls|piccolo|picc|oboes?|ob|clarinets?|clar|cl|cls|bsn|bsns|"
+        r"winds|woodwinds?|ww|alto flute|bass clarinet)\b",
         "Woodwinds",
     ),
     (
         r"\b(pluck|plucks|plucked|mandolin|banjo|ukulele|koto|harpsichord|kalimba|dulcimer|"
-        r"zither|oud|sitar|bouzouki)\b",
+        r"zither|oud|sitar|bouzouki|shamisen)\b",
         "Plucked",
     ),
     (r"\b(synth|syn|lead|saw)\b", "Synth Pulse"),
-    (r"\b(fx|sfx|hits?|riser|rise|whoosh|impact|noise|braam|boom)\b", "FX"),
+    (
+        r"\b(fx|sfx|hits?|riser|rise|whoosh|impact|noise|braam|boom|seashore|birds?|tweet|"
+        r"telephone|helicopter|applause|gunshots?)\b",
+        "FX",
+    ),
 )
 _COMPILED = tuple((re.compile(pattern), category) for pattern, category in KEYWORDS)
 
@@ -99,8 +136,10 @@ class CategoryGuess:
 
 def category_from_name(name: str) -> str | None:
     """Category from the keyword table, or ``None`` when no keyword matches."""
-    text = re.sub(r"[_\-.()\[\]/+]+", " ", name.lower())
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()  # "SynthStrings" → "synth strings"
+    text = re.sub(r"[_\-.()\[\]/+&,]+", " ", text)
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text)  # "vln1" → "vln 1"
+    text = " ".join(text.split())
     for regex, category in _COMPILED:
         if regex.search(text):
             return category
@@ -113,65 +152,40 @@ def category_from_gm(program: int | None, *, is_drum: bool) -> str | None:
         return "Drums"
     if program is None:
         return None
-    family = program // 8
-    specific = {
-        6: "Plucked",
-        7: "Bells",
-        8: "Bells",
-        9: "Bells",
-        10: "Bells",
-        11: "Mallets",
-        12: "Mallets",
-        13: "Mallets",
-        14: "Bells",
-        15: "Plucked",
-        32: "Bass",
-        33: "Bass",
-        34: "Bass",
-        35: "Bass",
-        36: "Bass",
-        37: "Bass",
-        38: "Synth Bass",
-        39: "Synth Bass",
-        43: "Double Bass",
-        46: "Harp",
-        47: "Orch Percussion",
-        55: "Orch FX",
-        104: "Plucked",
-        105: "Plucked",
-        106: "Plucked",
-        107: "Plucked",
-        108: "Mallets",
-        112: "Bells",
-        113: "High Percussion",
-        114: "Mid Percussion",
-        115: "Mid Percussion",
-        116: "Low Percussion",
-        117: "Mid Percussion",
-        118: "Mid Percussion",
-        119: "FX",
-    }
-    if program in specific:
-        return specific[program]
-    by_family = {
-        0: "Piano",
-        2: "Organ",
-        3: "Acoustic Guitar",
-        5: "Strings",
-        6: "Strings",
-        7: "Brass",
-        8: "Woodwinds",
-        9: "Woodwinds",
-        10: "Synth Pulse",
-        11: "Synth Pad",
-        12: "FX",
-        15: "FX",
-    }
-    if family == 3 and program >= 26:
-        return "Electric Guitar"
-    if family == 6 and program in (52, 53, 54):
-        return "Choir"
-    return by_family.get(family)
+    if not 0 <= program <= 127:
+        return None
+    return _GM_CATEGORIES[program]
+
+
+# GM program (0-based) → category: its family's, or a finer category inside the family.
+# Families without a category of their own (Ethnic, Percussive, Sound Effects) give each
+# instrument its own family's: bag pipe and shanai are reeds, the fiddle a violin.
+_GM_FAMILIES = (
+    "Piano", "Bells", "Organ", "Acoustic Guitar", "Bass", "Strings", "Strings", "Brass",
+    "Woodwinds", "Woodwinds", "Synth Pulse", "Synth Pad", "FX", "Plucked", "Mid Percussion", "FX",
+)  # fmt: skip
+_GM_SPECIFIC = {
+    6: "Plucked",  # Harpsichord
+    11: "Mallets", 12: "Mallets", 13: "Mallets",  # Vibraphone, Marimba, Xylophone
+    15: "Plucked",  # Dulcimer
+    **{p: "Electric Guitar" for p in range(26, 32)},  # jazz, clean, muted, overdriven, dist, harm.
+    32: "Double Bass",  # Acoustic Bass: the upright
+    38: "Synth Bass", 39: "Synth Bass",
+    43: "Double Bass",  # Contrabass
+    46: "Harp",
+    47: "Orch Percussion",  # Timpani
+    52: "Choir", 53: "Choir", 54: "Choir",  # Choir Aahs, Voice Oohs, Synth Voice
+    55: "Orch FX",  # Orchestra Hit
+    108: "Plucked",  # Kalimba
+    109: "Woodwinds", 110: "Strings", 111: "Woodwinds",  # Bag pipe, Fiddle, Shanai
+    112: "Bells",  # Tinkle Bell
+    113: "High Percussion",  # Agogo
+    116: "Low Percussion",  # Taiko Drum
+    118: "Drums",  # Synth Drum
+    119: "FX",  # Reverse Cymbal
+    120: "Guitar FX",  # Guitar Fret Noise
+}  # fmt: skip
+_GM_CATEGORIES = tuple(_GM_SPECIFIC.get(p, _GM_FAMILIES[p // 8]) for p in range(128))
 
 
 def categorize(name: str, *, program: int | None = None, is_drum: bool = False) -> CategoryGuess:

@@ -31,7 +31,16 @@ from .commands._common import (
     parse,
     printable,
 )
-from .config import ENVIRONMENT, MATCHERS, SettingError, Settings, load_settings
+from .config import (
+    ENVIRONMENT,
+    MATCHERS,
+    SettingError,
+    Settings,
+    load_settings,
+    mix_patterns_from,
+    mix_patterns_setting,
+    read_environment,
+)
 from .errors import ConfigError, DiscoverError, KmidiError
 from .options import LlmConfig
 from .version import __version__
@@ -118,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-ingest every cue, even those stored with the same content",
     )
+    parser.add_argument(
+        "--mix-pattern",
+        action="append",
+        metavar="REGEX",
+        help="name pattern of a final mix, repeatable; 'default' stands for the built-in "
+        "patterns (default: $KMIDI_MIX_PATTERNS or the built-in 6mx, 2mx, mix, Full Mix, …)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -161,11 +177,19 @@ def ingest_command(argv: Sequence[str]) -> int:
         return args
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.dry_run:  # reads DATABASE_URL only: a plan uses no other setting
-            settings = Settings(database_url=database_url(args.database_url))
+        mix = mix_patterns_from(args.mix_pattern) if args.mix_pattern else None
+        if args.dry_run:  # a plan reads DATABASE_URL and the mix patterns only
+            settings = Settings(
+                database_url=database_url(args.database_url),
+                mix_patterns=mix_patterns_setting(read_environment(), mix),
+            )
+            settings.validate()
         else:
             settings = load_settings(
-                database_url=args.database_url, matcher=args.matcher, workers=args.workers
+                database_url=args.database_url,
+                matcher=args.matcher,
+                workers=args.workers,
+                mix_patterns=mix,
             )
     except ConfigError as exc:
         return fail(PROG, f"configuration error: {_with_flag_hint(exc)}", EXIT_USAGE)
@@ -195,6 +219,7 @@ def _call_ingest(args: argparse.Namespace, settings: Settings, **hooks: Any) -> 
         workers=settings.workers,
         executor=args.executor,
         scheduler=args.scheduler,
+        options=_cue_options(settings),
         **hooks,
     )
 
@@ -203,7 +228,20 @@ def _call_plan(args: argparse.Namespace, settings: Settings) -> Any:
     """The one call into the library's plan (``--dry-run``)."""
     from .batch import plan
 
-    return plan(args.root, args.sample_rate, database_url=settings.database_url, force=args.force)
+    return plan(
+        args.root,
+        args.sample_rate,
+        database_url=settings.database_url,
+        force=args.force,
+        options=_cue_options(settings),
+    )
+
+
+def _cue_options(settings: Settings) -> Any:
+    from .batch import CueOptions
+    from .discover import GroupingRules
+
+    return CueOptions(rules=GroupingRules(final_mix_patterns=settings.mix_patterns))
 
 
 def _library_error(exc: BaseException, settings: Settings) -> int:
@@ -331,6 +369,12 @@ def _run_plan(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if report.errors else EXIT_OK
 
 
+_UNIT_NOTES = {  # how a unit of work was formed (discover.scan); a cue folder needs no note
+    "performance": " (performance: MIDI file + same-named audio)",
+    "file": " (MIDI file on its own)",
+}
+
+
 def format_plan(report: Any) -> str:
     """Human-readable listing of a :class:`~kmidi_ingest.batch.DryRunReport`."""
     todo = sum(1 for c in report.cues if c.action != "skip")
@@ -341,7 +385,7 @@ def format_plan(report: Any) -> str:
         "(already stored)",
     ]
     for cue in report.cues:
-        lines.append(f"  [{cue.action}] {cue.rel_path}")
+        lines.append(f"  [{cue.action}] {cue.rel_path}{_UNIT_NOTES.get(cue.kind, '')}")
         lines.extend(f"      MIDI  {name}" for name in cue.midi_files)
         for label, groups in (("stem", cue.stems), ("mix ", cue.final_mixes)):
             lines.extend(

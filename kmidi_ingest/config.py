@@ -10,10 +10,12 @@ the variable and where it came from (the environment, or the ``.env`` file's pat
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .discover import DEFAULT_FINAL_MIX_PATTERNS
 from .errors import ConfigError
 from .urls import IAM_MODES, mask_url, with_iam
 
@@ -48,6 +50,7 @@ class Settings:
     llm_model: str = DEFAULT_LLM_MODEL
     llm_timeout_s: float = DEFAULT_LLM_TIMEOUT_S
     workers: int | None = None
+    mix_patterns: tuple[str, ...] = DEFAULT_FINAL_MIX_PATTERNS  # final-mix name regexes
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with every non-``None`` override applied (CLI flags beat the environment)."""
@@ -61,6 +64,29 @@ class Settings:
             raise ConfigError(f"matcher {self.matcher!r} is not one of {', '.join(MATCHERS)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        for pattern in self.mix_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"KMIDI_MIX_PATTERNS: {pattern!r} is not a valid regular expression ({exc})"
+                ) from None
+
+
+def mix_patterns_from(values: Iterable[str]) -> tuple[str, ...]:
+    """Final-mix patterns from ``--mix-pattern`` / ``KMIDI_MIX_PATTERNS`` entries.
+
+    The entry ``default`` stands for :data:`~kmidi_ingest.discover.DEFAULT_FINAL_MIX_PATTERNS`,
+    so ``default`` plus an entry extends the defaults and entries alone replace them.
+    """
+    patterns: list[str] = []
+    for value in values:
+        value = value.strip()
+        if value.lower() == "default":
+            patterns.extend(DEFAULT_FINAL_MIX_PATTERNS)
+        elif value:
+            patterns.append(value)
+    return tuple(patterns)
 
 
 class SettingError(ConfigError):
@@ -196,12 +222,13 @@ def load_settings(
     database_url: str | None = None,
     matcher: str | None = None,
     workers: int | None = None,
+    mix_patterns: tuple[str, ...] | None = None,
 ) -> Settings:
     """Build :class:`Settings` from ``environ`` (default ``os.environ``) over a ``.env`` file
     (see :func:`read_environment`).
 
-    ``database_url``, ``matcher`` and ``workers`` (command-line values) replace their variables,
-    which are then not read at all.
+    ``database_url``, ``matcher``, ``workers`` and ``mix_patterns`` (command-line values) replace
+    their variables, which are then not read at all.
 
     Raises
     ------
@@ -217,9 +244,29 @@ def load_settings(
         llm_model=env.get("KMIDI_LLM_MODEL") or DEFAULT_LLM_MODEL,
         llm_timeout_s=env.seconds("KMIDI_LLM_TIMEOUT_S") or DEFAULT_LLM_TIMEOUT_S,
         workers=workers if workers is not None else env.integer("KMIDI_WORKERS", minimum=1),
+        mix_patterns=mix_patterns_setting(env, mix_patterns),
     )
     settings.validate()
     return settings
+
+
+def mix_patterns_setting(env: Environment, flag: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The final-mix patterns: ``flag`` (from ``--mix-pattern``) when given, else
+    ``KMIDI_MIX_PATTERNS`` (``;``-separated), else the defaults."""
+    if flag is not None:
+        return flag
+    value = env.get("KMIDI_MIX_PATTERNS")
+    if value is None:
+        return DEFAULT_FINAL_MIX_PATTERNS
+    patterns = mix_patterns_from(value.split(";"))
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise env.invalid(
+                "KMIDI_MIX_PATTERNS", f"{pattern!r} is not a valid regular expression ({exc})"
+            ) from None
+    return patterns
 
 
 __all__ = [
@@ -232,6 +279,8 @@ __all__ = [
     "database_url_setting",
     "load_settings",
     "mask_url",
+    "mix_patterns_from",
+    "mix_patterns_setting",
     "read_environment",
     "with_iam",
 ]

@@ -1,9 +1,11 @@
 """Discover stage: walk a tree, find cue folders by their content, group audio channel files.
 
 A cue is a folder holding a MIDI folder, MIDI files, or an audio folder (``Audio Files`` …). Its
-MIDI and audio files are every such file below it (a cue is not searched for nested cues).
+MIDI and audio files are every such file below it (a cue is not searched for nested cues). A flat
+folder of performances is a unit per MIDI file instead (see :func:`scan`).
 Multi-mono channel files (``Strings.L.wav``, ``Strings.R.wav``) are grouped into one stem by the
-name before the channel suffix; names matching a final-mix pattern (``6mx``) become final mixes.
+name before the channel suffix; names matching a final-mix pattern (:data:`DEFAULT_FINAL_MIX_PATTERNS`:
+``6mx``, ``2mx``, ``mix``, ``Full Mix``, ``PrintMaster``, ``LtRt`` …) become final mixes.
 """
 
 from __future__ import annotations
@@ -58,7 +60,20 @@ CHANNEL_LABELS = (
 LFE_LABELS = frozenset({"LFE"})
 # Position of each label in a canonical film order, so channels are stored L, R, C, LFE, Ls, Rs...
 CHANNEL_ORDER = {label.upper(): i for i, label in enumerate(CHANNEL_LABELS)}
-DEFAULT_FINAL_MIX_PATTERNS = (r"6mx",)
+# Final mixes: Python regexes searched case-insensitively in a group's key (the file name without
+# extension and channel suffix). "Mix" alone is a word of its own, never part of one ("Remix FX",
+# "Mixolydian Lead", "Mixed Choir"), and a premix, submix or remix is a stem's own layer; "Mx"
+# without a channel count is film shorthand for music ("Mx Perc" is a music percussion stem).
+_B, _E = r"(?<![a-z0-9])", r"(?![a-z0-9])"  # word edges where "_" separates too
+DEFAULT_FINAL_MIX_PATTERNS = (
+    _B + r"\d{1,2}mx" + _E,  # film: 6mx (5.1), 8mx (7.1), 2mx (stereo fold-down)
+    _B + r"(?<!pre[ _.-])(?<!sub[ _.-])(?<!re[ _.-])mix(?:down)?" + _E,  # mix.wav, Full Mix, _MIX
+    _B + r"(?:down ?mix|fold[ _.-]?down)" + _E,  # stereo downmix / fold-down
+    _B + r"(?:lt[ _.-]?rt|lo[ _.-]?ro)" + _E,  # matrixed (Lt/Rt) and plain (Lo/Ro) stereo
+    _B + r"(?:print|stereo|full|final|main)[ _.-]?master" + _E,  # PrintMaster, Stereo Master
+    r"^mixture$",  # MUSDB18, DSD100, MoisesDB (whole name: an organ's Mixture stop is a stem)
+    r"^aumix" + _E,  # URMP AuMix_01_Jupiter_vn_vc
+)
 CUE_CODE = re.compile(r"^\s*\d+[mM]\d+[a-zA-Z]?(?:[\s._-]+|$)")
 
 
@@ -79,6 +94,7 @@ class GroupingRules:
         return re.compile(rf"^(?P<base>.+?)[{seps}](?P<label>{labels})$", re.IGNORECASE)
 
     def is_final_mix(self, name: str) -> bool:
+        """Whether ``name`` (a group key) matches one of :attr:`final_mix_patterns`."""
         return any(re.search(p, name, re.IGNORECASE) for p in self.final_mix_patterns)
 
 
@@ -101,18 +117,29 @@ class StemGroup:
     files: tuple[ChannelFile, ...]
 
 
+UNIT_KINDS = ("cue", "performance", "file")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CueSource:
-    """A cue folder and the files found in it."""
+    """A unit of work: a cue folder, or one performance or MIDI file of a flat folder.
+
+    ``kind`` is ``cue`` (a folder and everything below it: a DAW cue, a Slakh track),
+    ``performance`` (a MIDI file and its same-named audio files) or ``file`` (a MIDI file
+    without audio). ``path`` is the folder the unit's files are relative to; ``rel_path`` is the
+    unit's identity below the root: the folder for a cue (``"."`` for the root itself), the MIDI
+    file for the others (``2018/take.midi``).
+    """
 
     path: Path
-    rel_path: str  # relative to the root, "." for the root itself
+    rel_path: str
     name: str
     midi_files: tuple[Path, ...]
     audio_files: tuple[Path, ...]
     # The audio files grouped into stems and final mixes (grouped once, here; see scan).
     groups: tuple[StemGroup, ...] = ()
     problems: tuple[Problem, ...] = field(default=())  # found while walking the cue
+    kind: str = "cue"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,7 +258,16 @@ def _is_cue_dir(dirnames: list[str], filenames: list[str]) -> bool:
 
 
 def scan(root: str | Path, rules: GroupingRules | None = None) -> TreeScan:
-    """Walk ``root`` and return its cues (sorted by relative path) and the problems met.
+    """Walk ``root`` and return its units of work (sorted by relative path) and the problems met.
+
+    A folder holding a MIDI folder, an audio folder or MIDI files is a cue, and everything below
+    it belongs to it (a DAW cue ``MIDI/`` + ``Audio Files/``; a Slakh ``TrackNNNNN`` with
+    ``all_src.mid``, ``MIDI/``, ``stems/`` and ``mix.*``) — unless it is a *flat folder of
+    performances*: MIDI files side by side with no MIDI or audio folder and no media in any
+    subfolder, where every audio file is named after one of the MIDI files (``X.midi`` beside
+    ``X.wav`` or ``X.L.wav``/``X.R.wav``; no audio at all counts). Each MIDI file there is a unit
+    of its own, with its same-named audio (a MAESTRO year, a Groove session, a Lakh folder): one
+    changed file recomputes one unit, and a transaction holds one file's rows.
 
     Each cue's audio files come grouped into stems and final mixes by ``rules`` (default
     :class:`GroupingRules`), see :func:`group_channels`.
@@ -243,6 +279,7 @@ def scan(root: str | Path, rules: GroupingRules | None = None) -> TreeScan:
     when ``root`` itself cannot be read.
     """
     root = Path(root)
+    rules = rules or GroupingRules()
     if not root.is_dir():
         raise DiscoverError("root folder does not exist or is not a folder", path=root)
     try:
@@ -258,9 +295,60 @@ def scan(root: str | Path, rules: GroupingRules | None = None) -> TreeScan:
             continue
         cue_dir = Path(dirpath)
         dirnames.clear()  # the cue owns everything below it
-        cues.append(_collect(root, cue_dir, visited, rules or GroupingRules()))
+        cue = _collect(root, cue_dir, visited, rules)
+        units = _performances(root, cue, rules)
+        if units is None:
+            cues.append(cue)
+        else:
+            cues.extend(units)
+            problems.extend(p for p in cue.problems if p.error_type not in _FOLDER_WARNINGS)
     cues.sort(key=lambda c: c.rel_path)
     return TreeScan(cues=tuple(cues), problems=tuple(problems))
+
+
+# Warnings about a cue folder's content as a whole; a folder of performances is not one cue.
+_FOLDER_WARNINGS = frozenset({"MidiWithoutAudio", "AudioWithoutMidi", "EmptyCue"})
+
+
+def _performances(root: Path, cue: CueSource, rules: GroupingRules) -> list[CueSource] | None:
+    """The units of ``cue`` when it is a flat folder of performances (see :func:`scan`), else
+    ``None``."""
+    media = cue.midi_files + cue.audio_files
+    if not cue.midi_files or any(p.parent != cue.path for p in media):
+        return None
+    try:
+        subfolders = [e.name.lower() for e in os.scandir(cue.path) if e.is_dir()]
+    except OSError:
+        return None
+    if any(name in subfolders for name in MIDI_FOLDER_NAMES + AUDIO_FOLDER_NAMES):
+        return None
+    regex = rules.suffix_regex()
+    midi_names = {p.stem.lower() for p in cue.midi_files}
+    by_name: dict[str, list[Path]] = {}
+    for path in cue.audio_files:
+        # "take C.wav" beside "take C.mid" is that take, not channel C of "take".
+        match = None if path.stem.lower() in midi_names else regex.match(path.stem)
+        by_name.setdefault((match.group("base") if match else path.stem).lower(), []).append(path)
+    if not by_name.keys() <= midi_names:
+        return None  # loose prints of their own (1M01.mid + Strings.wav): one cue
+    units = []
+    for midi in sorted(cue.midi_files):
+        audio = tuple(sorted(by_name.pop(midi.stem.lower(), ())))  # X.mid and X.midi: the first
+        rel = (Path(cue.rel_path) / midi.name).as_posix() if cue.rel_path != "." else midi.name
+        units.append(
+            CueSource(
+                path=cue.path,
+                rel_path=rel,
+                name=midi.stem,
+                midi_files=(midi,),
+                audio_files=audio,
+                groups=tuple(
+                    group_channels([(p, p.relative_to(cue.path).as_posix()) for p in audio], rules)
+                ),
+                kind="performance" if audio else "file",
+            )
+        )
+    return units
 
 
 def _walk(

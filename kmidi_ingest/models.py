@@ -313,7 +313,7 @@ class AudioFile(_Stem, Base):
 
 
 class FinalMix(_Stem, Base):
-    """A final mix (by default a name containing ``6mx``); never an instrument stem."""
+    """A final mix (a name matching a final-mix pattern, e.g. ``6mx``, ``mix``); never a stem."""
 
     __tablename__ = "final_mixes"
     __table_args__ = (Index(None, "cue_id"),)

@@ -14,7 +14,18 @@ pytest_plugins = ["tests.pg_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "cues"
-SHARED_MIDI = REPO.parent / "shared" / "data" / "midi"
+
+
+def _shared_data() -> Path:
+    """``../shared/data`` beside the repository, or beside the folder of its git worktrees."""
+    for base in (REPO.parent, REPO.parent.parent):
+        if (base / "shared" / "data").is_dir():
+            return base / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_MIDI = _shared_data() / "midi"
+SHARED_REAL = _shared_data() / "real"  # real dataset excerpts, see its MANIFEST.md
 
 
 def write_midi(

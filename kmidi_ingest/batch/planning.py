@@ -110,6 +110,7 @@ def plan(
             PlannedCue(
                 rel_path=discover.safe_text(cue.rel_path),
                 action=action,
+                kind=cue.kind,
                 midi_files=tuple(
                     discover.safe_text(p.relative_to(cue.path).as_posix()) for p in cue.midi_files
                 ),

@@ -136,6 +136,7 @@ class PlannedCue:
     midi_files: tuple[str, ...]
     stems: tuple[PlannedGroup, ...]
     final_mixes: tuple[PlannedGroup, ...]
+    kind: str = "cue"  # unit of work: cue | performance | file (see discover.scan)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -160,6 +160,7 @@ def ingest(
                 "scheduler": scheduler,
                 "mel": asdict(spec.options.mel),
                 "match_threshold": spec.options.match_threshold,
+                "mix_patterns": list(spec.options.rules.final_mix_patterns),
             },
             lock=lock,
         )
