@@ -69,7 +69,7 @@ class Settings:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(
-                    f"KMIDI_MIX_PATTERNS: {pattern!r} is not a valid regular expression ({exc})"
+                    f"mix pattern {pattern!r} is not a valid regular expression ({exc})"
                 ) from None
 
 

@@ -9,7 +9,6 @@ from sqlalchemy import text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.discover import scan, stat_fingerprint
 from tests.conftest import SHARED_REAL, note_track, write_midi, write_tone
@@ -93,7 +92,7 @@ def test_changed_midi_file_recomputes_only_its_unit(tmp_path):
     for i in range(5):
         solo(lakh / f"song{i}.mid", 60 + i)
     url = f"sqlite:///{tmp_path}/lakh.sqlite"
-    first = ingest(tmp_path / "lmd", SR, database_url=url, settings=Settings())
+    first = ingest(tmp_path / "lmd", SR, database_url=url)
     assert first.ok, first.problems
     assert (first.cues_found, first.cues_ingested, first.notes) == (5, 5, 10)
     assert not first.warnings  # a MIDI file on its own is the layout, not a missing print
@@ -119,7 +118,7 @@ def test_changed_midi_file_recomputes_only_its_unit(tmp_path):
         lakh / "song3.mid",
         [note_track("Piano", [(0, 240, 70), (480, 720, 72), (960, 1200, 74)])],
     )
-    second = ingest(tmp_path / "lmd", SR, database_url=url, settings=Settings())
+    second = ingest(tmp_path / "lmd", SR, database_url=url)
     assert second.ok, second.problems
     assert (second.cues_ingested, second.cues_skipped, second.notes) == (1, 4, 3)
     after = stored()
@@ -206,7 +205,7 @@ def test_real_units_ingest_with_unique_rel_paths(tmp_path):
     for name in ("maestro", "groove_midi"):
         (tree / name).symlink_to(root / name)
     url = f"sqlite:///{tmp_path}/real.sqlite"
-    summary = ingest(tree, SR, database_url=url, settings=Settings())
+    summary = ingest(tree, SR, database_url=url)
     assert summary.ok, summary.problems
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -216,5 +215,5 @@ def test_real_units_ingest_with_unique_rel_paths(tmp_path):
         ("groove_midi", 1, 0),
         ("maestro", 1, 1),
     ]
-    again = ingest(tree, SR, database_url=url, settings=Settings())
+    again = ingest(tree, SR, database_url=url)
     assert (again.cues_ingested, again.cues_skipped) == (0, 2)
