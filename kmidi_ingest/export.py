@@ -15,7 +15,8 @@ every float16 value exactly)::
     midi_file     midi_file_id, file_name, rel_path, midi_format, timing, ticks_per_beat, length_s,
                   tempo_map[{tick, time_s, tempo_us, bpm}],
                   time_signatures[{tick, time_s, bar, numerator, denominator}]
-    track         track_id, midi_file_id, track_index, name, category, program, channel, is_drum,
+    track         track_id, midi_file_id, track_index, part_index, name, part_name, category,
+                  program, channel, is_drum,
                   note_count, notes{pitch[], velocity[], channel[], start_tick[], end_tick[],
                   start_s[], end_s[], end_sustain_s[], start_bar[], start_beat[]},
                   match{stem_id, method, score, verified} (null when unmatched)
@@ -52,7 +53,7 @@ from .store import read_feature
 FORMATS = ("jsonl", "parquet")
 PER = ("cue", "track")
 FEATURES = ("arrays", "files")
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2  # 2: a track is an instrument part
 NOTE_FIELDS = (
     "pitch",
     "velocity",
@@ -313,7 +314,9 @@ def _read_cue(
             m.MidiTrack.id.label("track_id"),
             m.MidiTrack.midi_file_id,
             m.MidiTrack.track_index,
+            m.MidiTrack.part_index,
             m.MidiTrack.name,
+            m.MidiTrack.part_name,
             m.MidiTrack.category,
             m.MidiTrack.program,
             m.MidiTrack.channel,
@@ -326,7 +329,7 @@ def _read_cue(
         )
         .join(m.TrackMatch, m.TrackMatch.track_id == m.MidiTrack.id, isouter=True)
         .where(m.MidiTrack.midi_file_id.in_(file_ids), m.MidiTrack.is_conductor.is_(False))
-        .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.track_index),
+        .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.part_index),
     )
     wanted = {c.lower() for c in options.categories}
     kept = []
@@ -623,7 +626,9 @@ def parquet_schema(per: str) -> Any:
             ("track_id", i64),
             ("midi_file_id", i64),
             ("track_index", i32),
+            ("part_index", i32),
             ("name", s),
+            ("part_name", s),
             ("category", s),
             ("program", i16),
             ("channel", i16),
