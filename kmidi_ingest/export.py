@@ -50,7 +50,7 @@ from .config import mask_url
 from .errors import KmidiError
 from .store import read_feature
 
-FORMATS = ("jsonl", "parquet")
+FORMATS = ("jsonl", "parquet", "multitrack")  # multitrack: a folder (kmidi_ingest.multitrack)
 PER = ("cue", "track")
 FEATURES = ("arrays", "files")
 EXPORT_FORMAT_VERSION = 2  # 2: a track is an instrument part
@@ -139,6 +139,8 @@ def export(engine: Engine, out: str | Path, options: ExportOptions | None = None
 
     options = options or ExportOptions()
     options.validate()
+    if options.format == "multitrack":
+        return _multitrack(engine, out, options)
     out = Path(out)
     manifest_path = out.with_name(out.name + ".manifest.json")
     feature_dir = out.with_name(out.name + ".features") if options.features == "files" else None
@@ -216,6 +218,39 @@ def export(engine: Engine, out: str | Path, options: ExportOptions | None = None
         final_mixes=counts["final_mixes"],
         feature_files=counts["feature_files"],
         counts=counts,
+    )
+
+
+def _multitrack(engine: Engine, out: str | Path, options: ExportOptions) -> ExportSummary:
+    from .multitrack import MultitrackError, export_multitrack
+
+    try:
+        written = export_multitrack(
+            engine,
+            out,
+            categories=options.categories,
+            cues=options.cues,
+            min_notes=options.min_notes,
+            verified_only=options.verified_only,
+            overwrite=options.overwrite,
+        )
+    except MultitrackError as exc:
+        raise ExportError(exc.reason, path=exc.path) from None
+    counts = {
+        "records": written.cues,
+        "cues": written.cues,
+        "tracks": written.parts,
+        "notes": written.notes,
+        "stems": written.stems,
+        "final_mixes": written.final_mixes,
+        "feature_files": 0,
+    }
+    return ExportSummary(
+        out=written.out,
+        manifest=written.manifest,
+        feature_dir=None,
+        counts=counts,
+        **counts,
     )
 
 
