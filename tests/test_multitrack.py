@@ -27,8 +27,9 @@ US = 1e-6
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Two cues: the DAW cue of ``make_cue`` (tempo change, multi-mono strings, 5.1 mix) and a
-    format-0 file whose three parts (piano, bass, drums) have a stem each."""
+    """Three cues: the DAW cue of ``make_cue`` (tempo change, multi-mono strings, 5.1 mix), a
+    format-0 file whose three parts (piano, bass, drums) have a stem each, and an SMPTE-timed
+    (29.97 fps) piano."""
     from tests.conftest import make_cue as make_cue_fixture
 
     root = tmp_path_factory.mktemp("multitrack")
@@ -38,6 +39,10 @@ def exported(tmp_path_factory):
     shutil.copy(HERE / "format0_three_parts.mid", band / "MIDI" / "band.mid")
     for stem, freq in (("Piano", 440), ("Bass", 110), ("Drums", 1000)):
         write_tone(band / "Audio Files" / f"2M01 {stem}.wav", freq=freq, seconds=2)
+    smpte = root / "cues" / "3M01 Smpte"
+    (smpte / "MIDI").mkdir(parents=True)
+    shutil.copy(HERE / "smpte_2997.mid", smpte / "MIDI" / "smpte.mid")
+    write_tone(smpte / "Audio Files" / "3M01 Piano.wav", seconds=2)
     url = f"sqlite:///{root}/db.sqlite"
     assert ingest(root / "cues", 16000, database_url=url, settings=Settings()).ok
     out = root / "dataset"
@@ -70,7 +75,7 @@ def _mido_notes(path: Path) -> list[tuple[int, float, float]]:
 
 def test_layout_is_slakh_s(exported):
     _, _, out = exported
-    assert sorted(p.name for p in out.iterdir()) == ["1M01 Opening", "2M01 Band"]
+    assert sorted(p.name for p in out.iterdir()) == ["1M01 Opening", "2M01 Band", "3M01 Smpte"]
     opening = out / "1M01 Opening"
     assert sorted(p.relative_to(opening).as_posix() for p in opening.rglob("*")) == [
         "MIDI",
@@ -85,12 +90,12 @@ def test_layout_is_slakh_s(exported):
     ]
     manifest = json.loads(out.with_name("dataset.manifest.json").read_text())
     assert manifest["export_format"] == "multitrack"
-    assert manifest["counts"] == {"cues": 2, "stems": 5, "parts": 5, "notes": 10, "final_mixes": 1}
+    assert manifest["counts"] == {"cues": 3, "stems": 6, "parts": 6, "notes": 11, "final_mixes": 1}
 
 
 def test_midi_notes_sound_at_the_database_seconds(exported):
     root, url, out = exported
-    for cue in ("1M01 Opening", "2M01 Band"):
+    for cue in ("1M01 Opening", "2M01 Band", "3M01 Smpte"):
         meta = yaml.safe_load((out / cue / "metadata.yaml").read_text())
         assert (meta["audio_dir"], meta["midi_dir"]) == ("stems", "MIDI")
         for sid, stem in meta["stems"].items():
