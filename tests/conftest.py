@@ -26,6 +26,7 @@ def _shared_data() -> Path:
 
 SHARED_MIDI = _shared_data() / "midi"
 SHARED_REAL = _shared_data() / "real"  # real dataset excerpts, see its MANIFEST.md
+SLAKH_TRACK = SHARED_REAL / "slakh" / "babyslakh_16k" / "Track00001"
 
 
 def write_midi(

@@ -1,4 +1,4 @@
-"""``kmidi-ingest export OUT --format jsonl|parquet [...]``: a training export of the database."""
+"""``kmidi-ingest export OUT --format jsonl|parquet|multitrack [...]``: a training export."""
 
 from __future__ import annotations
 
@@ -37,9 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         variables=DATABASE_VARIABLES,
     )
     parser.add_argument(
-        "out", metavar="OUT", type=non_empty, help="output file (e.g. corpus.jsonl)"
+        "out",
+        metavar="OUT",
+        type=non_empty,
+        help="output file (e.g. corpus.jsonl); a folder for multitrack",
     )
-    parser.add_argument("--format", required=True, choices=("jsonl", "parquet"))
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=("jsonl", "parquet", "multitrack"),
+        help="multitrack: the paired parts and their stems per cue in Slakh's layout",
+    )
     parser.add_argument(
         "--per",
         default="cue",
