@@ -18,7 +18,6 @@ from sqlalchemy import text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.midi import read_midi
 from tests.conftest import SLAKH_TRACK, write_tone
@@ -90,7 +89,7 @@ def test_parts_are_rows_with_their_events_categories_and_stems(tmp_path):
     for stem, freq in (("Piano", 440), ("Bass", 110), ("Drums", 1000)):
         write_tone(cue / "Audio Files" / f"1M01 {stem}.wav", freq=freq, seconds=2)
     url = f"sqlite:///{tmp_path}/db.sqlite"
-    assert ingest(tmp_path / "cues", 16000, database_url=url, settings=Settings()).ok
+    assert ingest(tmp_path / "cues", 16000, database_url=url).ok
 
     assert _rows(
         url,
@@ -180,7 +179,7 @@ def test_slakh_export_of_drums_holds_only_the_drum_part(tmp_path):
     shutil.copy(SLAKH_TRACK / "all_src.mid", cue / "MIDI" / "all_src.mid")
     shutil.copytree(SLAKH_TRACK / "stems", cue / "stems")
     url = f"sqlite:///{tmp_path}/db.sqlite"
-    assert ingest(tmp_path / "cues", 16000, database_url=url, settings=Settings()).ok
+    assert ingest(tmp_path / "cues", 16000, database_url=url).ok
     assert _rows(url, "SELECT channel, program, category FROM midi_tracks WHERE is_drum") == [
         (9, 0, "Drums")
     ]

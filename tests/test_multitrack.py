@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from kmidi_ingest import ingest
 from kmidi_ingest.cli import main
-from kmidi_ingest.config import Settings
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.midi import read_midi
 from tests.conftest import write_tone
@@ -44,7 +43,7 @@ def exported(tmp_path_factory):
     shutil.copy(HERE / "smpte_2997.mid", smpte / "MIDI" / "smpte.mid")
     write_tone(smpte / "Audio Files" / "3M01 Piano.wav", seconds=2)
     url = f"sqlite:///{root}/db.sqlite"
-    assert ingest(root / "cues", 16000, database_url=url, settings=Settings()).ok
+    assert ingest(root / "cues", 16000, database_url=url).ok
     out = root / "dataset"
     assert main(["export", str(out), "--format", "multitrack", "--database-url", url]) == 0
     return root, url, out
