@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import Row, format_table
 
-SECTIONS = ("midi", "audio", "db", "match", "batch")
+SECTIONS = ("midi", "audio", "features", "db", "match", "batch")
 
 
 def main(argv: list[str] | None = None) -> int:
