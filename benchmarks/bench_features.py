@@ -65,16 +65,25 @@ def _cut_midi(
         tick = round(elapsed_s * ticks_per_s)
         track.append(msg.copy(time=tick - last_tick))
         last_tick = tick
+    # fluidsynth renders until every voice is silent: release what the cut left held.
+    delta = max(0, round(seconds * ticks_per_s) - last_tick)
+    for channel in range(16):
+        for control in (64, 123, 120):  # sustain off, all notes off, all sound off
+            track.append(
+                mido.Message("control_change", channel=channel, control=control, time=delta)
+            )
+            delta = 0
     out.save(dst)
 
 
 def _render(midi: Path, wav: Path) -> None:
-    subprocess.run(
+    subprocess.run(  # the timeout guards against a synth that never falls silent
         ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(RATE), "-F", str(wav)]
         + [str(SOUNDFONT), str(midi)],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        timeout=600,
     )
 
 
