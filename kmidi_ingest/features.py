@@ -18,8 +18,9 @@ Codecs (the name is stored in ``audio_features.codec``):
     (1/16 dB, ties to even). A float16 already has that spacing between 64 and 128 dB (and a
     coarser one above), so values of magnitude 64 dB or more are unchanged; smaller ones move by at
     most 1/32 dB, the rounding float16 itself applies to every value of -64 to -128 dB. NaN,
-    infinities and the sign of zero are kept (NaN payload bits are not). Lossless codecs cannot reach 0.9 MB per stem-minute
-    on dense stems (0.95-1.07 measured, zstd level 9 included); this one stores 0.70-0.84. It is
+    infinities and the sign of zero are kept (NaN payload bits are not). No lossless codec
+    measured reaches 0.9 MB per stem-minute (48 kHz) on dense bands and mixes (0.94-1.07, zstd
+    level 9 included); this one stores 0.70-0.84 (benchmarks/bench_features.py). It is
     :data:`DEFAULT_CODEC`; :func:`decode` returns the rounded matrix bit-exact.
 """
 
