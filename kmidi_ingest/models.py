@@ -394,6 +394,8 @@ class AudioFeature(Base):
     centered: Mapped[bool] = mapped_column(Boolean)  # frame k centred on sample k*hop_length
     dtype: Mapped[str] = mapped_column(String(16))  # e.g. "float16"
     encoding: Mapped[str] = mapped_column(String(16))  # "npy"
+    # How the .npy bytes were compressed (features.CODECS); NULL: raw, rows from before codecs.
+    codec: Mapped[str | None] = mapped_column(String(64), nullable=True)
     n_frames: Mapped[int] = mapped_column(Integer)
     byte_count: Mapped[int] = mapped_column(BigInteger)
     chunk_count: Mapped[int] = mapped_column(Integer)
@@ -401,7 +403,8 @@ class AudioFeature(Base):
 
 
 class AudioFeatureChunk(Base):
-    """At most 1 MiB of a feature's encoded bytes (fits every target database's column limit)."""
+    """At most 1 MiB of a feature's encoded (compressed) bytes (fits every target database's
+    column limit)."""
 
     __tablename__ = "audio_feature_chunks"
     __table_args__ = (UniqueConstraint("feature_id", "chunk_index"),)

@@ -773,7 +773,8 @@ def _insert_stem(
         ],
     )
     feature = stem.feature
-    chunks, digest = feature_codec.encode(feature.values)
+    codec = feature_codec.DEFAULT_CODEC
+    chunks, digest = feature_codec.encode(feature.values, codec=codec)
     feature_id = int(
         conn.execute(
             insert(m.AudioFeature).returning(m.AudioFeature.id),
@@ -792,6 +793,7 @@ def _insert_stem(
                 "centered": feature.centered,
                 "dtype": str(feature.values.dtype),
                 "encoding": "npy",
+                "codec": codec,
                 "n_frames": int(feature.values.shape[1]),
                 "byte_count": sum(len(c) for c in chunks),
                 "chunk_count": len(chunks),
@@ -807,16 +809,28 @@ def _insert_stem(
 
 
 def read_feature(conn: Connection, feature_id: int) -> np.ndarray:
-    """Return a stored feature matrix, bit-exact, verified against its sha256."""
-    digest = conn.execute(
-        select(m.AudioFeature.sha256).where(m.AudioFeature.id == feature_id)
-    ).scalar_one()
+    """Return a stored feature matrix, bit-exact as stored, verified against its sha256.
+
+    The row's ``codec`` says how its chunks were compressed (``NULL``: raw ``.npy`` bytes, rows
+    written before codecs existed); see :mod:`kmidi_ingest.features`.
+
+    Raises
+    ------
+    FeatureCodecError
+        When the codec is unknown or the bytes do not decode to the stored sha256.
+    """
+    digest, codec = conn.execute(
+        select(m.AudioFeature.sha256, m.AudioFeature.codec).where(m.AudioFeature.id == feature_id)
+    ).one()
     chunks = conn.execute(
         select(m.AudioFeatureChunk.data)
         .where(m.AudioFeatureChunk.feature_id == feature_id)
         .order_by(m.AudioFeatureChunk.chunk_index)
     ).scalars()
-    return feature_codec.decode(chunks, sha256=digest)
+    try:
+        return feature_codec.decode(chunks, codec=codec, sha256=digest)
+    except feature_codec.FeatureCodecError as exc:
+        raise feature_codec.FeatureCodecError(f"audio_features id {feature_id}: {exc}") from exc
 
 
 class DbAnswerCache:

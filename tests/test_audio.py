@@ -389,16 +389,16 @@ def test_channel_files_of_unequal_length_fail_their_stem(tmp_path):
 
 def test_feature_round_trip_is_bit_exact_in_small_chunks():
     values = np.random.default_rng(0).normal(size=(128, 3000)).astype(np.float16)
-    chunks, digest = features.encode(values, chunk_bytes=100_000)
+    chunks, digest = features.encode(values, codec=None, chunk_bytes=100_000)
     assert len(chunks) == 8 and all(len(c) <= 100_000 for c in chunks)
-    back = features.decode(chunks, sha256=digest)
+    back = features.decode(chunks, codec=None, sha256=digest)
     assert back.dtype == values.dtype and np.array_equal(back, values)
 
 
 def test_corrupt_feature_bytes_are_refused():
-    chunks, digest = features.encode(np.zeros((4, 4), np.float16))
+    chunks, digest = features.encode(np.zeros((4, 4), np.float16), codec=None)
     with pytest.raises(ValueError, match="sha256"):
-        features.decode([chunks[0][:-1]], sha256=digest)
+        features.decode([chunks[0][:-1]], codec=None, sha256=digest)
 
 
 # --- bad input ----------------------------------------------------------------------------
