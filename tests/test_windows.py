@@ -262,3 +262,27 @@ def test_the_readme_torch_snippet_shards_across_workers_without_duplicates(db: s
         for w in windows(db, window_s=1.0)
     )
     assert got == want
+
+
+def test_the_export_command_writes_the_windows_and_records_itself(db: str, tmp_path: Path, capsys):
+    from kmidi_ingest import cli
+
+    out = tmp_path / "cli-win"
+    argv = ["export", str(out), "--format", "windows", "--window", "1.0", "--hop", "0.5",
+            "--split", "0.5,0.25,0.25", "--seed", "1", "--database-url", db]  # fmt: skip
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == ["kmidi-ingest", *argv]
+    expected = list(windows(db, window_s=1.0, hop_s=0.5, splits=(0.5, 0.25, 0.25), seed=1))
+    assert sum(s["windows"] for s in manifest["shards"]) == len(expected)
+    assert capsys.readouterr().out.startswith(f"wrote {len(expected)} windows (")
+    assert (
+        cli.main(["export", str(tmp_path / "x"), "--format", "windows", "--database-url", db]) == 2
+    )
+    assert capsys.readouterr().err == (
+        "kmidi-ingest export: --format windows needs --window SECONDS\n"
+    )
+    assert cli.main([*argv[:1], str(tmp_path / "y"), *argv[2:6], "--split", "0.5,0.6,0.1"]) == 2
+    assert "expected three fractions adding up to 1, e.g. 0.8,0.1,0.1, got '0.5,0.6,0.1'" in (
+        capsys.readouterr().err
+    )

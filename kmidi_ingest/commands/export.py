@@ -1,4 +1,4 @@
-"""``kmidi-ingest export OUT --format jsonl|parquet|multitrack [...]``: a training export."""
+"""``kmidi-ingest export OUT --format jsonl|parquet|multitrack|windows [...]``: a training export."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format",
         required=True,
-        choices=("jsonl", "parquet", "multitrack"),
-        help="multitrack: the paired parts and their stems per cue in Slakh's layout",
+        choices=("jsonl", "parquet", "multitrack", "windows"),
+        help="multitrack: the paired parts and their stems per cue in Slakh's layout; windows: "
+        "fixed-length log-mel + piano-roll windows as .npz shards in the folder OUT",
     )
     parser.add_argument(
         "--per",
@@ -80,6 +81,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verified-only", action="store_true", help="only tracks whose stem match was verified"
     )
+    windows = parser.add_argument_group("windows (with --format windows)")
+    windows.add_argument(
+        "--window", type=_seconds, metavar="S", help="window length in seconds (required)"
+    )
+    windows.add_argument(
+        "--hop",
+        type=_seconds,
+        metavar="S",
+        help="seconds between window starts (default: --window)",
+    )
+    windows.add_argument(
+        "--split",
+        type=_fractions,
+        default=(0.8, 0.1, 0.1),
+        metavar="TRAIN,VAL,TEST",
+        help="per-cue split fractions (default 0.8,0.1,0.1)",
+    )
+    windows.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the per-cue split (default 0)"
+    )
+    windows.add_argument(
+        "--mixes", action="store_true", help="also windows of final mixes, with every part's roll"
+    )
+    windows.add_argument(
+        "--last",
+        choices=("pad", "drop"),
+        default="pad",
+        help="a last window past the audio: padded with a mask (default) or dropped",
+    )
+    windows.add_argument(
+        "--shard-mb",
+        type=_seconds,
+        default=256.0,
+        metavar="MB",
+        help="largest shard in megabytes (default 256)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_database_url(parser)
@@ -94,6 +131,28 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or any(not 0 <= v <= 1 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(
+            f"expected three fractions adding up to 1, e.g. 0.8,0.1,0.1, got {text!r}"
+        )
+    return values
 
 
 def _nothing_selected(unmatched: dict[str, list[str]]) -> str | None:
@@ -117,6 +176,8 @@ def main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    if args.format == "windows":
+        return _windows(args, argv)
     options = ExportOptions(
         format=args.format,
         per=args.per,
@@ -156,3 +217,65 @@ def main(argv: Sequence[str]) -> int:
         if summary.feature_dir is not None:
             print(f"{summary.feature_files} log-mel .npy files in {summary.feature_dir}")
     return EXIT_OK
+
+
+def _windows(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--format windows``: :func:`kmidi_ingest.window_export.export_windows` with a progress
+    bar of windows written."""
+    import sys
+
+    from ..window_export import export_windows
+    from ..windowing import WindowError
+
+    if args.window is None:
+        return fail(PROG, "--format windows needs --window SECONDS", EXIT_USAGE)
+    opened = open_database(PROG, args.database_url)
+    if isinstance(opened, int):
+        return opened
+    url, engine = opened
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="window", desc="windows", file=sys.stderr)
+    try:
+        summary = export_windows(
+            engine,
+            args.out,
+            window_s=args.window,
+            hop_s=args.hop,
+            splits=args.split,
+            seed=args.seed,
+            shard_mb=args.shard_mb,
+            overwrite=args.overwrite,
+            command=["kmidi-ingest", "export", *argv],
+            progress=None if bar is None else bar.update,
+            categories=tuple(args.category),
+            cues=tuple(args.cue),
+            verified_only=args.verified_only,
+            min_notes=args.min_notes,
+            mixes=args.mixes,
+            last=args.last,
+        )
+    except WindowError as exc:
+        return fail(PROG, str(exc), EXIT_USAGE)
+    except KmidiError as exc:
+        return fail(PROG, str(exc), EXIT_FAILED)
+    except Exception as exc:  # database unreachable, disk full, ...
+        return fail(PROG, describe(exc, [url]), EXIT_FAILED)
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.dispose()
+    if not summary.windows:
+        fail(PROG, "no window matched the filters; the export holds none", EXIT_FAILED)
+    if args.json:
+        print(json.dumps({"out": str(summary.out), "windows": summary.windows,
+                          "shards": summary.shards, "counts": summary.counts}, indent=2))  # fmt: skip
+    else:
+        counts = ", ".join(f"{c['windows']} {name}" for name, c in summary.counts.items())
+        print(
+            f"wrote {summary.windows} windows ({counts}) in {summary.shards} shards to "
+            f"{summary.out}; manifest {summary.manifest}"
+        )
+    return EXIT_OK if summary.windows else EXIT_FAILED
