@@ -17,11 +17,10 @@ from pathlib import Path
 
 from .discover import DEFAULT_FINAL_MIX_PATTERNS
 from .errors import ConfigError
+from .options import DEFAULT_DATABASE_URL, DEFAULT_LLM_MODEL
+from .options import MATCHER_NAMES as MATCHERS
 from .urls import IAM_MODES, mask_url, with_iam
 
-DEFAULT_DATABASE_URL = "sqlite:///kmidi.sqlite"
-MATCHERS = ("fuzzy", "llm", "auto")
-DEFAULT_LLM_MODEL = "gpt-4o-mini"
 DEFAULT_LLM_TIMEOUT_S = 60.0
 
 # Every variable the CLI reads: (name, meaning, default). The CLI's --help and the README list
