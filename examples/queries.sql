@@ -81,3 +81,16 @@ SELECT cue_path, midi_files, instrument_tracks, notes, stems, final_mixes, match
        midi_length_s, audio_length_s, errors
 FROM cue_summary
 ORDER BY cue_path;
+
+-- 11. Instrument parts per MIDI file: a track holding several instruments on several channels
+--     (a format-0 file) is one part per channel with notes, each with its own program and stem.
+SELECT c.name AS cue, f.file_name, f.midi_format, COUNT(DISTINCT t.track_index) AS tracks,
+       COUNT(*) AS parts, SUM(CASE WHEN t.is_drum THEN 1 ELSE 0 END) AS drum_parts,
+       SUM(CASE WHEN m.audio_file_id IS NOT NULL THEN 1 ELSE 0 END) AS parts_with_a_stem
+FROM midi_tracks t
+JOIN midi_files f ON f.id = t.midi_file_id
+JOIN cues c ON c.id = f.cue_id
+LEFT JOIN track_matches m ON m.track_id = t.id
+WHERE NOT t.is_conductor AND c.status = 'complete'
+GROUP BY c.name, f.file_name, f.midi_format
+ORDER BY c.name, f.file_name;

@@ -15,7 +15,8 @@ every float16 value exactly)::
     midi_file     midi_file_id, file_name, rel_path, midi_format, timing, ticks_per_beat, length_s,
                   tempo_map[{tick, time_s, tempo_us, bpm}],
                   time_signatures[{tick, time_s, bar, numerator, denominator}]
-    track         track_id, midi_file_id, track_index, name, category, program, channel, is_drum,
+    track         track_id, midi_file_id, track_index, part_index, name, part_name, category,
+                  program, channel, is_drum,
                   note_count, notes{pitch[], velocity[], channel[], start_tick[], end_tick[],
                   start_s[], end_s[], end_sustain_s[], start_bar[], start_beat[]},
                   match{stem_id, method, score, verified} (null when unmatched)
@@ -49,10 +50,10 @@ from .config import mask_url
 from .errors import KmidiError
 from .store import read_feature
 
-FORMATS = ("jsonl", "parquet")
+FORMATS = ("jsonl", "parquet", "multitrack")  # multitrack: a folder (kmidi_ingest.multitrack)
 PER = ("cue", "track")
 FEATURES = ("arrays", "files")
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2  # 2: a track is an instrument part
 NOTE_FIELDS = (
     "pitch",
     "velocity",
@@ -138,6 +139,8 @@ def export(engine: Engine, out: str | Path, options: ExportOptions | None = None
 
     options = options or ExportOptions()
     options.validate()
+    if options.format == "multitrack":
+        return _multitrack(engine, out, options)
     out = Path(out)
     manifest_path = out.with_name(out.name + ".manifest.json")
     feature_dir = out.with_name(out.name + ".features") if options.features == "files" else None
@@ -215,6 +218,39 @@ def export(engine: Engine, out: str | Path, options: ExportOptions | None = None
         final_mixes=counts["final_mixes"],
         feature_files=counts["feature_files"],
         counts=counts,
+    )
+
+
+def _multitrack(engine: Engine, out: str | Path, options: ExportOptions) -> ExportSummary:
+    from .multitrack import MultitrackError, export_multitrack
+
+    try:
+        written = export_multitrack(
+            engine,
+            out,
+            categories=options.categories,
+            cues=options.cues,
+            min_notes=options.min_notes,
+            verified_only=options.verified_only,
+            overwrite=options.overwrite,
+        )
+    except MultitrackError as exc:
+        raise ExportError(exc.reason, path=exc.path) from None
+    counts = {
+        "records": written.cues,
+        "cues": written.cues,
+        "tracks": written.parts,
+        "notes": written.notes,
+        "stems": written.stems,
+        "final_mixes": written.final_mixes,
+        "feature_files": 0,
+    }
+    return ExportSummary(
+        out=written.out,
+        manifest=written.manifest,
+        feature_dir=None,
+        counts=counts,
+        **counts,
     )
 
 
@@ -313,7 +349,9 @@ def _read_cue(
             m.MidiTrack.id.label("track_id"),
             m.MidiTrack.midi_file_id,
             m.MidiTrack.track_index,
+            m.MidiTrack.part_index,
             m.MidiTrack.name,
+            m.MidiTrack.part_name,
             m.MidiTrack.category,
             m.MidiTrack.program,
             m.MidiTrack.channel,
@@ -326,7 +364,7 @@ def _read_cue(
         )
         .join(m.TrackMatch, m.TrackMatch.track_id == m.MidiTrack.id, isouter=True)
         .where(m.MidiTrack.midi_file_id.in_(file_ids), m.MidiTrack.is_conductor.is_(False))
-        .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.track_index),
+        .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.part_index),
     )
     wanted = {c.lower() for c in options.categories}
     kept = []
@@ -623,7 +661,9 @@ def parquet_schema(per: str) -> Any:
             ("track_id", i64),
             ("midi_file_id", i64),
             ("track_index", i32),
+            ("part_index", i32),
             ("name", s),
+            ("part_name", s),
             ("category", s),
             ("program", i16),
             ("channel", i16),

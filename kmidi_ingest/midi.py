@@ -20,6 +20,7 @@ against.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from . import gm
 from .errors import MidiError
 from .smf import META, Event, SmfError, SmfTrack, parse_smf
 from .timing import SMPTE_FPS, MeterMap, TempoMap, last_per_tick
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 NO_BAR = 0  # bar value meaning "no bar/beat" (SMPTE timing); bars are 1-based
+DRUM_CHANNEL = 9  # 0-based; "channel 10" of General MIDI
 
 _EVENT_FIELDS = [("channel", "i2"), ("tick", "i8"), ("time_s", "f8"), ("bar", "i8"), ("beat", "f8")]
 NOTE_DTYPE = np.dtype(
@@ -127,10 +130,20 @@ class MarkerEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class Track:
-    """One MTrk chunk. Event arrays use the ``*_DTYPE`` layouts of this module."""
+    """One instrument part of an MTrk chunk, or a whole chunk without notes.
+
+    The part rule (see :func:`split_parts`): a track whose notes use several channels gives one
+    part per (track, channel) with notes; a track whose notes use one channel, or that has no
+    notes, is one part. ``index`` is the MTrk chunk the part comes from, ``part_index`` its
+    position in :attr:`MidiData.tracks` (unique within the file), ``name`` the chunk's name and
+    ``part_name`` the part's (the chunk's name when the chunk is one part). Event arrays use the
+    ``*_DTYPE`` layouts of this module.
+    """
 
     index: int
     name: str
+    part_index: int = 0
+    part_name: str = ""
     is_conductor: bool
     channel: int | None
     program: int | None
@@ -172,7 +185,13 @@ class MidiData:
 
     @property
     def instrument_tracks(self) -> tuple[Track, ...]:
+        """The instrument parts (every part that is not a conductor track), in file order."""
         return tuple(track for track in self.tracks if not track.is_conductor)
+
+    @property
+    def track_count(self) -> int:
+        """The number of MTrk chunks (every chunk gives at least one part)."""
+        return len({track.index for track in self.tracks})
 
 
 def decode_text(raw: bytes) -> str:
@@ -412,14 +431,14 @@ def convert(
                     )
                     for k, (tick, kind, text) in enumerate(raw.texts)
                 )
-            track = _build_track(i, raw, tempo_map, bar_beat)
+            track, strays = _build_track(i, raw, tempo_map, bar_beat)
             if not track.end_s <= MAX_LENGTH_S:
                 raise MidiError(
                     f"absurd tick values: track {i} ends at tick {track.end_tick}, "
                     f"{track.end_s / 3600:.1f} h into the file (limit {MAX_LENGTH_S / 3600:g} h)",
                     path=path,
                 )
-            out_tracks.append(track)
+            out_tracks.extend(_split_parts(track, strays, first_part_index=len(out_tracks)))
             length_tick = max(length_tick, track.end_tick)
             length_s = max(length_s, track.end_s)
 
@@ -478,7 +497,7 @@ def _scan_track(track: SmfTrack, *, index: int) -> _RawTrack:
 
 def _pair_notes(
     events: np.ndarray, end_tick: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """FIFO note pairing per (channel, pitch), vectorised.
 
     Within one (channel, pitch), a note-off is stray when nothing is open, i.e. when the count of
@@ -492,7 +511,7 @@ def _pair_notes(
     notes : NOTE_DTYPE array in (channel, pitch, file) order, times not yet filled in
     start_rows, end_rows : int64 arrays, row of each note's start and end in ``events``; an end
         row of ``len(events)`` means the end of the track
-    strays : number of note-offs that closed nothing
+    strays : int64 array (16,), note-offs that closed nothing, per channel
     """
     kind = events[:, 1] & 0xF0
     velocity = events[:, 3]
@@ -501,7 +520,7 @@ def _pair_notes(
     rows = np.flatnonzero(is_on | is_off)
     if not len(rows):
         none = np.zeros(0, dtype=np.int64)
-        return np.zeros(0, NOTE_DTYPE), none, none, 0
+        return np.zeros(0, NOTE_DTYPE), none, none, np.zeros(16, dtype=np.int64)
     key = (events[rows, 1] & 0x0F) * 128 + events[rows, 2]
     order = np.argsort(key, kind="stable")
     rows, key = rows[order], key[order]
@@ -521,7 +540,7 @@ def _pair_notes(
     open_before[1:] = open_after[:-1]
     open_before[first] = 0
     closes = ~on & (open_before > 0)
-    strays = int(np.count_nonzero(~on)) - int(np.count_nonzero(closes))
+    strays = np.bincount(events[rows[~on & ~closes], 1] & 0x0F, minlength=16)
 
     on_rows, off_rows = rows[on], rows[closes]
     on_group = group[on]
@@ -590,7 +609,10 @@ def _scan_meta(
         )
 
 
-def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: BarBeat) -> Track:
+def _build_track(
+    index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: BarBeat
+) -> tuple[Track, np.ndarray]:
+    """The whole chunk as one :class:`Track`, and its stray note-offs per channel."""
     events = raw.channel
     notes, start_rows, end_rows, strays = _pair_notes(events, raw.end_tick)
     # Convert every channel event's tick (and the track end) once; events index into that.
@@ -644,23 +666,94 @@ def _build_track(index: int, raw: _RawTrack, tempo_map: TempoMap, bar_beat: BarB
     counts = np.bincount(events[:, 1] & 0x0F, minlength=16)
     busiest = int(np.argmax(counts))  # ties: the lowest channel
     channel = busiest if counts[busiest] else None
-    return Track(
+    track = Track(
         index=index,
         name=raw.name if raw.name is not None else "",
         is_conductor=channel is None,
         channel=channel,
         program=int(programs["program"][0]) if len(programs) else None,
-        is_drum=channel == 9,
+        is_drum=channel == DRUM_CHANNEL,
         notes=notes,
         cc=cc,
         program_changes=programs,
         pitch_bends=bends,
         aftertouch=touch,
         sysex_count=raw.sysex_count,
-        stray_note_off_count=strays,
+        stray_note_off_count=int(strays.sum()),
         end_tick=raw.end_tick,
         end_s=float(seconds[-1]),
     )
+    return track, strays
+
+
+def part_program(programs: np.ndarray, channel: int, first_note_tick: int) -> int | None:
+    """The program of a part: the one in force at its first note.
+
+    That is the last program change on ``channel`` at or before ``first_note_tick`` (one at the
+    same tick counts, whichever comes first in the file: writers put the patch and the first note
+    at one tick in either order); when the part's first program change comes after its first note,
+    that one; ``None`` when the channel has none.
+    """
+    own = programs[programs["channel"] == channel]
+    if not len(own):
+        return None
+    before = np.flatnonzero(own["tick"] <= first_note_tick)
+    return int(own["program"][before[-1] if len(before) else 0])
+
+
+def _split_parts(track: Track, strays: np.ndarray, *, first_part_index: int) -> list[Track]:
+    """The instrument parts of one chunk (the part rule of the module docstring)."""
+    noted = np.unique(track.notes["channel"]).tolist()
+    if len(noted) <= 1:
+        if not noted:  # no notes: the chunk stays whole, as a conductor or a controller track
+            return [dataclasses.replace(track, part_index=first_part_index, part_name=track.name)]
+        channel = int(noted[0])
+        program = part_program(track.program_changes, channel, int(track.notes["start_tick"][0]))
+        return [
+            dataclasses.replace(
+                track,
+                part_index=first_part_index,
+                part_name=track.name,
+                channel=channel,
+                program=program,
+                is_drum=channel == DRUM_CHANNEL,
+            )
+        ]
+    orphan = ~np.isin(np.arange(16), noted)  # channels with events but no notes in this chunk
+    instruments = []
+    for channel in noted:
+        first_tick = int(track.notes["start_tick"][track.notes["channel"] == channel][0])
+        program = part_program(track.program_changes, channel, first_tick)
+        name = gm.program_name(program, is_drum=channel == DRUM_CHANNEL)
+        instruments.append((channel, program, name or f"Channel {channel + 1}"))
+    names = [name for _, _, name in instruments]
+    parts: list[Track] = []
+    for k, (channel, program, name) in enumerate(instruments):
+
+        def pick(array: np.ndarray, channel: int = channel, first: bool = k == 0) -> np.ndarray:
+            mask = array["channel"] == channel
+            if first:  # channel events of note-less channels stay with the first part
+                mask |= orphan[array["channel"]]
+            return array[mask]
+
+        parts.append(
+            dataclasses.replace(
+                track,
+                part_index=first_part_index + k,
+                part_name=f"{name} (ch {channel + 1})" if names.count(name) > 1 else name,
+                channel=channel,
+                program=program,
+                is_drum=channel == DRUM_CHANNEL,
+                notes=track.notes[track.notes["channel"] == channel],
+                cc=pick(track.cc),
+                program_changes=pick(track.program_changes),
+                pitch_bends=pick(track.pitch_bends),
+                aftertouch=pick(track.aftertouch),
+                sysex_count=track.sysex_count if k == 0 else 0,
+                stray_note_off_count=int(strays[channel] + (strays[orphan].sum() if k == 0 else 0)),
+            )
+        )
+    return parts
 
 
 def _sustained_end_ticks(notes: np.ndarray, cc: np.ndarray, track_end: int) -> np.ndarray:

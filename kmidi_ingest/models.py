@@ -141,16 +141,29 @@ class MidiFile(Base):
 
 
 class MidiTrack(Base):
+    """An instrument part: a (track, channel) with notes; or a track without notes, whole.
+
+    A track whose notes use one channel is one row, as are conductor tracks; a track whose notes
+    use several channels (a format-0 file) gives one row per channel with notes.
+    """
+
     __tablename__ = "midi_tracks"
-    __table_args__ = (Index(None, "midi_file_id"),)
+    __table_args__ = (
+        Index(None, "midi_file_id"),
+        Index(None, "midi_file_id", "part_index", unique=True),
+    )
 
     id: Mapped[int] = _pk()
     midi_file_id: Mapped[int] = _fk("midi_files.id")
-    track_index: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(Text)
+    track_index: Mapped[int] = mapped_column(Integer)  # the MTrk chunk, 0-based
+    part_index: Mapped[int] = mapped_column(Integer)  # 0-based position of the part in the file
+    name: Mapped[str] = mapped_column(Text)  # the track's name (shared by its parts)
+    part_name: Mapped[str] = mapped_column(Text)  # track name, or GM program name of the part
     is_conductor: Mapped[bool] = mapped_column(Boolean)
-    channel: Mapped[int | None] = mapped_column(SmallInteger)  # most used channel, 0-based
-    program: Mapped[int | None] = mapped_column(SmallInteger)  # first program change, 0-based
+    # The part's channel, 0-based (a track without notes: its most used channel).
+    channel: Mapped[int | None] = mapped_column(SmallInteger)
+    # Program in force at the part's first note, 0-based (history in midi_program_changes).
+    program: Mapped[int | None] = mapped_column(SmallInteger)
     is_drum: Mapped[bool] = mapped_column(Boolean)
     category: Mapped[str | None] = mapped_column(String(32))
     category_source: Mapped[str | None] = mapped_column(String(16))

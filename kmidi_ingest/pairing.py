@@ -40,7 +40,7 @@ class CueMatching:
 
 
 def instrument_tracks(midi: Sequence[MidiData]) -> list[tuple[int, Track]]:
-    """``(midi_index, track)`` of every instrument track, in file and track order."""
+    """``(midi_index, part)`` of every instrument part, in file and part order."""
     return [(i, t) for i, data in enumerate(midi) for t in data.instrument_tracks]
 
 
@@ -48,7 +48,7 @@ def _request(
     instruments: list[tuple[int, Track]], stems: Sequence[StemData], evidence: OnsetEvidence
 ) -> MatchRequest:
     return MatchRequest(
-        track_names=tuple(t.name or f"Track {t.index}" for _, t in instruments),
+        track_names=tuple(t.part_name or f"Track {t.index}" for _, t in instruments),
         stem_names=tuple(s.name for s in stems),
         track_files=tuple(i for i, _ in instruments),
         onset_correlation=evidence.correlation,
@@ -108,10 +108,10 @@ def _assemble(
     track_categories: dict[tuple[int, int], CategoryGuess] = {}
     for row, (midi_index, track) in enumerate(instruments):
         llm = outcome.track_categories[row] if outcome.track_categories else None
-        track_categories[(midi_index, track.index)] = (
+        track_categories[(midi_index, track.part_index)] = (
             CategoryGuess(category=llm, source="llm")
             if llm is not None
-            else categorize(track.name, program=track.program, is_drum=track.is_drum)
+            else categorize(track.part_name, program=track.program, is_drum=track.is_drum)
         )
     answered = outcome.stem_categories or (None,) * len(stems)
     stem_categories = tuple(
@@ -134,7 +134,7 @@ def _assemble(
         rows.append(
             TrackMatchRow(
                 midi_index=midi_index,
-                track_index=track.index,
+                track_index=track.part_index,
                 stem_index=r.stem_index,
                 score=round(r.score, 3),
                 method=r.method,

@@ -101,7 +101,7 @@ def load_cue_plot(engine: Engine, cue: str) -> CuePlot:
         pairs = conn.execute(
             select(
                 m.MidiTrack.id.label("track_id"),
-                m.MidiTrack.name.label("track_name"),
+                m.MidiTrack.part_name.label("track_name"),
                 m.MidiTrack.category,
                 m.MidiFile.id.label("midi_file_id"),
                 m.MidiFile.file_name,
@@ -121,7 +121,7 @@ def load_cue_plot(engine: Engine, cue: str) -> CuePlot:
             .join(m.AudioFile, m.AudioFile.id == m.TrackMatch.audio_file_id)
             .join(m.AudioFeature, m.AudioFeature.audio_file_id == m.AudioFile.id)
             .where(m.MidiFile.cue_id == cue_id, m.AudioFeature.kind == "log_mel")
-            .order_by(m.MidiFile.rel_path, m.MidiTrack.track_index)
+            .order_by(m.MidiFile.rel_path, m.MidiTrack.part_index)
         ).all()
         if not pairs:
             raise PlotError(f"cue {cue_path!r} has no track matched to a stem with a log-mel")

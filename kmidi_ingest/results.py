@@ -24,10 +24,10 @@ class Problem:
 
 @dataclass(frozen=True, kw_only=True)
 class TrackMatchRow:
-    """The match of one instrument track; ``stem_index`` indexes :attr:`CueResult.stems`."""
+    """The match of one instrument part; ``stem_index`` indexes :attr:`CueResult.stems`."""
 
     midi_index: int
-    track_index: int
+    track_index: int  # the part's Track.part_index (unique within its file)
     stem_index: int | None
     score: float
     method: str
@@ -48,7 +48,7 @@ class CueResult:
     midi: tuple[MidiData, ...]
     stems: tuple[StemData, ...]
     mixes: tuple[StemData, ...]
-    track_categories: dict[tuple[int, int], CategoryGuess]
+    track_categories: dict[tuple[int, int], CategoryGuess]  # (midi_index, part_index) →
     stem_categories: tuple[CategoryGuess, ...]
     matches: tuple[TrackMatchRow, ...]
     file_hashes: dict[str, str] = field(default_factory=dict)  # rel_path → sha256

@@ -383,9 +383,9 @@ def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: in
     for midi_index, midi in enumerate(result.midi):
         file_id = _insert_midi_file(conn, cue_id, midi, result)
         for track in midi.tracks:
-            guess = result.track_categories.get((midi_index, track.index))
+            guess = result.track_categories.get((midi_index, track.part_index))
             track_id = _insert_track(conn, file_id, track, guess)
-            track_ids[(midi_index, track.index)] = track_id
+            track_ids[(midi_index, track.part_index)] = track_id
         _write_midi_events(conn, file_id, midi, track_ids, midi_index)
 
     hashes = result.file_hashes
@@ -444,7 +444,7 @@ def _insert_midi_file(conn: Connection, cue_id: int, midi: MidiData, result: Cue
                 "smpte_fps": midi.smpte_fps,
                 "smpte_ticks_per_frame": midi.smpte_ticks_per_frame,
                 "smpte_offset_s": midi.smpte_offset_s,
-                "track_count": len(midi.tracks),
+                "track_count": midi.track_count,
                 "note_count": midi.notes_total,
                 "length_tick": midi.length_tick,
                 "length_s": midi.length_s,
@@ -461,7 +461,9 @@ def _insert_track(conn: Connection, file_id: int, track: Track, guess: Any) -> i
             {
                 "midi_file_id": file_id,
                 "track_index": track.index,
+                "part_index": track.part_index,
                 "name": track.name,
+                "part_name": track.part_name,
                 "is_conductor": track.is_conductor,
                 "channel": track.channel,
                 "program": track.program,
@@ -554,7 +556,7 @@ def _write_midi_events(
     bends: list[tuple[Any, ...]] = []
     touch: list[tuple[Any, ...]] = []
     for track in midi.tracks:
-        track_id = track_ids[(midi_index, track.index)]
+        track_id = track_ids[(midi_index, track.part_index)]
         notes.extend(note_rows(track_id, track.notes))
         for target, array, extra in (
             (cc, track.cc, ("controller", "value")),

@@ -15,6 +15,8 @@ pytest_plugins = ["tests.pg_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "cues"
 SHARED_MIDI = REPO.parent / "shared" / "data" / "midi"
+SHARED_REAL = REPO.parent / "shared" / "data" / "real"
+SLAKH_TRACK = SHARED_REAL / "slakh" / "babyslakh_16k" / "Track00001"
 
 
 def write_midi(

@@ -34,3 +34,59 @@ def test_upgrade_creates_schema_and_models_match_migrations(db_url):
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= REQUIRED
     engine.dispose()
+
+
+def test_parts_migration_keeps_stored_tracks_and_their_notes(db_url):
+    """0006 on a database written before parts: each track row becomes its own single part."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
+                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
+                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
+                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
+                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
+                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 2, 1, 480, 0.5, FALSE)"
+            )
+        )
+        for track_id, index, name in ((1, 0, "Tempo"), (2, 1, "Violins")):
+            conn.execute(
+                text(
+                    "INSERT INTO midi_tracks (id, midi_file_id, track_index, name, is_conductor, "
+                    "is_drum, note_count, sysex_count, stray_note_off_count, end_tick, end_s) "
+                    "VALUES (:id, 1, :i, :n, :c, FALSE, :k, 0, 0, 480, 0.5)"
+                ),
+                {"id": track_id, "i": index, "n": name, "c": index == 0, "k": index},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO midi_notes (id, track_id, channel, pitch, velocity, start_tick, "
+                "end_tick, start_s, end_s, end_sustain_s, end_inferred) "
+                "VALUES (1, 2, 0, 60, 100, 0, 480, 0.0, 0.5, 0.5, FALSE)"
+            )
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, track_index, part_index, name, part_name FROM midi_tracks ORDER BY id")
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            (1, 0, 0, "Tempo", "Tempo"),
+            (2, 1, 1, "Violins", "Violins"),
+        ]
+        view = conn.execute(text("SELECT part_index, part_name, pitch FROM notes_view")).all()
+        assert [tuple(r) for r in view] == [(1, "Violins", 60)]
+    migrate.check(engine)
+    migrate.downgrade(engine, "0005")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM midi_notes")).scalar_one() == 1
+    engine.dispose()

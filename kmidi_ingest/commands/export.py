@@ -1,4 +1,4 @@
-"""``kmidi-ingest export OUT --format jsonl|parquet [...]``: a training export of the database."""
+"""``kmidi-ingest export OUT --format jsonl|parquet|multitrack [...]``: a training export."""
 
 from __future__ import annotations
 
@@ -27,8 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export notes, tempo maps, time signatures, categories and stem log-mels "
         "for training, one record per cue (or per matched track), with a manifest beside OUT.",
     )
-    parser.add_argument("out", metavar="OUT", help="output file (e.g. corpus.jsonl)")
-    parser.add_argument("--format", required=True, choices=("jsonl", "parquet"))
+    parser.add_argument(
+        "out", metavar="OUT", help="output file (e.g. corpus.jsonl); a folder for multitrack"
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=("jsonl", "parquet", "multitrack"),
+        help="multitrack: the paired parts and their stems per cue in Slakh's layout",
+    )
     parser.add_argument(
         "--per",
         default="cue",
