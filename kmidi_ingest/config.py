@@ -29,6 +29,8 @@ class Settings:
     llm_model: str = DEFAULT_LLM_MODEL
     llm_timeout_s: float = 60.0
     workers: int | None = None
+    # MIDI data the writing process holds at most (see kmidi_ingest.spill), MB.
+    writer_memory_mb: int = 256
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with every non-``None`` override applied (CLI flags beat the environment)."""
@@ -42,6 +44,10 @@ class Settings:
             raise ConfigError(f"KMIDI_MATCHER={self.matcher!r} is not one of {', '.join(MATCHERS)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.writer_memory_mb < 1:
+            raise ConfigError(
+                f"KMIDI_WRITER_MEMORY_MB must be at least 1 (MB), got {self.writer_memory_mb}"
+            )
 
 
 def load_settings(
@@ -67,6 +73,7 @@ def load_settings(
 
     workers = get("KMIDI_WORKERS")
     timeout = get("KMIDI_LLM_TIMEOUT_S")
+    writer_memory = get("KMIDI_WRITER_MEMORY_MB")
     try:
         settings = Settings(
             database_url=with_iam(
@@ -80,6 +87,7 @@ def load_settings(
             llm_model=get("KMIDI_LLM_MODEL") or DEFAULT_LLM_MODEL,
             llm_timeout_s=float(timeout) if timeout else 60.0,
             workers=int(workers) if workers else None,
+            writer_memory_mb=int(writer_memory) if writer_memory else 256,
         )
     except ValueError as exc:
         raise ConfigError(f"invalid number in the environment: {exc}") from exc

@@ -27,8 +27,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    cast,
     func,
+    literal,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
@@ -44,6 +44,7 @@ NAMING_CONVENTION = {
 # PRIMARY KEY is its rowid alias and autoincrements by itself.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 US_PER_S = 1e6  # midi_notes times are whole microseconds
+_US_PER_S = literal(US_PER_S, Float)
 
 
 class Base(DeclarativeBase):
@@ -84,7 +85,9 @@ class Cue(Base):
     """A cue folder. Its children become visible together when ``status`` is ``complete``."""
 
     __tablename__ = "cues"
-    __table_args__ = (UniqueConstraint("rel_path"), Index(None, "run_id"))
+    # name: analysts pick a cue by name (notes_view's cue_name); from it a question reaches its
+    # notes through the files, parts and the notes' (track_id, id) key instead of a full scan.
+    __table_args__ = (UniqueConstraint("rel_path"), Index(None, "run_id"), Index(None, "name"))
 
     id: Mapped[int] = _pk()
     name: Mapped[str] = mapped_column(Text)
@@ -208,10 +211,11 @@ class MidiNote(Base):
     start_beat: Mapped[float | None] = mapped_column(Float)
     end_inferred: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    start_s: Mapped[float] = column_property((cast(start_us, Float) / US_PER_S).label("start_s"))
-    end_s: Mapped[float] = column_property((cast(end_us, Float) / US_PER_S).label("end_s"))
+    # An integer over a double constant: a double division on both backends.
+    start_s: Mapped[float] = column_property((start_us / _US_PER_S).label("start_s"))
+    end_s: Mapped[float] = column_property((end_us / _US_PER_S).label("end_s"))
     end_sustain_s: Mapped[float] = column_property(
-        (cast(func.coalesce(end_sustain_us, end_us), Float) / US_PER_S).label("end_sustain_s")
+        (func.coalesce(end_sustain_us, end_us) / _US_PER_S).label("end_sustain_s")
     )
 
 

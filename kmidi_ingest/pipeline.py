@@ -25,7 +25,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, TypeAlias
 
-from . import __version__, discover, store
+from . import __version__, discover, spill, store
 from .audio import MelParams, StemData, process_group
 from .claims import CueClaims
 from .config import Settings, load_settings, mask_url
@@ -49,6 +49,9 @@ class CueOptions:
     mel: MelParams = field(default_factory=MelParams)
     rules: GroupingRules = field(default_factory=GroupingRules)
     match_threshold: float = 60.0
+    # A pool worker hands MIDI arrays larger than this to the writer through a temporary file
+    # (kmidi_ingest.spill); None: never.
+    spill_midi_bytes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -419,8 +422,11 @@ def ingest(
             "KMIDI_MATCHER=llm needs OPENAI_API_KEY (or use the fuzzy or auto matcher)"
         )
     _check_executor(executor, scheduler, normalize_url(url).get_backend_name())
-    options = options or CueOptions(sample_rate_hz=sample_rate)
     worker_count = _worker_count(workers)
+    options = options or CueOptions(
+        sample_rate_hz=sample_rate,
+        spill_midi_bytes=spill_threshold(settings.writer_memory_mb, worker_count),
+    )
     root_path = Path(root)
     tree = discover.scan(root_path)
     cues = list(tree.cues)
@@ -505,6 +511,12 @@ def _upgrade(engine: Any) -> None:
     from .migrate import upgrade
 
     upgrade(engine)
+
+
+def spill_threshold(writer_memory_mb: int, workers: int) -> int:
+    """The MIDI bytes above which a worker spills a cue, so that the results the writer holds
+    (up to ``2 × workers`` waiting, plus the one being written) stay within ``writer_memory_mb``."""
+    return writer_memory_mb * 2**20 // (2 * workers + 1)
 
 
 def _worker_count(workers: int | None) -> int:
@@ -822,13 +834,17 @@ def _process_cue_in_worker(
     stat_fingerprint: str,
     stored_content_fingerprint: str | None,
 ) -> CueResult | Unchanged:
-    return process_cue(
+    result = process_cue(
         cue,
         options,
         stat_fingerprint=stat_fingerprint,
         stored_content_fingerprint=stored_content_fingerprint,
         progress=None if _worker_progress is None else _worker_progress.put,
     )
+    limit = options.spill_midi_bytes
+    if isinstance(result, CueResult) and limit is not None and spill.midi_nbytes(result) > limit:
+        return spill.spill(result)  # the writer reads it back file by file, then removes it
+    return result
 
 
 def _relay(queue: Any, callback: Callable[[float], None], done: threading.Event) -> None:
@@ -994,6 +1010,21 @@ def _write(
     With ``llm``, the LLM match step runs here first (in the process that owns the database and
     its answer cache; see :mod:`kmidi_ingest.pairing`).
     """
+    try:
+        return _write_computed(engine, cue, known, computed, run_id=run_id, llm=llm)
+    finally:
+        spill.discard(computed)  # a spilled cue's temporary file, written or not
+
+
+def _write_computed(
+    engine: Any,
+    cue: CueSource,
+    known: store.StoredCue | None,
+    computed: CueResult | Unchanged | BaseException,
+    *,
+    run_id: int,
+    llm: Matcher | None = None,
+) -> CueOutcome:
     rel = cue.rel_path
     if isinstance(computed, Unchanged):
         assert known is not None
@@ -1017,12 +1048,13 @@ def _write(
     except Exception as exc:
         return _fail(engine, cue, exc, run_id=run_id, stage="store")
     safe_rel = discover.safe_text(rel)
+    instrument_tracks, notes, _ = spill.totals(result.midi)
     return CueOutcome(
         rel_path=rel,
         status="ingested",
         midi_files=len(result.midi),
-        tracks=sum(len(d.instrument_tracks) for d in result.midi),
-        notes=sum(d.notes_total for d in result.midi),
+        tracks=instrument_tracks,
+        notes=notes,
         stems=len(result.stems),
         final_mixes=len(result.mixes),
         matches=sum(1 for r in result.matches if r.stem_index is not None),
@@ -1092,7 +1124,7 @@ def _safe_result(result: CueResult) -> CueResult:
     are stored with ``\\xNN`` escapes instead. A result without such names is returned as is.
     """
     texts = [str(result.source.path), result.source.name, *result.file_hashes]
-    texts += [str(d.path) for d in result.midi]
+    texts += spill.totals(result.midi)[2]
     texts += [p.message for p in result.problems] + [p.path or "" for p in result.problems]
     for data in result.stems + result.mixes:
         texts += [data.name, data.key, *(str(c.path) for c in data.channels)]

@@ -469,30 +469,57 @@ def _midi_file_row(cue_id: int, midi: MidiData, result: CueResult) -> dict[str, 
 
 
 def _write_midi(conn: Connection, cue_id: int, result: CueResult) -> dict[tuple[int, int], int]:
-    """Write the MIDI files of a cue: a few statements per cue, not per file.
+    """Write the MIDI files of a cue: a few statements per batch of files, not per file.
 
-    Files and parts go in one ``INSERT … RETURNING`` each; their events are gathered across files
-    and written in batches of :data:`EVENT_BATCH_ROWS` rows (which bounds the memory the Python
-    rows take); file-level events go last, one statement per table. Returns the part ids by
-    ``(midi index, part index)``.
+    Files are taken in batches of about :data:`EVENT_BATCH_ROWS` channel events; per batch the
+    files and their parts go in one ``INSERT … RETURNING`` each and the events in one bulk insert
+    per table (after :class:`_EventBatches`). Only one batch of files is held at a time, so a
+    cue read back file by file (:class:`~kmidi_ingest.spill.SpilledMidi`) never is in memory
+    whole. Returns the part ids by ``(midi index, part index)``.
     """
-    file_ids = _insert_returning(
-        conn, m.MidiFile, [_midi_file_row(cue_id, midi, result) for midi in result.midi]
-    )
-    parts = [(i, track) for i, midi in enumerate(result.midi) for track in midi.tracks]
-    rows = [
-        _track_row(file_ids[i], track, result.track_categories.get((i, track.part_index)))
-        for i, track in parts
-    ]
-    track_ids = {
-        (i, track.part_index): track_id
-        for (i, track), track_id in zip(
-            parts, _insert_returning(conn, m.MidiTrack, rows), strict=True
-        )
-    }
+    track_ids: dict[tuple[int, int], int] = {}
     events = _EventBatches(conn)
+    batch: list[tuple[int, MidiData]] = []
+    rows = 0
+    for midi_index, midi in enumerate(result.midi):
+        batch.append((midi_index, midi))
+        rows += _event_count(midi)
+        if rows >= EVENT_BATCH_ROWS:
+            _write_midi_batch(conn, cue_id, result, batch, events, track_ids)
+            batch, rows = [], 0
+    if batch:
+        _write_midi_batch(conn, cue_id, result, batch, events, track_ids)
+    return track_ids
+
+
+def _event_count(midi: MidiData) -> int:
+    return sum(
+        len(t.notes) + len(t.cc) + len(t.program_changes) + len(t.pitch_bends) + len(t.aftertouch)
+        for t in midi.tracks
+    )
+
+
+def _write_midi_batch(
+    conn: Connection,
+    cue_id: int,
+    result: CueResult,
+    batch: list[tuple[int, MidiData]],
+    events: _EventBatches,
+    track_ids: dict[tuple[int, int], int],
+) -> None:
+    file_ids = _insert_returning(
+        conn, m.MidiFile, [_midi_file_row(cue_id, midi, result) for _, midi in batch]
+    )
+    parts = [(i, track) for i, midi in batch for track in midi.tracks]
+    rows = [
+        _track_row(file_id, track, result.track_categories.get((i, track.part_index)))
+        for (i, midi), file_id in zip(batch, file_ids, strict=True)
+        for track in midi.tracks
+    ]
+    for (i, track), track_id in zip(parts, _insert_returning(conn, m.MidiTrack, rows), strict=True):
+        track_ids[(i, track.part_index)] = track_id
     file_rows: dict[type[m.Base], list[dict[str, Any]]] = {}
-    for midi_index, (midi, file_id) in enumerate(zip(result.midi, file_ids, strict=True)):
+    for (midi_index, midi), file_id in zip(batch, file_ids, strict=True):
         for track in midi.tracks:
             events.add(track_ids[(midi_index, track.part_index)], track)
         for model, model_rows in _file_event_rows(file_id, midi):
@@ -501,7 +528,6 @@ def _write_midi(conn: Connection, cue_id: int, result: CueResult) -> dict[tuple[
     for model, model_rows in file_rows.items():
         if model_rows:
             conn.execute(insert(model), model_rows)
-    return track_ids
 
 
 def _track_row(file_id: int, track: Track, guess: Any) -> dict[str, Any]:
@@ -642,22 +668,20 @@ def next_note_id(conn: Connection) -> int:
     return 1 if last is None else int(last) + 1
 
 
-EVENT_BATCH_ROWS = 100_000  # channel-event rows gathered before one bulk insert
+EVENT_BATCH_ROWS = 100_000  # channel events (notes, CC, ...) of the files written together
 
 
 class _EventBatches:
-    """The channel events of many parts, written in bulk every :data:`EVENT_BATCH_ROWS` rows.
+    """The channel events of many parts, gathered, then written in one bulk insert per table.
 
     On SQLite the notes are numbered here: from :func:`next_note_id` on, in part order, so they
     go in at the end of the ``(track_id, id)`` key (parts get ascending ids).
     """
 
-    def __init__(self, conn: Connection, *, max_rows: int = EVENT_BATCH_ROWS) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._max_rows = max_rows
         self._sqlite = conn.dialect.name == "sqlite"
         self._next_note_id: int | None = None
-        self._rows = 0
         self._notes: list[np.ndarray] = []
         self._note_tracks: list[np.ndarray] = []
         self._other: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _EVENT_TABLES}
@@ -674,10 +698,6 @@ class _EventBatches:
             if table == "midi_aftertouch":
                 cols[-2] = _nullable(array["pitch"], -1)
             self._other[table].extend(zip([track_id] * len(array), *cols, strict=True))
-            self._rows += len(array)
-        self._rows += len(track.notes)
-        if self._rows >= self._max_rows:
-            self.flush()
 
     def flush(self) -> None:
         if self._notes:
@@ -694,7 +714,7 @@ class _EventBatches:
                 self._next_note_id += len(notes)
         for table, rows in self._other.items():
             bulk_insert(self._conn, table, (*_EVENT_COLUMNS, *_EVENT_TABLES[table][1]), rows)
-        self._notes, self._note_tracks, self._rows = [], [], 0
+        self._notes, self._note_tracks = [], []
         self._other = {name: [] for name in _EVENT_TABLES}
 
 

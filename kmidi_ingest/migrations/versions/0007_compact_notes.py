@@ -1,4 +1,4 @@
-"""compact notes: integer microseconds, clustered by part, no global indexes
+"""compact notes: integer microseconds, clustered by part, no global note indexes
 
 ``midi_notes`` keeps its columns' meaning but stores times as whole microseconds
 (``start_us``, ``end_us``; ``end_sustain_us`` is NULL where the pedal does not lengthen the note,
@@ -7,6 +7,11 @@ i.e. where it would equal ``end_us``), and is keyed by ``(track_id, id)``: on SQ
 no separate ``track_id`` index is needed. The indexes on ``pitch`` and ``start_s`` are gone (times
 are per file; no question filters on them across files). Seconds stay available as ``start_s``,
 ``end_s`` and ``end_sustain_s`` in ``notes_view`` (and on the ORM model).
+
+Two changes keep the analysts' questions as fast without those indexes: an index on
+``cues.name`` (a question about one cue by name starts from it and reaches the notes through
+the key), and ``cue_summary.notes`` as the sum of its parts' ``note_count`` instead of a count of
+the note rows.
 
 Existing notes are converted: seconds rounded to the nearest microsecond, ids kept.
 
@@ -29,8 +34,9 @@ depends_on: str | Sequence[str] | None = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-# Seconds from whole microseconds: a double division (an integer one on SQLite otherwise).
-_S = "CAST({} AS DOUBLE PRECISION) / 1000000"
+# Seconds from whole microseconds: an integer over a double constant is a double division on
+# both backends (one operation per row; the constant is folded).
+_S = "({}) / CAST(1000000 AS DOUBLE PRECISION)"
 
 NOTES_VIEW = f"""
 CREATE VIEW notes_view AS
@@ -73,8 +79,28 @@ LEFT JOIN audio_files a ON a.id = m.audio_file_id
 WHERE c.status = 'complete'
 """
 
-# 0001's cue_summary (it counts midi_notes, so it is dropped and made again around the rebuild).
 CUE_SUMMARY_VIEW = """
+CREATE VIEW cue_summary AS
+SELECT c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_path, c.ingested_at,
+       (SELECT COUNT(*) FROM midi_files f WHERE f.cue_id = c.id) AS midi_files,
+       (SELECT COUNT(*) FROM midi_tracks t JOIN midi_files f ON f.id = t.midi_file_id
+         WHERE f.cue_id = c.id AND NOT t.is_conductor) AS instrument_tracks,
+       (SELECT COALESCE(SUM(t.note_count), 0) FROM midi_tracks t
+         JOIN midi_files f ON f.id = t.midi_file_id WHERE f.cue_id = c.id) AS notes,
+       (SELECT COUNT(*) FROM audio_files a WHERE a.cue_id = c.id) AS stems,
+       (SELECT COUNT(*) FROM final_mixes x WHERE x.cue_id = c.id) AS final_mixes,
+       (SELECT COUNT(*) FROM track_matches m JOIN midi_tracks t ON t.id = m.track_id
+         JOIN midi_files f ON f.id = t.midi_file_id
+         WHERE f.cue_id = c.id AND m.audio_file_id IS NOT NULL) AS matched_tracks,
+       (SELECT MAX(f.length_s) FROM midi_files f WHERE f.cue_id = c.id) AS midi_length_s,
+       (SELECT MAX(a.duration_s) FROM audio_files a WHERE a.cue_id = c.id) AS audio_length_s,
+       c.error_count AS errors
+FROM cues c
+WHERE c.status = 'complete'
+"""
+
+# 0001's cue_summary, restored by the downgrade.
+OLD_CUE_SUMMARY_VIEW = """
 CREATE VIEW cue_summary AS
 SELECT c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_path, c.ingested_at,
        (SELECT COUNT(*) FROM midi_files f WHERE f.cue_id = c.id) AS midi_files,
@@ -167,6 +193,7 @@ def upgrade() -> None:
     )
     op.drop_table("midi_notes_old")
     _restart_identity()
+    op.create_index(op.f("ix_cues_name"), "cues", ["name"], unique=False)
     op.execute(NOTES_VIEW)
     op.execute(CUE_SUMMARY_VIEW)
 
@@ -174,6 +201,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS notes_view")
     op.execute("DROP VIEW IF EXISTS cue_summary")
+    op.drop_index(op.f("ix_cues_name"), table_name="cues")
     op.rename_table("midi_notes", "midi_notes_old")
     if op.get_bind().dialect.name != "sqlite":
         op.execute(
@@ -203,4 +231,4 @@ def downgrade() -> None:
     for name in ("pitch", "start_s", "track_id"):
         op.create_index(op.f(f"ix_midi_notes_{name}"), "midi_notes", [name], unique=False)
     op.execute(OLD_NOTES_VIEW)
-    op.execute(CUE_SUMMARY_VIEW)
+    op.execute(OLD_CUE_SUMMARY_VIEW)
