@@ -10,6 +10,8 @@ The corpus: the real MIDI files of ``../shared/data/midi`` copied under Lakh-lik
   ≤ 0.25× (issue 16). Also the CPU seconds of the writing (main) process against the wall clock.
 - size: database bytes (pages in use, indexes included) per stored note, against the issue's budget
   of 60 bytes.
+- memory: the writing process's peak RSS with the default ``KMIDI_WRITER_MEMORY_MB``, beside a run
+  in which no cue is spilled to a temporary file (what the peak grows with: the folder's size).
 
 The two timed runs alternate (mido, ingest, mido, ingest in full mode) and the best of each is
 kept.
@@ -32,6 +34,7 @@ from benchmarks.common import Row
 
 SHARED_MIDI = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi"
 SECTION = "collection"
+WRITER_MEMORY_MB = 256  # kmidi_ingest.config.Settings.writer_memory_mb's default
 
 
 def make_collection(root: Path, count: int) -> list[Path]:
@@ -68,20 +71,23 @@ started = time.perf_counter()
 code = main(sys.argv[1:])
 wall = time.perf_counter() - started
 cpu = resource.getrusage(resource.RUSAGE_SELF)
-print(wall, cpu.ru_utime + cpu.ru_stime, code)
+print(wall, cpu.ru_utime + cpu.ru_stime, cpu.ru_maxrss * 1024, code)
 """
 
 
-def _ingest(root: Path, database: Path) -> tuple[float, float]:
+def _ingest(
+    root: Path, database: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """Wall clock (s), CPU (s) and peak RSS (bytes) of the writing process of one run."""
     database.unlink(missing_ok=True)
     done = subprocess.run(
         [sys.executable, "-c", _INGEST, str(root), "22050", "--workers", "2", "--quiet",
          "--database-url", f"sqlite:///{database}"],
         capture_output=True, text=True, check=False,
-        env={**os.environ, "KMIDI_MATCHER": "fuzzy"},
+        env={**os.environ, "KMIDI_MATCHER": "fuzzy", **(env or {})},
     )  # fmt: skip
-    wall, writer_cpu, _code = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(writer_cpu)
+    wall, writer_cpu, rss, _code = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(writer_cpu), float(rss)
 
 
 def _bytes_per_note(database: Path) -> tuple[float, int]:
@@ -103,13 +109,17 @@ def run(quick: bool) -> list[Row]:
         if not paths:
             return []
         database = Path(tmp) / "collection.sqlite"
-        mido_s, ours, writer = [], [], []
+        mido_s, ours, writer, rss = [], [], [], []
         for _ in range(rounds):
             mido_s.append(_mido_load(paths))
-            wall, cpu = _ingest(root, database)
+            wall, cpu, peak = _ingest(root, database)
             ours.append(wall)
             writer.append(cpu)
+            rss.append(peak)
         per_note, notes = _bytes_per_note(database)
+        # The same run with every cue kept in memory (a budget no cue exceeds): what the
+        # writer's peak would be without the spill.
+        unbounded = _ingest(root, database, {"KMIDI_WRITER_MEMORY_MB": str(1 << 20)})[2]
     best = min(range(rounds), key=lambda i: ours[i])
     return [
         Row(
@@ -140,5 +150,14 @@ def run(quick: bool) -> list[Row]:
             baseline_value=60.0,
             higher_is_better=False,
             target=1.0,
+        ),
+        Row(
+            section=SECTION,
+            figure=f"writer peak RSS, KMIDI_WRITER_MEMORY_MB={WRITER_MEMORY_MB} (default)",
+            value=rss[best] / 2**20,
+            unit="MB",
+            baseline="the same with no cue spilled (unbounded)",
+            baseline_value=unbounded / 2**20,
+            higher_is_better=False,
         ),
     ]

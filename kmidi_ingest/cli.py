@@ -217,6 +217,7 @@ def _call_ingest(args: argparse.Namespace, settings: Settings, **hooks: Any) -> 
         llm=_llm_config(settings),
         force=args.force,
         workers=settings.workers,
+        writer_memory_mb=settings.writer_memory_mb,
         executor=args.executor,
         scheduler=args.scheduler,
         options=_cue_options(settings),

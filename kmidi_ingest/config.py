@@ -35,6 +35,12 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("KMIDI_LLM_TIMEOUT_S", "seconds to wait for one LLM answer", "60"),
     ("KMIDI_DB_IAM", "AWS IAM authentication: " + ", ".join(IAM_MODES), "-"),
     ("AWS_REGION", "region for IAM tokens (or AWS_DEFAULT_REGION)", "-"),
+    (
+        "KMIDI_MIX_PATTERNS",
+        "final-mix name patterns, ';'-separated ('default': the built-ins)",
+        "the built-ins",
+    ),
+    ("KMIDI_WRITER_MEMORY_MB", "MIDI data the writing process holds at most, MB", "256"),
 )
 
 
@@ -50,6 +56,8 @@ class Settings:
     llm_timeout_s: float = DEFAULT_LLM_TIMEOUT_S
     workers: int | None = None
     mix_patterns: tuple[str, ...] = DEFAULT_FINAL_MIX_PATTERNS  # final-mix name regexes
+    # MIDI data the writing process holds at most (see kmidi_ingest.spill), MB.
+    writer_memory_mb: int = 256
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Return a copy with every non-``None`` override applied (CLI flags beat the environment)."""
@@ -70,6 +78,10 @@ class Settings:
                 raise ConfigError(
                     f"mix pattern {pattern!r} is not a valid regular expression ({exc})"
                 ) from None
+        if self.writer_memory_mb < 1:
+            raise ConfigError(
+                f"KMIDI_WRITER_MEMORY_MB must be at least 1 (MB), got {self.writer_memory_mb}"
+            )
 
 
 def mix_patterns_from(values: Iterable[str]) -> tuple[str, ...]:
@@ -244,6 +256,7 @@ def load_settings(
         llm_timeout_s=env.seconds("KMIDI_LLM_TIMEOUT_S") or DEFAULT_LLM_TIMEOUT_S,
         workers=workers if workers is not None else env.integer("KMIDI_WORKERS", minimum=1),
         mix_patterns=mix_patterns_setting(env, mix_patterns),
+        writer_memory_mb=env.integer("KMIDI_WRITER_MEMORY_MB", minimum=1) or 256,
     )
     settings.validate()
     return settings

@@ -40,6 +40,8 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    true,
+    tuple_,
     update,
 )
 
@@ -330,18 +332,32 @@ def _narrowed(table: Table, names: set[str]) -> Table:
     return Table(table.name, MetaData(), *(c for c in columns if c.name in names))
 
 
-def _max_id(conn: Connection, table: Table) -> int:
-    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+def _key(table: Table) -> list[Column]:
+    """The primary key's columns: ``id``, or ``(track_id, id)`` for ``midi_notes``."""
+    return list(table.primary_key.columns)
+
+
+def _last_key(conn: Connection, table: Table) -> tuple[Any, ...] | None:
+    """The largest primary key in ``table`` (``None`` when empty), found through the key."""
+    key = _key(table)
+    row = conn.execute(select(*key).order_by(*(c.desc() for c in key)).limit(1)).first()
+    return None if row is None else tuple(row)
+
+
+def _after(table: Table, last: tuple[Any, ...] | None) -> Any:
+    if last is None:
+        return true()
+    return tuple_(*_key(table)) > tuple_(*last)
 
 
 def _remaining(source: Engine, target: Engine, tables: Sequence[Table]) -> dict[str, int]:
     out = {}
     with source.connect() as src, target.connect() as dst:
         for table in tables:
-            start = _max_id(dst, table)
+            start = _last_key(dst, table)
             out[table.name] = int(
                 src.execute(
-                    select(func.count()).select_from(table).where(table.c.id > start)
+                    select(func.count()).select_from(table).where(_after(table, start))
                 ).scalar_one()
             )
     return out
@@ -354,14 +370,17 @@ def _copy_table(
     chunk_rows: int,
     on_chunk: ChunkCallback | None,
 ) -> int:
+    """Copy the rows of ``table`` past the target's largest key, in key order (so each chunk is
+    one range of the key, and a rerun resumes after the last committed chunk)."""
     with target.connect() as dst:
-        last_id = _max_id(dst, table)
+        last = _last_key(dst, table)
     columns = list(table.columns)
+    key_names = [c.name for c in _key(table)]
     copied = 0
     with source.connect() as src:
         while True:
             rows = src.execute(
-                select(*columns).where(table.c.id > last_id).order_by(table.c.id).limit(chunk_rows)
+                select(*columns).where(_after(table, last)).order_by(*_key(table)).limit(chunk_rows)
             ).all()
             if not rows:
                 return copied
@@ -370,7 +389,7 @@ def _copy_table(
                 copied += len(batch)
                 if on_chunk is not None:
                     on_chunk(table.name, len(batch))
-            last_id = rows[-1].id
+            last = tuple(getattr(rows[-1], name) for name in key_names)
 
 
 def _byte_batches(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
@@ -427,13 +446,13 @@ def normalise(value: Any) -> str:
 
 
 def table_checksum(conn: Connection, table: Table, *, batch_rows: int = 5000) -> tuple[int, str]:
-    """Row count and SHA-256 over the normalised rows of ``table`` in id order, columns sorted
+    """Row count and SHA-256 over the normalised rows of ``table`` in key order, columns sorted
     by name."""
     columns = sorted(table.columns, key=lambda c: c.name)
     digest = hashlib.sha256()
     count = 0
     result = conn.execution_options(yield_per=batch_rows).execute(
-        select(*columns).order_by(table.c.id)
+        select(*columns).order_by(*_key(table))
     )
     for row in result:
         digest.update("\x1f".join(normalise(v) for v in row).encode())

@@ -273,8 +273,6 @@ def fuzzy_match(
         :data:`AUDIO_TIE_BREAK` points to the score used to *choose* pairs; the stored score stays
         the name score, and the threshold applies to the name score.
     """
-    from scipy.optimize import linear_sum_assignment
-
     n_tracks, n_stems = len(track_names), len(stem_names)
     files = list(track_files) if track_files is not None else [0] * n_tracks
     tracks = [_Name.of(n) for n in track_names]
@@ -288,6 +286,9 @@ def fuzzy_match(
     allowed = scores >= threshold
     assigned: dict[int, int] = {}
     if n_tracks and n_stems and allowed.any():
+        # Imported here: a cue without stems (a MIDI-only collection) never pays for scipy.
+        from scipy.optimize import linear_sum_assignment
+
         # Forbidden pairs get a large cost so the optimum never pays for them.
         cost = np.where(allowed, -choice, 1e6)
         rows, cols = linear_sum_assignment(cost)

@@ -22,12 +22,15 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    func,
+    literal,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -40,6 +43,8 @@ NAMING_CONVENTION = {
 # BIGINT identity on PostgreSQL (Aurora DSQL accepts identity, not SERIAL); SQLite's INTEGER
 # PRIMARY KEY is its rowid alias and autoincrements by itself.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+US_PER_S = 1e6  # midi_notes times are whole microseconds
+_US_PER_S = literal(US_PER_S, Float)
 
 
 class Base(DeclarativeBase):
@@ -80,7 +85,9 @@ class Cue(Base):
     """A cue folder. Its children become visible together when ``status`` is ``complete``."""
 
     __tablename__ = "cues"
-    __table_args__ = (UniqueConstraint("rel_path"), Index(None, "run_id"))
+    # name: analysts pick a cue by name (notes_view's cue_name); from it a question reaches its
+    # notes through the files, parts and the notes' (track_id, id) key instead of a full scan.
+    __table_args__ = (UniqueConstraint("rel_path"), Index(None, "run_id"), Index(None, "name"))
 
     id: Mapped[int] = _pk()
     name: Mapped[str] = mapped_column(Text)
@@ -175,25 +182,41 @@ class MidiTrack(Base):
 
 
 class MidiNote(Base):
-    """A paired note. ``end_inferred`` marks a note never released, closed at the end of its track."""
+    """A paired note. ``end_inferred`` marks a note never released, closed at the end of its track.
+
+    Times are whole microseconds from the start of the file (the tempo map applied);
+    ``end_sustain_us`` is NULL where the sustain pedal does not lengthen the note (it would equal
+    ``end_us``). ``start_s``, ``end_s`` and ``end_sustain_s`` are the same times in seconds, as SQL
+    expressions (also columns of ``notes_view``). The table is keyed by ``(track_id, id)``: on SQLite
+    it is clustered by part (``WITHOUT ROWID``), so the notes of a part are one range of it.
+    """
 
     __tablename__ = "midi_notes"
-    __table_args__ = (Index(None, "track_id"), Index(None, "pitch"), Index(None, "start_s"))
+    __table_args__ = (PrimaryKeyConstraint("track_id", "id"), {"sqlite_with_rowid": False})
 
-    id: Mapped[int] = _pk()
-    track_id: Mapped[int] = _fk("midi_tracks.id")
+    id: Mapped[int] = mapped_column(Id, Identity())
+    track_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("midi_tracks.id", ondelete="CASCADE"), nullable=False
+    )
     channel: Mapped[int] = mapped_column(SmallInteger)
     pitch: Mapped[int] = mapped_column(SmallInteger)
     velocity: Mapped[int] = mapped_column(SmallInteger)
     release_velocity: Mapped[int | None] = mapped_column(SmallInteger)
     start_tick: Mapped[int] = mapped_column(BigInteger)
     end_tick: Mapped[int] = mapped_column(BigInteger)
-    start_s: Mapped[float] = mapped_column(Float)
-    end_s: Mapped[float] = mapped_column(Float)
-    end_sustain_s: Mapped[float] = mapped_column(Float)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    end_sustain_us: Mapped[int | None] = mapped_column(BigInteger)
     start_bar: Mapped[int | None] = mapped_column(Integer)
     start_beat: Mapped[float | None] = mapped_column(Float)
     end_inferred: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # An integer over a double constant: a double division on both backends.
+    start_s: Mapped[float] = column_property((start_us / _US_PER_S).label("start_s"))
+    end_s: Mapped[float] = column_property((end_us / _US_PER_S).label("end_s"))
+    end_sustain_s: Mapped[float] = column_property(
+        (func.coalesce(end_sustain_us, end_us) / _US_PER_S).label("end_sustain_s")
+    )
 
 
 class _ChannelEvent:

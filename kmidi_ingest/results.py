@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .audio import StemData
@@ -37,7 +38,8 @@ class CueResult:
     stat_fingerprint: str
     content_fingerprint: str
     sample_rate_hz: int
-    midi: tuple[MidiData, ...]
+    # A tuple, or a kmidi_ingest.spill.SpilledMidi that reads each file back when asked.
+    midi: Sequence[MidiData]
     stems: tuple[StemData, ...]
     mixes: tuple[StemData, ...]
     track_categories: dict[tuple[int, int], CategoryGuess]  # (midi_index, part_index) →

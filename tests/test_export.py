@@ -69,7 +69,9 @@ def expected_cue(url: str, name: str) -> dict:
             c=cue["id"],
         ):
             notes = rows(
-                "SELECT pitch, velocity, start_tick, end_tick, start_s, end_s, start_bar, start_beat"
+                "SELECT pitch, velocity, start_tick, end_tick, "
+                "CAST(start_us AS DOUBLE PRECISION) / 1000000 AS start_s, "
+                "CAST(end_us AS DOUBLE PRECISION) / 1000000 AS end_s, start_bar, start_beat"
                 " FROM midi_notes WHERE track_id = :t ORDER BY id",
                 t=t["id"],
             )

@@ -90,3 +90,67 @@ def test_parts_migration_keeps_stored_tracks_and_their_notes(db_url):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM midi_notes")).scalar_one() == 1
     engine.dispose()
+
+
+def test_compact_notes_migration_converts_stored_notes_both_ways(db_url):
+    """0007: seconds become whole microseconds (sustain NULL where it equals the end), ids kept,
+    the view still answers in seconds; the downgrade gives the seconds back."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0008")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
+                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
+                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
+                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
+                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
+                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 1, 2, 960, 1.0, FALSE)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO midi_tracks (id, midi_file_id, track_index, part_index, name, "
+                "part_name, is_conductor, is_drum, note_count, sysex_count, "
+                "stray_note_off_count, end_tick, end_s) "
+                "VALUES (5, 1, 0, 0, 'Violins', 'Violins', FALSE, FALSE, 2, 0, 0, 960, 1.0)"
+            )
+        )
+        for note_id, start_s, end_s, sustain_s in ((7, 0.25, 0.5, 0.5), (9, 1 / 3, 0.75, 0.9)):
+            conn.execute(
+                text(
+                    "INSERT INTO midi_notes (id, track_id, channel, pitch, velocity, start_tick, "
+                    "end_tick, start_s, end_s, end_sustain_s, start_bar, start_beat, "
+                    "end_inferred) VALUES (:id, 5, 0, 60, 100, 0, 480, :s, :e, :p, 1, 1.5, FALSE)"
+                ),
+                {"id": note_id, "s": start_s, "e": end_s, "p": sustain_s},
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, start_us, end_us, end_sustain_us FROM midi_notes ORDER BY id")
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            (7, 250_000, 500_000, None),
+            (9, 333_333, 750_000, 900_000),
+        ]
+        view = conn.execute(
+            text("SELECT note_id, start_s, duration_s, end_sustain_s FROM notes_view ORDER BY 1")
+        ).all()
+        assert [tuple(r) for r in view] == [(7, 0.25, 0.25, 0.5), (9, 0.333333, 0.416667, 0.9)]
+    migrate.check(engine)
+    migrate.downgrade(engine, "0008")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, start_s, end_s, end_sustain_s, start_beat FROM midi_notes ORDER BY id")
+        ).all()
+        assert [tuple(r) for r in rows] == [(7, 0.25, 0.5, 0.5, 1.5), (9, 0.333333, 0.75, 0.9, 1.5)]
+    migrate.upgrade(engine)  # and up again over the downgraded table
+    engine.dispose()

@@ -101,7 +101,9 @@ def test_midi_notes_sound_at_the_database_seconds(exported):
             (part,) = stem["parts"]
             rows = _db(
                 url,
-                "SELECT n.pitch, n.start_s, n.end_s, n.start_tick, t.program, t.is_drum "
+                "SELECT n.pitch, CAST(n.start_us AS DOUBLE PRECISION) / 1000000 AS start_s, "
+                "CAST(n.end_us AS DOUBLE PRECISION) / 1000000 AS end_s, "
+                "n.start_tick, t.program, t.is_drum "
                 "FROM midi_notes n JOIN midi_tracks t ON t.id = n.track_id "
                 "JOIN midi_files f ON f.id = t.midi_file_id JOIN cues c ON c.id = f.cue_id "
                 "WHERE c.name = :c AND f.rel_path = :f AND t.part_index = :p",

@@ -15,6 +15,8 @@ def test_note_rows_turn_sentinels_into_nulls_and_numpy_into_python_scalars():
     notes["start_bar"] = [1, NO_BAR, 2]
     notes["start_beat"] = [1.5, np.nan, 1.0]
     notes["start_s"] = [0.1, 0.2, 0.3]
+    notes["end_s"] = [0.4, 0.5, 0.6]
+    notes["end_sustain_s"] = [0.4, 0.9, 0.6]
     notes["end_inferred"] = [False, True, False]
     rows = store.note_rows(7, notes)
     columns = dict(zip(store.NOTE_COLUMNS, zip(*rows, strict=True), strict=True))
@@ -22,7 +24,9 @@ def test_note_rows_turn_sentinels_into_nulls_and_numpy_into_python_scalars():
     assert columns["release_velocity"] == (40, None, 0)
     assert columns["start_bar"] == (1, None, 2)
     assert columns["start_beat"] == (1.5, None, 1.0)
-    assert columns["start_s"] == (0.1, 0.2, 0.3)
+    assert columns["start_us"] == (100_000, 200_000, 300_000)
+    assert columns["end_us"] == (400_000, 500_000, 600_000)
+    assert columns["end_sustain_us"] == (None, 900_000, None)  # NULL: no longer than the note
     assert columns["end_inferred"] == (False, True, False)
     for row in rows:
         assert all(v is None or type(v) in (int, float, bool) for v in row), row
@@ -34,3 +38,13 @@ def test_note_rows_without_nulls_and_empty():
     notes["start_beat"] = 1.0
     assert [row[10:12] for row in store.note_rows(1, notes)] == [(1, 1.0), (1, 1.0)]
     assert store.note_rows(1, np.zeros(0, NOTE_DTYPE)) == []
+
+
+def test_note_rows_with_ids_and_one_part_per_note():
+    notes = np.zeros(3, NOTE_DTYPE)
+    notes["start_s"] = [0.0000004, 0.0000005, 2.9999996]  # rounded to the nearest microsecond
+    rows = store.note_rows(np.array([4, 4, 5]), notes, first_id=10)
+    columns = dict(zip(store.NOTE_COLUMNS_WITH_ID, zip(*rows, strict=True), strict=True))
+    assert columns["id"] == (10, 11, 12)
+    assert columns["track_id"] == (4, 4, 5)
+    assert columns["start_us"] == (0, 0, 3_000_000)

@@ -43,6 +43,9 @@ class CueSpec:
 
     sample_rate_hz: int
     options: CueOptions = field(default_factory=CueOptions)
+    # A pool worker hands MIDI arrays larger than this to the writer through a temporary file
+    # (kmidi_ingest.spill); None: never.
+    spill_midi_bytes: int | None = None
 
 
 def process_cue(

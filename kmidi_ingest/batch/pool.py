@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from .. import spill
 from ..claims import CueClaims
 from ..discover import CueSource
 from ..errors import WorkerDied
@@ -322,13 +323,21 @@ def _process_cue_in_worker(
     pid = os.getpid()
     _worker_slots[index] = pid
     try:
-        return compute.process_cue(
+        result = compute.process_cue(
             cue,
             spec,
             stat_fingerprint=stat_fingerprint,
             stored_content_fingerprint=stored_content_fingerprint,
             progress=None if _worker_progress is None else _worker_progress.put,
         )
+        limit = spec.spill_midi_bytes
+        if (
+            isinstance(result, CueResult)
+            and limit is not None
+            and spill.midi_nbytes(result) > limit
+        ):
+            return spill.spill(result)  # the writer reads it back file by file, then removes it
+        return result
     finally:
         _worker_slots[index] = -pid
 

@@ -56,6 +56,7 @@ def ingest(
     llm: LlmConfig | None = None,
     force: bool = False,
     workers: int | None = 1,
+    writer_memory_mb: int = 256,
     executor: ExecutorName = "local",
     scheduler: str | None = None,
     options: CueOptions | None = None,
@@ -93,6 +94,10 @@ def ingest(
         (``tcp://HOST:PORT``); it needs PostgreSQL (SQLite allows one writer only).
     scheduler : str, optional
         Dask scheduler address; only with ``executor="dask"``.
+    writer_memory_mb : int
+        MIDI data, in MB, the writing process holds at most with a process pool: a cue whose
+        MIDI arrays exceed ``writer_memory_mb / (2 × workers + 1)`` comes from its worker
+        through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file.
     options : CueOptions, optional
         Mel analysis, channel grouping rules and match threshold (defaults: :class:`CueOptions`).
     progress : callable, optional
@@ -123,8 +128,14 @@ def ingest(
     check_sample_rate(sample_rate)
     used_matcher = _check_matcher(matcher, llm)
     _check_executor(executor, scheduler, normalize_url(database_url).get_backend_name())
-    spec = CueSpec(sample_rate_hz=sample_rate, options=options or CueOptions())
     worker_count = _worker_count(workers)
+    if writer_memory_mb < 1:
+        raise ConfigError(f"writer_memory_mb must be at least 1, got {writer_memory_mb}")
+    spec = CueSpec(
+        sample_rate_hz=sample_rate,
+        options=options or CueOptions(),
+        spill_midi_bytes=spill_threshold(writer_memory_mb, worker_count),
+    )
     root_path = Path(root)
     tree = discover.scan(root_path, spec.options.rules)
     cues = list(tree.cues)
@@ -217,6 +228,12 @@ def _upgrade(engine: Engine) -> None:
     from ..migrate import upgrade
 
     upgrade(engine)
+
+
+def spill_threshold(writer_memory_mb: int, workers: int) -> int:
+    """The MIDI bytes above which a worker spills a cue, so that the results the writer holds
+    (up to ``2 × workers`` waiting, plus the one being written) stay within ``writer_memory_mb``."""
+    return writer_memory_mb * 2**20 // (2 * workers + 1)
 
 
 def _worker_count(workers: int | None) -> int:

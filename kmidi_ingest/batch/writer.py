@@ -6,7 +6,7 @@ import contextlib
 
 from sqlalchemy import Engine
 
-from .. import discover, store
+from .. import discover, spill, store
 from ..discover import CueSource
 from ..match import FuzzyMatcher, LlmMatcher, Matcher
 from ..options import LlmConfig
@@ -30,6 +30,21 @@ def write_outcome(
     With ``llm``, the LLM match step runs here first (in the process that owns the database and
     its answer cache; see :mod:`kmidi_ingest.pairing`).
     """
+    try:
+        return _write_computed(engine, cue, known, computed, run_id=run_id, llm=llm)
+    finally:
+        spill.discard(computed)  # a spilled cue's temporary file, written or not
+
+
+def _write_computed(
+    engine: Engine,
+    cue: CueSource,
+    known: store.StoredCue | None,
+    computed: CueResult | Unchanged | BaseException,
+    *,
+    run_id: int,
+    llm: Matcher | None = None,
+) -> CueOutcome:
     rel = cue.rel_path
     if isinstance(computed, Unchanged):
         assert known is not None
@@ -53,12 +68,13 @@ def write_outcome(
     except Exception as exc:
         return fail_cue(engine, cue, exc, run_id=run_id, stage="store")
     safe_rel = discover.safe_text(rel)
+    instrument_tracks, notes, _ = spill.totals(result.midi)
     return CueOutcome(
         rel_path=rel,
         status="ingested",
         midi_files=len(result.midi),
-        tracks=sum(len(d.instrument_tracks) for d in result.midi),
-        notes=sum(d.notes_total for d in result.midi),
+        tracks=instrument_tracks,
+        notes=notes,
         stems=len(result.stems),
         final_mixes=len(result.mixes),
         matches=sum(1 for r in result.matches if r.stem_index is not None),
