@@ -56,7 +56,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("db", "kmidi_ingest.commands.db", "schema migrations (upgrade, current, ...) and db copy"),
     ("check", "kmidi_ingest.commands.check", "decode every file of a tree; list broken ones"),
     ("stats", "kmidi_ingest.commands.stats", "inventory of the database"),
-    ("export", "kmidi_ingest.commands.export", "training export as JSON Lines or Parquet"),
+    (
+        "export",
+        "kmidi_ingest.commands.export",
+        "training export: JSONL, Parquet, multitrack, windows",
+    ),
     ("plot", "kmidi_ingest.commands.plot", "piano rolls over stem log-mels for one cue"),
 )
 SUBCOMMANDS: dict[str, str] = {name: module for name, module, _ in COMMANDS}

@@ -48,15 +48,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     mid-upgrade would leave tables without the revision stamp and the next run would fail. On
     PostgreSQL an advisory lock makes concurrent runs migrate one at a time.
     """
+    _all_or_nothing(engine, _upgrade, revision)
+
+
+def _all_or_nothing(engine: Engine, migration: Any, revision: str) -> None:
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         ddl_engine = _sqlite_transactional_ddl(engine)
         try:
-            _upgrade(ddl_engine, revision)
+            migration(ddl_engine, revision)
         finally:
             ddl_engine.dispose()
         return
-    _upgrade(engine, revision)
+    migration(engine, revision)
 
 
 def _sqlite_transactional_ddl(engine: Engine) -> Engine:
@@ -92,6 +96,12 @@ def _upgrade(engine: Engine, revision: str) -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database of ``engine`` down to ``revision``, all or nothing (as :func:`upgrade`):
+    a downgrade that a migration refuses halfway leaves the database as it was."""
+    _all_or_nothing(engine, _downgrade, revision)
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config(engine)
     with _migration_connection(engine) as connection:
         config.attributes["connection"] = connection

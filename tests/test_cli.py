@@ -69,7 +69,7 @@ def test_help_and_version(capsys):
     out = capsys.readouterr().out
     assert "\ncommands (kmidi-ingest COMMAND --help for each):\n  db      " in out
     assert "\n  141  the output was closed early (e.g. piped into head); as Unix tools do\n" in out
-    assert "\n  KMIDI_WORKERS        processes computing cues in parallel" in out
+    assert "\n  KMIDI_WORKERS           processes computing cues in parallel" in out
 
 
 def test_json_summary_and_exit_code_on_failure(make_cue, tmp_path, capsys):
