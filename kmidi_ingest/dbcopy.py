@@ -318,18 +318,21 @@ def copyable_tables(source: Engine) -> list[Table]:
     for table in Base.metadata.sorted_tables:
         if table.name not in present:
             continue
-        names = {c["name"] for c in inspector.get_columns(table.name)}
-        out.append(_narrowed(table, names))
+        out.append(_as_in_source(table, inspector.get_columns(table.name)))
     return out
 
 
-def _narrowed(table: Table, names: set[str]) -> Table:
-    if names >= set(table.columns.keys()):
+def _as_in_source(table: Table, reflected: list[Any]) -> Table:
+    """``table`` with the columns the source has: the model's that exist there, and those of an
+    older revision the models no longer have (e.g. ``midi_notes.start_s`` before 0009)."""
+    names = {c["name"] for c in reflected}
+    if names == set(table.columns.keys()):
         return table
-    from sqlalchemy import MetaData
-
-    columns = [Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns]
-    return Table(table.name, MetaData(), *(c for c in columns if c.name in names))
+    columns = [
+        Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns if c.name in names
+    ]
+    columns += [Column(c["name"], c["type"]) for c in reflected if c["name"] not in table.columns]
+    return Table(table.name, MetaData(), *columns)
 
 
 def _key(table: Table) -> list[Column]:
