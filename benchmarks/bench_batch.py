@@ -57,8 +57,20 @@ FULL = Shape(cues=8, timed_cues=4, naive_cues=2, seconds=90.0, stems=10, notes_p
 QUICK = Shape(cues=2, timed_cues=2, naive_cues=1, seconds=4.0, stems=3, notes_per_track=200)
 
 
-def make_corpus(root: Path, shape: Shape, *, seed: int = 0) -> Path:
-    """Write ``shape.cues`` cue folders under ``root`` (Pro Tools layout)."""
+def make_corpus(
+    root: Path,
+    shape: Shape,
+    *,
+    seed: int = 0,
+    audio_dir: str = "Audio Files",
+    stem_counts: tuple[int, ...] | None = None,
+) -> Path:
+    """Write ``shape.cues`` cue folders under ``root`` (Pro Tools layout).
+
+    ``audio_dir`` is the stems' folder under each cue (``"PT/Audio Files"`` for the original
+    tool); ``stem_counts``, if given, is the number of stereo stems of each cue in turn (else
+    ``shape.stems`` for all).
+    """
     rng = np.random.default_rng(seed)
     frames = int(shape.seconds * SR)
     base = (0.1 * rng.standard_normal(frames + SR)).astype(np.float32)
@@ -67,9 +79,10 @@ def make_corpus(root: Path, shape: Shape, *, seed: int = 0) -> Path:
         code = f"{c // 10 + 1}M{c + 1:02d}"
         cue = root / f"Reel {c // 10 + 1}" / f"{code} Cue {c}"
         _write_midi(cue / "MIDI" / f"{code}.mid", shape, rng)
-        audio = cue / "Audio Files"
+        audio = cue / audio_dir
         audio.mkdir(parents=True)
-        for s, name in enumerate(STEMS[: shape.stems]):
+        stems = shape.stems if stem_counts is None else stem_counts[c % len(stem_counts)]
+        for s, name in enumerate(STEMS[:stems]):
             tone = 0.2 * np.sin(2 * np.pi * (110 + 30 * s) * t, dtype=np.float32)
             for k, label in enumerate(("L", "R")):
                 offset = (c * 7919 + s * 104_729 + k * 31) % SR

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import Row, format_table
 
-SECTIONS = ("midi", "audio", "features", "db", "match", "batch", "collection", "windows")
+SECTIONS = ("midi", "audio", "features", "db", "match", "batch", "peer", "collection", "windows")
 
 
 def main(argv: list[str] | None = None) -> int:

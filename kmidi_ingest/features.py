@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -169,6 +170,29 @@ def encode(
     data = compress(npy, codec=codec, typesize=max(1, values.dtype.itemsize))
     chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
     return chunks, hashlib.sha256(npy).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Encoded:
+    """A feature matrix already encoded for storage (see :func:`encode`): what a worker hands the
+    writer, so that compressing runs beside the other workers rather than in the one writing
+    process."""
+
+    codec: str | None
+    chunks: tuple[bytes, ...]
+    sha256: str  # of the ``.npy`` bytes :func:`decode` returns
+
+    @property
+    def byte_count(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+def encoded(
+    values: np.ndarray, *, codec: str | None = DEFAULT_CODEC, chunk_bytes: int = CHUNK_BYTES
+) -> Encoded:
+    """:func:`encode` as an :class:`Encoded`."""
+    chunks, digest = encode(values, codec=codec, chunk_bytes=chunk_bytes)
+    return Encoded(codec=codec, chunks=tuple(chunks), sha256=digest)
 
 
 def decode(chunks: Iterable[bytes], *, codec: str | None, sha256: str | None = None) -> np.ndarray:

@@ -924,7 +924,10 @@ def _insert_stem(
     )
     feature = stem.feature
     codec = feature_codec.DEFAULT_CODEC
-    chunks, digest = feature_codec.encode(feature.values, codec=codec)
+    done = feature.encoded
+    if done is None or done.codec != codec:
+        done = feature_codec.encoded(feature.values, codec=codec)
+    chunks, digest = done.chunks, done.sha256
     feature_id = int(
         conn.execute(
             insert(m.AudioFeature).returning(m.AudioFeature.id),

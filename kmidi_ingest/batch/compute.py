@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import discover
+from .. import discover, features
 from ..audio import MelParams, StemData, process_group
 from ..discover import CueSource, GroupingRules
 from ..errors import KmidiError
@@ -146,7 +147,7 @@ def _compute_cue(
             )
             for w in data.warnings
         )
-        (mixes if data.is_final_mix else stems).append(data)
+        (mixes if data.is_final_mix else stems).append(_encode_feature(data))
 
     for midi_data in midi:
         if midi_data.lenient:
@@ -183,6 +184,15 @@ def _compute_cue(
         onset_evidence=matching.evidence,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _encode_feature(stem: StemData) -> StemData:
+    """``stem`` with its feature encoded for storage here, in the worker: compressing is the
+    writer's largest per-stem cost otherwise, and the writer is one process for all workers."""
+    feature = dataclasses.replace(
+        stem.feature, encoded=features.encoded(stem.feature.values, codec=features.DEFAULT_CODEC)
+    )
+    return dataclasses.replace(stem, feature=feature)
 
 
 def _problem(exc: KmidiError, path: object) -> Problem:
