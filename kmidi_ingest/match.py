@@ -249,6 +249,29 @@ class MatchResult:
     fallback_reason: str | None = None
 
 
+def name_scores(
+    track_names: Sequence[str],
+    stem_names: Sequence[str],
+    *,
+    file_names: Sequence[str | None] | None = None,
+) -> np.ndarray:
+    """Name score 0..100 of every track × stem, shape ``(n_tracks, n_stems)``.
+
+    The better of :func:`score_names` on the track name and on the file name (where given).
+    """
+    tracks = [_Name.of(n) for n in track_names]
+    files = [None if f is None else _Name.of(f) for f in (file_names or [None] * len(tracks))]
+    stems = [_Name.of(n) for n in stem_names]
+    scores = np.array(
+        [
+            [max(_score(t, s), _score(f, s) if f is not None else 0.0) for s in stems]
+            for t, f in zip(tracks, files, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    return scores.reshape(len(tracks), len(stems))
+
+
 def fuzzy_match(
     track_names: Sequence[str],
     stem_names: Sequence[str],
@@ -256,6 +279,7 @@ def fuzzy_match(
     threshold: float = DEFAULT_THRESHOLD,
     track_files: Sequence[int] | None = None,
     onset_correlation: np.ndarray | None = None,
+    file_names: Sequence[str | None] | None = None,
 ) -> list[MatchResult]:
     """Match tracks to stems by name; deterministic; one result per track, in track order.
 
@@ -272,15 +296,16 @@ def fuzzy_match(
         track's notes (:func:`kmidi_ingest.verify.onset_evidence`). Adds up to
         :data:`AUDIO_TIE_BREAK` points to the score used to *choose* pairs; the stored score stays
         the name score, and the threshold applies to the name score.
+    file_names : sequence of str or None, optional
+        Per track, the name of its MIDI file when that file holds only this track (one file per
+        track is a common export: ``MIDI/Drums.mid`` beside ``Audio Files/Drums.wav``); a pair
+        scores the better of the track name and the file name (:func:`name_scores`).
     """
     from scipy.optimize import linear_sum_assignment
 
     n_tracks, n_stems = len(track_names), len(stem_names)
     files = list(track_files) if track_files is not None else [0] * n_tracks
-    tracks = [_Name.of(n) for n in track_names]
-    stems = [_Name.of(n) for n in stem_names]
-    scores = np.array([[_score(t, s) for s in stems] for t in tracks], dtype=np.float64)
-    scores = scores.reshape(n_tracks, n_stems)
+    scores = name_scores(track_names, stem_names, file_names=file_names)
     choice = scores.copy()
     if onset_correlation is not None and onset_correlation.size:
         audio = np.nan_to_num(np.clip(onset_correlation, 0.0, 1.0), nan=0.0)
@@ -334,6 +359,7 @@ class MatchRequest:
     stem_names: tuple[str, ...]
     track_files: tuple[int, ...] = ()
     onset_correlation: np.ndarray | None = None
+    file_names: tuple[str | None, ...] = ()  # per track: its MIDI file's name if it is alone there
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -384,6 +410,7 @@ class FuzzyMatcher:
                     threshold=self.threshold,
                     track_files=request.track_files or None,
                     onset_correlation=request.onset_correlation,
+                    file_names=request.file_names or None,
                 )
             )
         )

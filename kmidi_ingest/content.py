@@ -1,0 +1,587 @@
+"""Content evidence: how much of a stem's stored log-mel spectrogram a MIDI track's notes explain.
+
+For every track × stem pair of a cue, three *evidence curves* are computed over every circular lag
+of the track's notes against the stem's frames (one FFT per track and per stem, on a time grid
+pooled to about :data:`CURVE_RATE_HZ`):
+
+``spectral`` (pitched tracks)
+    Each note's fundamental and :data:`N_HARMONICS` harmonics are mapped to the mel bands they
+    light (:func:`harmonic_templates`, the project's own Slaney mel filters), held for the
+    note's duration (at most :data:`MAX_NOTE_S`), and correlated with the stem's log-mel after the
+    per-band and per-frame means are removed (what stands out of the stem's average spectrum).
+    The notes are also tried an octave lower and higher (published MIDI sits an octave off its
+    audio, e.g. Slakh's bass); the best of the three counts.
+``band onset``
+    The same templates at the note starts only, against the stem's per-band spectral rise
+    (positive frame-to-frame difference of the dB values): which bands start sounding when a
+    note starts. Drum notes (channel 10) use frequency regions of the GM kit instead of
+    harmonics (kick low, snare middle, hats and cymbals high; :data:`DRUM_REGIONS_HZ`).
+``onset``
+    Note starts (velocity weighted) against the stem's broadband spectral rise: the rhythm.
+
+Each curve is a Pearson correlation at every circular lag. The lags within ±:data:`MAX_LAG_S`
+are where the stem may sit (a constant print offset); the lags beyond ±:data:`NULL_GUARD_S` form
+the *null distribution*: the same notes circularly shifted in time, i.e. the same rhythm density,
+register and note count, but out of place. Every curve is turned into z-scores against its own
+null, the curves are summed (divided by the square root of their number), and the best lag in the
+window gives the pair's ``z``, ``score`` (the mean correlation there) and ``lag_s``. A stem in the
+same song but not holding the notes (a backing band) matches a shifted copy of the notes about
+as well as the notes themselves, so its ``z`` stays low; the stem that holds the notes is
+explained only at its own lag.
+
+Everything is computed from the stored features (float16 log-mel, any rate and hop), nothing from
+audio. Pure numpy/scipy: no librosa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .audio import FeatureData, mel_filter_bank
+
+CURVE_RATE_HZ = 25.0  # the spectrogram frames are pooled to about this rate
+MAX_LAG_S = 0.5  # a stem may sit this far from its MIDI (constant print offsets)
+NULL_GUARD_S = 1.0  # lags nearer than this to 0 are neither the window nor the null
+MIN_NULL_S = 1.5  # fewer seconds of null lags: no z (the audio is too short to judge)
+N_HARMONICS = 8
+MAX_NOTE_S = 4.0  # a held note's template stops here (real notes decay)
+MIN_NOTES = 4  # fewer distinct note starts inside the audio: no evidence
+SILENT_DB = -80.0  # a stem whose loudest band stays below this is silent
+DYNAMIC_RANGE_DB = 80.0
+OCTAVE_SHIFTS = (0, -12, 12)
+# GM percussion key → frequency region (Hz) that the hit lights.
+DRUM_REGIONS_HZ: dict[str, tuple[tuple[int, ...], float, float]] = {
+    "kick": ((35, 36), 30.0, 150.0),
+    "snare": ((37, 38, 39, 40), 150.0, 5000.0),
+    "tom": ((41, 43, 45, 47, 48, 50), 70.0, 600.0),
+    "hat": ((42, 44, 46), 5000.0, 16000.0),
+    "cymbal": ((49, 51, 52, 53, 55, 57, 59), 3000.0, 16000.0),
+    "hand": ((54, 56, 58, *range(60, 82)), 300.0, 8000.0),
+}
+DRUM_DEFAULT_HZ = (100.0, 10000.0)
+CURVES = ("spectral", "band_onset", "onset", "ownership")
+OCTAVE_PENALTY_Z = 1.0  # an octave-shifted reading must beat the written pitches by this much
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackNotes:
+    """The notes of one track as the content evidence sees them.
+
+    ``notes`` is a ``midi.NOTE_DTYPE`` array (``start_s``, ``end_s``, ``pitch``, ``velocity``
+    are used); ``is_drum`` selects the drum regions instead of harmonic templates.
+    """
+
+    notes: np.ndarray
+    is_drum: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContentEvidence:
+    """Content evidence of every track × stem pair; arrays of shape ``(n_tracks, n_stems)``.
+
+    ``z`` is the combined z-score at the best lag (NaN where there is no evidence, see
+    ``reason``), ``score`` the mean correlation of the curves there, ``lag_s`` the lag (> 0: the
+    audio comes later), ``z_curves`` the z of each of :data:`CURVES` at that lag (shape
+    ``(n_tracks, n_stems, 3)``, NaN for a curve not used), ``notes_in_audio`` the distinct note
+    starts inside the stem's duration. ``reason[i][j]`` says why a pair has no ``z``.
+    """
+
+    z: np.ndarray
+    score: np.ndarray
+    lag_s: np.ndarray
+    z_curves: np.ndarray
+    notes_in_audio: np.ndarray
+    unique: np.ndarray
+    reason: tuple[tuple[str | None, ...], ...]
+    compute_s: float = 0.0
+
+    @classmethod
+    def empty(cls, n_tracks: int, n_stems: int, reason: str | None = None) -> ContentEvidence:
+        nan = np.full((n_tracks, n_stems), np.nan)
+        return cls(
+            z=nan,
+            score=nan.copy(),
+            lag_s=nan.copy(),
+            z_curves=np.full((n_tracks, n_stems, len(CURVES)), np.nan),
+            notes_in_audio=np.zeros((n_tracks, n_stems), dtype=np.int64),
+            unique=nan.copy(),
+            reason=tuple((reason,) * n_stems for _ in range(n_tracks)),
+        )
+
+
+def _band_response(
+    freqs_hz: np.ndarray, *, sample_rate_hz: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    """Response (peak 1) of each mel filter at each frequency, shape ``(*freqs.shape, n_mels)``."""
+    n_fft = 16384  # a fine frequency grid: 1.3–2.9 Hz per bin at 22–48 kHz
+    bank = mel_filter_bank(
+        sample_rate_hz=sample_rate_hz, n_fft=n_fft, n_mels=n_mels, fmin_hz=fmin_hz, fmax_hz=fmax_hz
+    )
+    peak = bank.max(axis=1, keepdims=True)
+    bank = np.divide(bank, peak, out=np.zeros_like(bank), where=peak > 0)
+    bins = np.rint(np.asarray(freqs_hz) / (sample_rate_hz / n_fft)).astype(np.int64)
+    inside = (bins >= 0) & (bins < bank.shape[1])
+    out = np.zeros((*bins.shape, n_mels))
+    out[inside] = bank[:, bins[inside]].T
+    return out
+
+
+@lru_cache(maxsize=8)
+def harmonic_templates(
+    *, sample_rate_hz: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    """Mel bands lit by each MIDI pitch, shape ``(128, n_mels)``, each row scaled to unit norm.
+
+    Row ``p`` sums the band responses at the fundamental ``440·2^((p−69)/12)`` Hz and its
+    harmonics ``h = 2..N_HARMONICS``, weighted ``1/h``.
+    """
+    f0 = 440.0 * 2.0 ** ((np.arange(128) - 69) / 12.0)
+    harmonics = np.arange(1, N_HARMONICS + 1)
+    response = _band_response(
+        np.outer(f0, harmonics),
+        sample_rate_hz=sample_rate_hz,
+        n_mels=n_mels,
+        fmin_hz=fmin_hz,
+        fmax_hz=fmax_hz,
+    )  # (128, harmonics, n_mels)
+    out = np.einsum("phb,h->pb", response, 1.0 / harmonics)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+
+
+@lru_cache(maxsize=8)
+def drum_templates(
+    *, sample_rate_hz: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    """Mel bands lit by each GM percussion key, shape ``(128, n_mels)``, rows of unit norm."""
+    from .audio import _hz_to_mel, _mel_to_hz
+
+    low, high = _hz_to_mel(np.array([fmin_hz, fmax_hz], dtype=np.float64))
+    centres = _mel_to_hz(np.linspace(low, high, n_mels + 2))[1:-1]
+    out = np.zeros((128, n_mels))
+    regions = {k: (lo, hi) for keys, lo, hi in DRUM_REGIONS_HZ.values() for k in keys}
+    for key in range(128):
+        lo, hi = regions.get(key, DRUM_DEFAULT_HZ)
+        out[key] = (centres >= lo) & (centres <= hi)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Grid:
+    rate_hz: float
+    pool: int
+    n_frames: int
+    sample_rate_hz: int
+    n_mels: int
+    fmin_hz: float
+    fmax_hz: float
+
+    @property
+    def template_key(self) -> dict[str, float]:
+        return {
+            "sample_rate_hz": self.sample_rate_hz,
+            "n_mels": self.n_mels,
+            "fmin_hz": self.fmin_hz,
+            "fmax_hz": self.fmax_hz,
+        }
+
+
+def _grid(feature: FeatureData) -> _Grid:
+    rate = feature.sample_rate_hz / feature.hop_length
+    pool = max(1, int(round(rate / CURVE_RATE_HZ)))
+    return _Grid(
+        rate_hz=rate / pool,
+        pool=pool,
+        n_frames=feature.values.shape[1] // pool,
+        sample_rate_hz=feature.sample_rate_hz,
+        n_mels=feature.n_mels,
+        fmin_hz=feature.fmin_hz,
+        fmax_hz=feature.fmax_hz,
+    )
+
+
+def _standardize(values: np.ndarray) -> np.ndarray | None:
+    centred = values - values.mean()
+    std = centred.std()
+    if not np.isfinite(std) or std < 1e-9:
+        return None
+    return centred / std
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Stem:
+    """A stem's standardised observations on its grid, projected on the pitch templates.
+
+    ``pitch_*`` have shape ``(128, bins)``: the rfft over time of ``templates @ observation``
+    (what each MIDI pitch would see); ``drum_band`` likewise through the drum regions; ``onset``
+    is the rfft of the broadband rise, shape ``(bins,)``.
+    """
+
+    pitch: dict[str, np.ndarray]
+    drum_band: np.ndarray
+    onset: np.ndarray
+    spectral_x: np.ndarray  # (n_mels, n) standardised, for the joint fit
+    band_x: np.ndarray
+
+
+def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
+    """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
+    values = np.asarray(feature.values, dtype=np.float32)
+    if grid.n_frames < 4:
+        return "stem shorter than 4 feature frames"
+    peak = float(values.max())
+    if peak < SILENT_DB:
+        return f"stem silent (loudest band {peak:.0f} dB)"
+    n = grid.n_frames * grid.pool
+    values = np.maximum(values[:, :n], peak - DYNAMIC_RANGE_DB)
+    pooled = values.reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
+    rise = np.maximum(np.diff(values, axis=1, prepend=values[:, :1]), 0.0)
+    return pooled, rise.reshape(rise.shape[0], grid.n_frames, grid.pool).sum(axis=2)
+
+
+def _stem(
+    pooled: np.ndarray, rise: np.ndarray, share: np.ndarray | None, grid: _Grid
+) -> _Stem | str:
+    from scipy.fft import rfft
+
+    spectral = pooled - pooled.mean(axis=1, keepdims=True)
+    spectral -= spectral.mean(axis=0, keepdims=True)
+    observed = {"spectral": _standardize(spectral), "band_onset": _standardize(rise)}
+    if share is not None:
+        observed["ownership"] = _standardize(share - share.mean(axis=1, keepdims=True))
+    onset = _standardize(rise.mean(axis=0))
+    if onset is None or any(v is None for v in observed.values()):
+        return "stem has no variation (constant spectrum)"
+    templates = harmonic_templates(**grid.template_key)
+    pitch = {
+        k: np.asarray(rfft(templates @ v, axis=1)) for k, v in observed.items() if v is not None
+    }
+    band = observed["band_onset"]
+    assert band is not None
+    drums = np.asarray(rfft(drum_templates(**grid.template_key) @ band, axis=1))
+    spectral_x = observed["spectral"]
+    assert spectral_x is not None
+    return _Stem(
+        pitch=pitch,
+        drum_band=drums,
+        onset=np.asarray(rfft(onset)),
+        spectral_x=spectral_x.astype(np.float32),
+        band_x=band.astype(np.float32),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Track:
+    """A track's rolls on a grid: rfft over time of the used pitches' rows, and their norms."""
+
+    pitches: np.ndarray  # (k,) MIDI pitches used
+    held: np.ndarray  # (k, bins)
+    onsets: np.ndarray  # (k, bins)
+    onset: np.ndarray  # (bins,) broadband
+    held_norm: dict[int, float]  # std of templates @ roll (per octave shift), for Pearson's r
+    onsets_norm: dict[int, float]
+    distinct: int
+    held_roll: np.ndarray  # (k, n) float32, the used pitches' rows
+    onsets_roll: np.ndarray
+
+
+def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]:
+    """Piano rolls on ``grid``: held ``(128, n)`` and starts ``(128, n)``; distinct starts."""
+    n = grid.n_frames
+    start = np.floor(notes["start_s"] * grid.rate_hz).astype(np.int64)
+    inside = (start >= 0) & (start < n)
+    notes, start = notes[inside], start[inside]
+    held_s = np.clip(notes["end_s"] - notes["start_s"], 0.0, MAX_NOTE_S)
+    stop = np.minimum(n, np.maximum(start + 1, np.ceil((notes["start_s"] + held_s) * grid.rate_hz)))
+    pitch = np.clip(notes["pitch"], 0, 127).astype(np.int64)
+    weight = np.clip(notes["velocity"], 1, 127) / 127.0
+    onsets = np.zeros((128, n))
+    np.add.at(onsets, (pitch, start), weight)
+    delta = np.zeros((128, n + 1))
+    np.add.at(delta, (pitch, start), 1.0)
+    np.add.at(delta, (pitch, stop.astype(np.int64)), -1.0)
+    held = np.minimum(np.cumsum(delta, axis=1)[:, :n], 1.0)
+    return held, onsets, int(len(np.unique(start)))
+
+
+def _projected_std(templates: np.ndarray, roll: np.ndarray, used: np.ndarray, shift: int) -> float:
+    rows = used + shift
+    ok = (rows >= 0) & (rows < 128)
+    if not ok.any():
+        return 0.0
+    projected = templates[rows[ok]].T @ roll[used[ok]]  # (n_mels, n)
+    return float(projected.std())
+
+
+def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
+    """The track's rolls on ``grid``, or its number of distinct starts when too few."""
+    from scipy.fft import rfft
+
+    held, onsets, distinct = _rolls(track.notes, grid)
+    broadband = _standardize(onsets.sum(axis=0))
+    if distinct < MIN_NOTES or broadband is None:
+        return distinct
+    used = np.flatnonzero(onsets.any(axis=1))
+    templates = (
+        drum_templates(**grid.template_key)
+        if track.is_drum
+        else harmonic_templates(**grid.template_key)
+    )
+    shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
+    return _Track(
+        pitches=used,
+        held=np.asarray(rfft(held[used], axis=1)),
+        onsets=np.asarray(rfft(onsets[used], axis=1)),
+        onset=np.asarray(rfft(broadband)),
+        held_norm={s: _projected_std(templates, held, used, s) for s in shifts},
+        onsets_norm={s: _projected_std(templates, onsets, used, s) for s in shifts},
+        distinct=distinct,
+        held_roll=held[used].astype(np.float32),
+        onsets_roll=onsets[used].astype(np.float32),
+    )
+
+
+def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = grid.n_frames
+    lags = np.arange(n)
+    lags = np.where(lags > n // 2, lags - n, lags)
+    window = np.abs(lags) <= int(round(MAX_LAG_S * grid.rate_hz))
+    null = np.abs(lags) >= int(round(NULL_GUARD_S * grid.rate_hz))
+    return lags, window, null
+
+
+def _z_curve(curve: np.ndarray, null: np.ndarray) -> np.ndarray:
+    values = curve[null]
+    std = values.std()
+    return (curve - values.mean()) / (std if std > 1e-12 else 1e-12)
+
+
+def _pitch_curve(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int, norm: float
+) -> np.ndarray | None:
+    """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation.
+
+    ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
+    circular lag of ``x`` sums to zero, the mean of the prediction drops out.
+    """
+    from scipy.fft import irfft
+
+    rows = pitches + shift
+    ok = (rows >= 0) & (rows < 128)
+    if not ok.any() or norm <= 0:
+        return None
+    product = (np.conj(roll[ok]) * observed[rows[ok]]).sum(axis=0)
+    return np.asarray(irfft(product, n))
+
+
+def _nnls_r2(gram: np.ndarray, cross: np.ndarray, norm2: float) -> float:
+    from scipy.optimize import nnls
+
+    if gram.shape[0] == 0:
+        return 0.0
+    try:
+        factor = np.linalg.cholesky(gram + 1e-6 * np.eye(gram.shape[0]) * np.trace(gram))
+    except np.linalg.LinAlgError:
+        return 0.0
+    target = np.linalg.solve(factor, cross)
+    coef, _ = nnls(factor.T, target)
+    return float((2 * coef @ cross - coef @ gram @ coef) / norm2)
+
+
+def _unique_shares(
+    stem: _Stem,
+    fitted: list[tuple[int, _Track]],
+    shift_frames: int,
+    grid: _Grid,
+    shift_of: dict[int, int],
+    is_drum: list[bool],
+) -> list[float]:
+    """Variance of the stem each track explains that no other track of the cue explains.
+
+    All tracks' predictions (held notes against the spectrum, note starts against the per-band
+    rise) are fitted jointly to the stem (non-negative least squares); a track's unique share is
+    the drop in R² when it is left out. Tracks in one song share chords and beats, so each alone
+    explains some of every stem; jointly, the stem is credited to the tracks it holds.
+    """
+    if not fitted:
+        return []
+    harmonic = harmonic_templates(**grid.template_key).astype(np.float32)
+    drums = drum_templates(**grid.template_key).astype(np.float32)
+    x = np.concatenate(
+        [
+            np.roll(stem.spectral_x, -shift_frames, axis=1),
+            np.roll(stem.band_x, -shift_frames, axis=1),
+        ]
+    ).ravel()
+    columns = []
+    for (i, track), drum in zip(fitted, is_drum, strict=True):
+        templates = drums if drum else harmonic
+        rows = track.pitches + (0 if drum else shift_of.get(i, 0))
+        ok = (rows >= 0) & (rows < 128)
+        held = templates[rows[ok]].T @ track.held_roll[ok]
+        onsets = templates[rows[ok]].T @ track.onsets_roll[ok]
+        if drum:
+            held = np.zeros_like(held)
+        column = np.concatenate([held, onsets]).ravel()
+        column = column - column.mean()
+        std = column.std()
+        columns.append(column / std if std > 0 else column)
+    design = np.array(columns)  # (k, 2·n_mels·n)
+    gram = design @ design.T
+    cross = design @ x
+    norm2 = float(x @ x)
+    full = _nnls_r2(gram, cross, norm2)
+    out = []
+    for k in range(len(fitted)):
+        keep = [m for m in range(len(fitted)) if m != k]
+        out.append(full - _nnls_r2(gram[np.ix_(keep, keep)], cross[keep], norm2))
+    return out
+
+
+def content_evidence(
+    tracks: Sequence[TrackNotes],
+    stem_features: Sequence[FeatureData],
+    *,
+    weights: dict[str, float] | None = None,
+) -> ContentEvidence:
+    """Content evidence of every track × stem (see the module docstring).
+
+    ``weights`` (for evaluation) weighs each curve's z in the combination (default 1 each).
+    """
+    import time
+
+    started = time.perf_counter()
+    weights = weights or {}
+    n_tracks, n_stems = len(tracks), len(stem_features)
+    z = np.full((n_tracks, n_stems), np.nan)
+    score = np.full((n_tracks, n_stems), np.nan)
+    lag_s = np.full((n_tracks, n_stems), np.nan)
+    z_curves = np.full((n_tracks, n_stems, len(CURVES)), np.nan)
+    notes_in_audio = np.zeros((n_tracks, n_stems), dtype=np.int64)
+    unique = np.full((n_tracks, n_stems), np.nan)
+    reason: list[list[str | None]] = [[None] * n_stems for _ in range(n_tracks)]
+
+    grids = [_grid(f) for f in stem_features]
+    observations = [_observations(f, g) for f, g in zip(stem_features, grids, strict=True)]
+    # Each stem's share of the cue's power per band and frame (stems on one grid only).
+    shares: list[np.ndarray | None] = [None] * n_stems
+    by_grid: dict[_Grid, list[int]] = {}
+    for j, obs in enumerate(observations):
+        if not isinstance(obs, str):
+            by_grid.setdefault(grids[j], []).append(j)
+    for members in by_grid.values():
+        if len(members) < 2:
+            continue
+        power = {}
+        for j in members:
+            obs_j = observations[j]
+            assert not isinstance(obs_j, str)
+            power[j] = np.power(10.0, obs_j[0] / 10.0)
+        total = np.sum(list(power.values()), axis=0) + 1e-12
+        for j in members:
+            shares[j] = power[j] / total
+
+    track_cache: dict[_Grid, list[_Track | int]] = {}
+    for j in range(n_stems):
+        grid, obs = grids[j], observations[j]
+        if isinstance(obs, str):
+            for i in range(n_tracks):
+                reason[i][j] = obs
+            continue
+        lags, window, null = _lag_masks(grid)
+        if null.sum() < MIN_NULL_S * grid.rate_hz:
+            for i in range(n_tracks):
+                reason[i][j] = (
+                    f"audio too short for a null distribution ({grid.n_frames / grid.rate_hz:.1f} s)"
+                )
+            continue
+        stem = _stem(obs[0], obs[1], shares[j], grid)
+        if isinstance(stem, str):
+            for i in range(n_tracks):
+                reason[i][j] = stem
+            continue
+        if grid not in track_cache:
+            track_cache[grid] = [_track(t, grid) for t in tracks]
+        n = grid.n_frames
+        size = grid.n_mels * n
+        from scipy.fft import irfft
+
+        shift_of: dict[int, int] = {}
+        for i, track in enumerate(track_cache[grid]):
+            if isinstance(track, int):
+                notes_in_audio[i, j] = track
+                reason[i][j] = f"{track} distinct note start(s) inside the audio (< {MIN_NOTES})"
+                continue
+            notes_in_audio[i, j] = track.distinct
+            curves: dict[str, np.ndarray] = {}
+            raw: dict[str, np.ndarray] = {}
+            onset = np.asarray(irfft(np.conj(track.onset) * stem.onset, n)) / n
+            raw["onset"], curves["onset"] = onset, _z_curve(onset, null)
+            pitch_obs: dict[str, tuple[np.ndarray, np.ndarray, dict[int, float]]] = {}
+            if tracks[i].is_drum:
+                pitch_obs["band_onset"] = (track.onsets, stem.drum_band, track.onsets_norm)
+            else:
+                pitch_obs["spectral"] = (track.held, stem.pitch["spectral"], track.held_norm)
+                pitch_obs["band_onset"] = (
+                    track.onsets,
+                    stem.pitch["band_onset"],
+                    track.onsets_norm,
+                )
+                if "ownership" in stem.pitch:
+                    pitch_obs["ownership"] = (track.held, stem.pitch["ownership"], track.held_norm)
+            for name, (roll, observed, norms) in pitch_obs.items():
+                best_z: np.ndarray | None = None
+                best_r: np.ndarray | None = None
+                for shift, norm in norms.items():
+                    product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
+                    if product is None:
+                        continue
+                    r = product / (size * norm)
+                    zc = _z_curve(r, null)
+                    if shift != 0:
+                        zc = zc - OCTAVE_PENALTY_Z
+                    if best_z is None or zc[window].max() > best_z[window].max():
+                        best_z, best_r = zc, r
+                        if name == "spectral":
+                            shift_of[i] = shift
+                if best_z is not None and best_r is not None:
+                    curves[name], raw[name] = best_z, best_r
+            names = [c for c in CURVES if c in curves and weights.get(c, 1.0) > 0]
+            names = names or [c for c in CURVES if c in curves]
+            w = np.array([weights.get(c, 1.0) or 1.0 for c in names])
+            combined = np.tensordot(w, np.array([curves[c] for c in names]), axes=1)
+            # the curves follow one another (the same note times), so their sum is standardised
+            # against its own null again rather than divided by sqrt(k)
+            combined = _z_curve(combined, null)
+            pick = np.flatnonzero(window)[int(np.argmax(combined[window]))]
+            z[i, j] = float(combined[pick])
+            score[i, j] = float(np.mean([raw[c][pick] for c in names]))
+            lag_s[i, j] = float(lags[pick]) / grid.rate_hz
+            for c, name in enumerate(CURVES):
+                if name in curves:
+                    z_curves[i, j, c] = float(curves[name][pick])
+        column = z[:, j]
+        if np.isfinite(column).any():
+            lead = int(np.nanargmax(column))
+            shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
+            fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
+            shares_ij = _unique_shares(
+                stem, fitted, shift_frames, grid, shift_of, [tracks[i].is_drum for i, _ in fitted]
+            )
+            for (i, _), value in zip(fitted, shares_ij, strict=True):
+                unique[i, j] = value
+    return ContentEvidence(
+        z=z,
+        score=score,
+        lag_s=lag_s,
+        z_curves=z_curves,
+        notes_in_audio=notes_in_audio,
+        unique=unique,
+        reason=tuple(tuple(row) for row in reason),
+        compute_s=time.perf_counter() - started,
+    )
