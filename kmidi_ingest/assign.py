@@ -34,7 +34,7 @@ import numpy as np
 
 from .content import CURVE_RATE_HZ, CURVES, MAX_LAG_S, ContentEvidence
 
-Z_VERIFY = 3.5  # identity: the notes explain the stem this far beyond shifted copies
+Z_VERIFY = 4.0  # identity: the notes explain the stem this far beyond shifted copies
 Z_PLAUSIBLE = 3.0
 Z_REJECT = 2.0  # below this the stem does not follow the notes
 MARGIN = 2.0  # z above every other stem's z, for identity by z alone

@@ -225,28 +225,55 @@ class _Stem:
     pitch: dict[str, np.ndarray]
     drum_band: np.ndarray
     onset: np.ndarray
-    spectral_x: np.ndarray  # (n_mels, n) standardised, for the joint fit
-    band_x: np.ndarray
+    pitch_real: dict[str, np.ndarray]  # (128, n): templates @ observation, for the joint fit
+    drum_real: np.ndarray
 
 
 def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
-    values = np.asarray(feature.values, dtype=np.float32)
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    peak = float(values.max())
+    stored = np.asarray(feature.values)
+    peak = float(stored.max())
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
     n = grid.n_frames * grid.pool
-    values = np.maximum(values[:, :n], peak - DYNAMIC_RANGE_DB)
-    pooled = values.reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
-    rise = np.maximum(np.diff(values, axis=1, prepend=values[:, :1]), 0.0)
-    return pooled, rise.reshape(rise.shape[0], grid.n_frames, grid.pool).sum(axis=2)
+    frames = stored[:, :n].reshape(stored.shape[0], grid.n_frames, grid.pool)
+    pooled = frames.mean(axis=2, dtype=np.float32)
+    np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
+    # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
+    rise = np.maximum(np.diff(pooled, axis=1, prepend=pooled[:, :1]), 0.0)
+    return pooled, rise
+
+
+def _projections(
+    templates: np.ndarray, values: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
+    from scipy.fft import rfft
+
+    from scipy.sparse import csr_matrix
+
+    real = np.zeros((128, values.shape[1]), dtype=np.float32)
+    out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
+    if len(rows):
+        # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
+        sparse = csr_matrix(templates[rows].astype(np.float32))
+        real[rows] = sparse @ values.astype(np.float32)
+        out[rows] = rfft(real[rows], axis=1)
+    return real, out
 
 
 def _stem(
-    pooled: np.ndarray, rise: np.ndarray, share: np.ndarray | None, grid: _Grid
+    pooled: np.ndarray,
+    rise: np.ndarray,
+    share: np.ndarray | None,
+    grid: _Grid,
+    *,
+    pitched_rows: np.ndarray,
+    drum_rows: np.ndarray,
 ) -> _Stem | str:
+    """The stem's observations, projected only on the pitch rows some track of the cue uses."""
     from scipy.fft import rfft
 
     spectral = pooled - pooled.mean(axis=1, keepdims=True)
@@ -258,20 +285,18 @@ def _stem(
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)
-    pitch = {
-        k: np.asarray(rfft(templates @ v, axis=1)) for k, v in observed.items() if v is not None
+    projected = {
+        k: _projections(templates, v, pitched_rows) for k, v in observed.items() if v is not None
     }
     band = observed["band_onset"]
     assert band is not None
-    drums = np.asarray(rfft(drum_templates(**grid.template_key) @ band, axis=1))
-    spectral_x = observed["spectral"]
-    assert spectral_x is not None
+    drum_real, drums = _projections(drum_templates(**grid.template_key), band, drum_rows)
     return _Stem(
-        pitch=pitch,
+        pitch={k: v[1] for k, v in projected.items()},
         drum_band=drums,
-        onset=np.asarray(rfft(onset)),
-        spectral_x=spectral_x.astype(np.float32),
-        band_x=band.astype(np.float32),
+        onset=np.asarray(rfft(onset.astype(np.float32))),
+        pitch_real={k: v[0] for k, v in projected.items()},
+        drum_real=drum_real,
     )
 
 
@@ -309,13 +334,27 @@ def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]
     return held, onsets, int(len(np.unique(start)))
 
 
-def _projected_std(templates: np.ndarray, roll: np.ndarray, used: np.ndarray, shift: int) -> float:
+@lru_cache(maxsize=16)
+def _template_gram(kind: str, **key: float) -> tuple[np.ndarray, np.ndarray]:
+    """``T·Tᵀ`` (128, 128) and the row sums of ``T`` (128,) of the harmonic or drum templates."""
+    templates = drum_templates(**key) if kind == "drum" else harmonic_templates(**key)
+    return templates @ templates.T, templates.sum(axis=1)
+
+
+def _projected_std(
+    gram: tuple[np.ndarray, np.ndarray], roll: np.ndarray, used: np.ndarray, shift: int, n_mels: int
+) -> float:
+    """Standard deviation of ``templates[used + shift].T @ roll[used]`` without forming it."""
     rows = used + shift
     ok = (rows >= 0) & (rows < 128)
     if not ok.any():
         return 0.0
-    projected = templates[rows[ok]].T @ roll[used[ok]]  # (n_mels, n)
-    return float(projected.std())
+    tt, sums = gram
+    r = roll[used[ok]]
+    size = n_mels * roll.shape[1]
+    square = float(np.sum(tt[np.ix_(rows[ok], rows[ok])] * (r @ r.T))) / size
+    mean = float(sums[rows[ok]] @ r.sum(axis=1)) / size
+    return float(np.sqrt(max(square - mean * mean, 0.0)))
 
 
 def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
@@ -332,14 +371,17 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
         if track.is_drum
         else harmonic_templates(**grid.template_key)
     )
+    del templates
     shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
+    gram = _template_gram("drum" if track.is_drum else "harmonic", **grid.template_key)
+    b = grid.n_mels
     return _Track(
         pitches=used,
-        held=np.asarray(rfft(held[used], axis=1)),
-        onsets=np.asarray(rfft(onsets[used], axis=1)),
-        onset=np.asarray(rfft(broadband)),
-        held_norm={s: _projected_std(templates, held, used, s) for s in shifts},
-        onsets_norm={s: _projected_std(templates, onsets, used, s) for s in shifts},
+        held=np.asarray(rfft(held[used].astype(np.float32), axis=1)),
+        onsets=np.asarray(rfft(onsets[used].astype(np.float32), axis=1)),
+        onset=np.asarray(rfft(broadband.astype(np.float32))),
+        held_norm={s: _projected_std(gram, held, used, s, b) for s in shifts},
+        onsets_norm={s: _projected_std(gram, onsets, used, s, b) for s in shifts},
         distinct=distinct,
         held_roll=held[used].astype(np.float32),
         onsets_roll=onsets[used].astype(np.float32),
@@ -379,6 +421,24 @@ def _pitch_curve(
     return np.asarray(irfft(product, n))
 
 
+def _rows_needed(
+    prepared: Sequence[_Track | int], tracks: Sequence[TrackNotes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch rows the pitched tracks read (with octave shifts) and keys the drum tracks use."""
+    pitched: set[int] = set()
+    drums: set[int] = set()
+    for track, notes in zip(prepared, tracks, strict=True):
+        if isinstance(track, int):
+            continue
+        if notes.is_drum:
+            drums.update(int(p) for p in track.pitches)
+        else:
+            pitched.update(
+                int(p) + s for p in track.pitches for s in OCTAVE_SHIFTS if 0 <= p + s < 128
+            )
+    return np.array(sorted(pitched), dtype=np.int64), np.array(sorted(drums), dtype=np.int64)
+
+
 def _nnls_r2(gram: np.ndarray, cross: np.ndarray, norm2: float) -> float:
     from scipy.optimize import nnls
 
@@ -393,6 +453,28 @@ def _nnls_r2(gram: np.ndarray, cross: np.ndarray, norm2: float) -> float:
     return float((2 * coef @ cross - coef @ gram @ coef) / norm2)
 
 
+@lru_cache(maxsize=16)
+def _cross_gram(kinds: tuple[str, str], **key: float) -> np.ndarray:
+    """``T_a·T_bᵀ`` (128, 128) of the harmonic (``"h"``) or drum (``"d"``) templates."""
+    pick = {"h": harmonic_templates, "d": drum_templates}
+    a, b = (pick[k](**key) for k in kinds)
+    return a @ b.T
+
+
+def _roll_products(
+    prepared: Sequence[_Track | int],
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``held_a·held_bᵀ`` and ``onsets_a·onsets_bᵀ`` of every pair of prepared tracks (a ≤ b)."""
+    out = {}
+    for a, ta in enumerate(prepared):
+        for b in range(a, len(prepared)):
+            tb = prepared[b]
+            if isinstance(ta, int) or isinstance(tb, int):
+                continue
+            out[(a, b)] = (ta.held_roll @ tb.held_roll.T, ta.onsets_roll @ tb.onsets_roll.T)
+    return out
+
+
 def _unique_shares(
     stem: _Stem,
     fitted: list[tuple[int, _Track]],
@@ -400,6 +482,7 @@ def _unique_shares(
     grid: _Grid,
     shift_of: dict[int, int],
     is_drum: list[bool],
+    products: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
 ) -> list[float]:
     """Variance of the stem each track explains that no other track of the cue explains.
 
@@ -407,39 +490,56 @@ def _unique_shares(
     rise) are fitted jointly to the stem (non-negative least squares); a track's unique share is
     the drop in R² when it is left out. Tracks in one song share chords and beats, so each alone
     explains some of every stem; jointly, the stem is credited to the tracks it holds.
+
+    Computed in pitch space: a prediction is ``templatesᵀ @ roll``, so its inner products with
+    another prediction or with the stem go through ``T·Tᵀ`` and the stem's template projections,
+    never forming the ``(n_mels, n)`` predictions.
     """
     if not fitted:
         return []
-    harmonic = harmonic_templates(**grid.template_key).astype(np.float32)
-    drums = drum_templates(**grid.template_key).astype(np.float32)
-    x = np.concatenate(
-        [
-            np.roll(stem.spectral_x, -shift_frames, axis=1),
-            np.roll(stem.band_x, -shift_frames, axis=1),
-        ]
-    ).ravel()
-    columns = []
-    for (i, track), drum in zip(fitted, is_drum, strict=True):
-        templates = drums if drum else harmonic
+    key = grid.template_key
+    size = 2 * grid.n_mels * grid.n_frames
+    sums = {"h": harmonic_templates(**key).sum(axis=1), "d": drum_templates(**key).sum(axis=1)}
+    spectral = np.roll(stem.pitch_real["spectral"], -shift_frames, axis=1)
+    band = np.roll(stem.pitch_real["band_onset"], -shift_frames, axis=1)
+    drum_band = np.roll(stem.drum_real, -shift_frames, axis=1)
+    parts = []
+    cross = np.zeros(len(fitted))
+    totals = np.zeros(len(fitted))
+    for m, ((i, track), drum) in enumerate(zip(fitted, is_drum, strict=True)):
         rows = track.pitches + (0 if drum else shift_of.get(i, 0))
         ok = (rows >= 0) & (rows < 128)
-        held = templates[rows[ok]].T @ track.held_roll[ok]
-        onsets = templates[rows[ok]].T @ track.onsets_roll[ok]
+        r = rows[ok]
+        held, onsets = track.held_roll[ok], track.onsets_roll[ok]
         if drum:
-            held = np.zeros_like(held)
-        column = np.concatenate([held, onsets]).ravel()
-        column = column - column.mean()
-        std = column.std()
-        columns.append(column / std if std > 0 else column)
-    design = np.array(columns)  # (k, 2·n_mels·n)
-    gram = design @ design.T
-    cross = design @ x
-    norm2 = float(x @ x)
-    full = _nnls_r2(gram, cross, norm2)
+            cross[m] = float(np.sum(onsets * drum_band[r]))
+            totals[m] = float(sums["d"][r] @ onsets.sum(axis=1))
+        else:
+            cross[m] = float(np.sum(onsets * band[r]) + np.sum(held * spectral[r]))
+            totals[m] = float(sums["h"][r] @ (onsets.sum(axis=1) + held.sum(axis=1)))
+        parts.append(("d" if drum else "h", r, ok, i))
+    gram = np.zeros((len(fitted), len(fitted)))
+    for a, (kind_a, rows_a, ok_a, i_a) in enumerate(parts):
+        for b in range(a, len(parts)):
+            kind_b, rows_b, ok_b, i_b = parts[b]
+            flip = i_a > i_b
+            held_ab, onsets_ab = products[(i_b, i_a) if flip else (i_a, i_b)]
+            if flip:
+                held_ab, onsets_ab = held_ab.T, onsets_ab.T
+            tt = _cross_gram((kind_a, kind_b), **key)[np.ix_(rows_a, rows_b)]
+            value = float(np.sum(tt * onsets_ab[np.ix_(ok_a, ok_b)]))
+            if kind_a == "h" and kind_b == "h":
+                value += float(np.sum(tt * held_ab[np.ix_(ok_a, ok_b)]))
+            gram[a, b] = gram[b, a] = value
+    mean = totals / size
+    std = np.sqrt(np.maximum(np.diag(gram) / size - mean**2, 1e-12))
+    gram = (gram - size * np.outer(mean, mean)) / np.outer(std, std)
+    cross = cross / std  # the stem's observations have zero mean: centring drops out
+    full = _nnls_r2(gram, cross, float(size))
     out = []
     for k in range(len(fitted)):
         keep = [m for m in range(len(fitted)) if m != k]
-        out.append(full - _nnls_r2(gram[np.ix_(keep, keep)], cross[keep], norm2))
+        out.append(full - _nnls_r2(gram[np.ix_(keep, keep)], cross[keep], float(size)))
     return out
 
 
@@ -487,6 +587,7 @@ def content_evidence(
             shares[j] = power[j] / total
 
     track_cache: dict[_Grid, list[_Track | int]] = {}
+    products: dict[_Grid, dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
     for j in range(n_stems):
         grid, obs = grids[j], observations[j]
         if isinstance(obs, str):
@@ -500,13 +601,16 @@ def content_evidence(
                     f"audio too short for a null distribution ({grid.n_frames / grid.rate_hz:.1f} s)"
                 )
             continue
-        stem = _stem(obs[0], obs[1], shares[j], grid)
+        if grid not in track_cache:
+            track_cache[grid] = [_track(t, grid) for t in tracks]
+        pitched_rows, drum_rows = _rows_needed(track_cache[grid], tracks)
+        stem = _stem(
+            obs[0], obs[1], shares[j], grid, pitched_rows=pitched_rows, drum_rows=drum_rows
+        )
         if isinstance(stem, str):
             for i in range(n_tracks):
                 reason[i][j] = stem
             continue
-        if grid not in track_cache:
-            track_cache[grid] = [_track(t, grid) for t in tracks]
         n = grid.n_frames
         size = grid.n_mels * n
         from scipy.fft import irfft
@@ -537,6 +641,8 @@ def content_evidence(
             for name, (roll, observed, norms) in pitch_obs.items():
                 best_z: np.ndarray | None = None
                 best_r: np.ndarray | None = None
+                if name != "spectral" and i in shift_of:  # one octave reading per pair
+                    norms = {shift_of[i]: norms[shift_of[i]]}
                 for shift, norm in norms.items():
                     product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
                     if product is None:
@@ -570,8 +676,16 @@ def content_evidence(
             lead = int(np.nanargmax(column))
             shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
             fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
+            if grid not in products:
+                products[grid] = _roll_products(track_cache[grid])
             shares_ij = _unique_shares(
-                stem, fitted, shift_frames, grid, shift_of, [tracks[i].is_drum for i, _ in fitted]
+                stem,
+                fitted,
+                shift_frames,
+                grid,
+                shift_of,
+                [tracks[i].is_drum for i, _ in fitted],
+                products[grid],
             )
             for (i, _), value in zip(fitted, shares_ij, strict=True):
                 unique[i, j] = value
