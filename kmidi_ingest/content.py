@@ -251,7 +251,6 @@ def _projections(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
     from scipy.fft import rfft
-
     from scipy.sparse import csr_matrix
 
     real = np.zeros((128, values.shape[1]), dtype=np.float32)
