@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -310,8 +311,8 @@ class _Track:
     held_norm: dict[int, float]  # std of templates @ roll (per octave shift), for Pearson's r
     onsets_norm: dict[int, float]
     distinct: int
-    held_roll: np.ndarray  # (k, n) float32, the used pitches' rows
-    onsets_roll: np.ndarray
+    held_roll: Any  # scipy.sparse csr (k, n) float32: the used pitches' rows (notes are sparse)
+    onsets_roll: Any
 
 
 def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]:
@@ -341,49 +342,60 @@ def _template_gram(kind: str, **key: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _projected_std(
-    gram: tuple[np.ndarray, np.ndarray], roll: np.ndarray, used: np.ndarray, shift: int, n_mels: int
+    gram: tuple[np.ndarray, np.ndarray],
+    products: np.ndarray,
+    row_sums: np.ndarray,
+    used: np.ndarray,
+    shift: int,
+    size: int,
 ) -> float:
-    """Standard deviation of ``templates[used + shift].T @ roll[used]`` without forming it."""
+    """Standard deviation of ``templates[used + shift].T @ roll`` without forming it.
+
+    ``products`` is ``roll·rollᵀ`` and ``row_sums`` the roll's row sums (rows: ``used``).
+    """
     rows = used + shift
     ok = (rows >= 0) & (rows < 128)
     if not ok.any():
         return 0.0
     tt, sums = gram
-    r = roll[used[ok]]
-    size = n_mels * roll.shape[1]
-    square = float(np.sum(tt[np.ix_(rows[ok], rows[ok])] * (r @ r.T))) / size
-    mean = float(sums[rows[ok]] @ r.sum(axis=1)) / size
+    square = float(np.sum(tt[np.ix_(rows[ok], rows[ok])] * products[np.ix_(ok, ok)])) / size
+    mean = float(sums[rows[ok]] @ row_sums[ok]) / size
     return float(np.sqrt(max(square - mean * mean, 0.0)))
 
 
 def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     """The track's rolls on ``grid``, or its number of distinct starts when too few."""
     from scipy.fft import rfft
+    from scipy.sparse import csr_matrix
 
     held, onsets, distinct = _rolls(track.notes, grid)
     broadband = _standardize(onsets.sum(axis=0))
     if distinct < MIN_NOTES or broadband is None:
         return distinct
     used = np.flatnonzero(onsets.any(axis=1))
-    templates = (
-        drum_templates(**grid.template_key)
-        if track.is_drum
-        else harmonic_templates(**grid.template_key)
-    )
-    del templates
     shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
     gram = _template_gram("drum" if track.is_drum else "harmonic", **grid.template_key)
-    b = grid.n_mels
+    size = grid.n_mels * grid.n_frames
+    held_roll = csr_matrix(held[used].astype(np.float32))
+    onsets_roll = csr_matrix(onsets[used].astype(np.float32))
+    held_products = (held_roll @ held_roll.T).toarray()
+    onset_products = (onsets_roll @ onsets_roll.T).toarray()
+    held_sums = np.asarray(held_roll.sum(axis=1)).ravel()
+    onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
         held=np.asarray(rfft(held[used].astype(np.float32), axis=1)),
         onsets=np.asarray(rfft(onsets[used].astype(np.float32), axis=1)),
         onset=np.asarray(rfft(broadband.astype(np.float32))),
-        held_norm={s: _projected_std(gram, held, used, s, b) for s in shifts},
-        onsets_norm={s: _projected_std(gram, onsets, used, s, b) for s in shifts},
+        held_norm={
+            s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
+        },
+        onsets_norm={
+            s: _projected_std(gram, onset_products, onset_sums, used, s, size) for s in shifts
+        },
         distinct=distinct,
-        held_roll=held[used].astype(np.float32),
-        onsets_roll=onsets[used].astype(np.float32),
+        held_roll=held_roll,
+        onsets_roll=onsets_roll,
     )
 
 
@@ -470,7 +482,10 @@ def _roll_products(
             tb = prepared[b]
             if isinstance(ta, int) or isinstance(tb, int):
                 continue
-            out[(a, b)] = (ta.held_roll @ tb.held_roll.T, ta.onsets_roll @ tb.onsets_roll.T)
+            out[(a, b)] = (
+                (ta.held_roll @ tb.held_roll.T).toarray(),
+                (ta.onsets_roll @ tb.onsets_roll.T).toarray(),
+            )
     return out
 
 
@@ -510,12 +525,14 @@ def _unique_shares(
         ok = (rows >= 0) & (rows < 128)
         r = rows[ok]
         held, onsets = track.held_roll[ok], track.onsets_roll[ok]
+        onset_rows = np.asarray(onsets.sum(axis=1)).ravel()
         if drum:
-            cross[m] = float(np.sum(onsets * drum_band[r]))
-            totals[m] = float(sums["d"][r] @ onsets.sum(axis=1))
+            cross[m] = float(onsets.multiply(drum_band[r]).sum())
+            totals[m] = float(sums["d"][r] @ onset_rows)
         else:
-            cross[m] = float(np.sum(onsets * band[r]) + np.sum(held * spectral[r]))
-            totals[m] = float(sums["h"][r] @ (onsets.sum(axis=1) + held.sum(axis=1)))
+            held_rows = np.asarray(held.sum(axis=1)).ravel()
+            cross[m] = float(onsets.multiply(band[r]).sum() + held.multiply(spectral[r]).sum())
+            totals[m] = float(sums["h"][r] @ (onset_rows + held_rows))
         parts.append(("d" if drum else "h", r, ok, i))
     gram = np.zeros((len(fitted), len(fitted)))
     for a, (kind_a, rows_a, ok_a, i_a) in enumerate(parts):
