@@ -37,6 +37,7 @@ from .content import CURVE_RATE_HZ, CURVES, MAX_LAG_S, ContentEvidence
 Z_VERIFY = 4.0  # identity: the notes explain the stem this far beyond shifted copies
 Z_PLAUSIBLE = 3.0
 Z_REJECT = 2.0  # below this the stem does not follow the notes
+Z_PICK = 2.0  # the least z with which the joint fit's pick is taken
 MARGIN = 2.0  # z above every other stem's z, for identity by z alone
 U_ASSIGN = 0.002  # unique share (R² only this track explains) that lets content pick a stem
 U_VERIFY = 0.005
@@ -87,7 +88,9 @@ def _content_choice(z: np.ndarray, u: np.ndarray, *, alone: bool) -> int | None:
     zk = np.where(np.isfinite(z), z, -np.inf)
     uk = np.where(np.isfinite(u), u, -np.inf)
     best_u = int(np.argmax(uk))
-    if uk[best_u] >= U_ASSIGN and zk[best_u] >= Z_REJECT:
+    # the joint fit's pick must also be among the stems that follow the notes best on their own:
+    # a stem far below another one in z is a fit artefact, not the stem holding the notes
+    if uk[best_u] >= U_ASSIGN and zk[best_u] >= Z_PICK and zk[best_u] >= zk.max() - MARGIN:
         return best_u
     if not alone:
         return None

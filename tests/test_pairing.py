@@ -103,3 +103,46 @@ def test_examples_alternate_take_categories_and_verification(tmp_path):
         ("Synth Pad - Warm", "Synth Pad", "keyword"),
         ("Vln 1 Spicc", "Strings", "keyword"),
     ]
+
+
+def test_llm_proposals_go_through_the_same_content_check(tmp_path):
+    """An LLM answer that pairs a track with the wrong stem is overruled by clear content."""
+    from dataclasses import dataclass
+
+    from kmidi_ingest import discover
+    from kmidi_ingest.match import CueMatch, MatchRequest, MatchResult
+    from kmidi_ingest.pairing import apply_matcher
+    from kmidi_ingest.pipeline import CueOptions, process_cue
+
+    cue_dir = tmp_path / "cues" / "6M01 Ask"
+    tracks = {"Marimba": rhythm(1, seconds=8.0), "Harp": rhythm(3, seconds=8.0)}
+    write_track_midi(cue_dir / "MIDI" / "6M01 Ask.mid", tracks)
+    write_stem(cue_dir / "Audio Files" / "6M01 Marimba.wav", render(tracks["Marimba"], seconds=8.0))
+    write_stem(cue_dir / "Audio Files" / "6M01 Harp.wav", render(tracks["Harp"], seconds=8.0))
+    (cue,) = discover.find_cues(tmp_path / "cues")
+    result = process_cue(cue, CueOptions(sample_rate_hz=SR), stat_fingerprint="x")
+    stems = [s.name for s in result.stems]
+
+    @dataclass
+    class Proposes:
+        name: str = "llm"
+
+        def match(self, request: MatchRequest) -> CueMatch:
+            harp = stems.index("Harp")
+            return CueMatch(
+                results=tuple(
+                    MatchResult(track_index=i, stem_index=harp, score=90.0, method="llm")
+                    for i in range(len(request.track_names))
+                )
+            )
+
+    updated, _ = apply_matcher(result, Proposes())
+    got = {
+        r.track_index: (stems[r.stem_index], r.decided_by, r.verified, r.method)
+        for r in updated.matches
+        if r.stem_index is not None
+    }
+    assert got == {
+        1: ("Marimba", "content", True, "llm"),
+        2: ("Harp", "llm+content", True, "llm"),
+    }
