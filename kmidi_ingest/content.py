@@ -1,8 +1,9 @@
 """Content evidence: how much of a stem's stored log-mel spectrogram a MIDI track's notes explain.
 
-For every track × stem pair of a cue, three *evidence curves* are computed over every circular lag
-of the track's notes against the stem's frames (one FFT per track and per stem, on a time grid
-pooled to about :data:`CURVE_RATE_HZ`):
+For every track × stem pair of a cue, up to four *evidence curves* are computed over every
+circular lag of the track's notes against the stem's frames (one FFT per track and per stem, on a
+time grid pooled to about :data:`CURVE_RATE_HZ`; the stem's observations are projected on the
+pitch templates, so a curve is a sum over the pitches the track plays, never over all bands):
 
 ``spectral`` (pitched tracks)
     Each note's fundamental and :data:`N_HARMONICS` harmonics are mapped to the mel bands they
@@ -18,16 +19,26 @@ pooled to about :data:`CURVE_RATE_HZ`):
     harmonics (kick low, snare middle, hats and cymbals high; :data:`DRUM_REGIONS_HZ`).
 ``onset``
     Note starts (velocity weighted) against the stem's broadband spectral rise: the rhythm.
+``ownership`` (pitched tracks, two stems or more)
+    The held notes against the stem's share of the cue's power in each band and frame (minus
+    its per-band mean): where the track's notes sound, does this stem, rather than another one,
+    carry the energy.
 
 Each curve is a Pearson correlation at every circular lag. The lags within ±:data:`MAX_LAG_S`
 are where the stem may sit (a constant print offset); the lags beyond ±:data:`NULL_GUARD_S` form
 the *null distribution*: the same notes circularly shifted in time, i.e. the same rhythm density,
 register and note count, but out of place. Every curve is turned into z-scores against its own
-null, the curves are summed (divided by the square root of their number), and the best lag in the
-window gives the pair's ``z``, ``score`` (the mean correlation there) and ``lag_s``. A stem in the
+null, the curves are summed and the sum is standardised against its null again (the curves follow
+one another), and the best lag in the window gives the pair's ``z``, ``score`` (the mean
+correlation there) and ``lag_s``. A stem in the
 same song but not holding the notes (a backing band) matches a shifted copy of the notes about
 as well as the notes themselves, so its ``z`` stays low; the stem that holds the notes is
 explained only at its own lag.
+
+Tracks of one song also share beats and chords, so every stem of the song follows every track
+somewhat. :func:`_unique_shares` therefore fits all tracks' predictions jointly to each stem
+(non-negative least squares, at the stem's lag) and credits each track with the variance only it
+explains (``unique``), which is what tells which stem holds which track.
 
 Everything is computed from the stored features (float16 log-mel, any rate and hop), nothing from
 audio. Pure numpy/scipy: no librosa.
@@ -87,8 +98,10 @@ class ContentEvidence:
     ``z`` is the combined z-score at the best lag (NaN where there is no evidence, see
     ``reason``), ``score`` the mean correlation of the curves there, ``lag_s`` the lag (> 0: the
     audio comes later), ``z_curves`` the z of each of :data:`CURVES` at that lag (shape
-    ``(n_tracks, n_stems, 3)``, NaN for a curve not used), ``notes_in_audio`` the distinct note
-    starts inside the stem's duration. ``reason[i][j]`` says why a pair has no ``z``.
+    ``(n_tracks, n_stems, 4)``, NaN for a curve not used), ``notes_in_audio`` the distinct note
+    starts inside the stem's duration, ``unique`` the track's unique share of the stem's
+    variance in the joint fit (R², 0..1). ``reason[i][j]`` says why a pair has no ``z``;
+    ``compute_s`` is the wall time spent (for the cost figure).
     """
 
     z: np.ndarray
