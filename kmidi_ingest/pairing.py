@@ -136,6 +136,7 @@ def _drop_alternates(
     """One stem, one version of a part: the same track name in several MIDI files is an
     alternate take, and only the one the audio follows best (highest content z) keeps the stem."""
     files = request.track_files or (0,) * len(decisions)
+    file_names = request.file_names or (None,) * len(decisions)
     groups: dict[tuple[str, int], list[int]] = {}
     for d in decisions:
         if d.stem_index is not None:
@@ -145,6 +146,9 @@ def _drop_alternates(
     for (_, stem), members in groups.items():
         if len({files[i] for i in members}) < 2:
             continue
+        own = [file_names[i] for i in members]
+        if all(own) and len({normalize_name(str(f)) for f in own}) == len(own):
+            continue  # one-track files named apart (Kick.mid, Snare.mid): parts, not takes
         z = [float(np.nan_to_num(content.z[i, stem], nan=-np.inf)) for i in members]
         keep = members[int(np.argmax(z))]
         for i in members:

@@ -146,3 +146,26 @@ def test_llm_proposals_go_through_the_same_content_check(tmp_path):
         1: ("Marimba", "content", True, "llm"),
         2: ("Harp", "llm+content", True, "llm"),
     }
+
+
+def test_one_file_per_track_is_paired_by_the_file_name(tmp_path):
+    """Dataset-style exports: MIDI/Marimba.mid beside Audio Files/Marimba.wav, tracks named after
+    the song. The file's name is name evidence; the same song name in both files is no alternate."""
+    cue = tmp_path / "cues" / "Song"
+    parts = {"Marimba": rhythm(1, seconds=8.0), "Harp": rhythm(3, seconds=8.0)}
+    for name, notes in parts.items():
+        write_track_midi(cue / "MIDI" / f"{name}.mid", {"My Song": notes})
+        write_stem(cue / "Audio Files" / f"{name}.wav", render(notes, seconds=8.0))
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    summary = ingest(tmp_path / "cues", SR, database_url=url, settings=Settings())
+    assert summary.ok, summary.problems
+    got = rows(
+        url,
+        "SELECT f.file_name, a.name, m.verified, m.decided_by, m.name_score FROM track_matches m "
+        "JOIN midi_tracks t ON t.id = m.track_id JOIN midi_files f ON f.id = t.midi_file_id "
+        "LEFT JOIN audio_files a ON a.id = m.audio_file_id ORDER BY f.file_name",
+    )
+    assert got == [
+        ("Harp.mid", "Harp", 1, "name+content", 100.0),
+        ("Marimba.mid", "Marimba", 1, "name+content", 100.0),
+    ]
