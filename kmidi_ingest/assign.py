@@ -15,7 +15,9 @@ track × stem (final mixes are never passed in: they are not candidates). For ea
    misleading name is overruled by clear content and nothing weaker.
 
 Tracks decide independently, so several tracks may share a stem (kit pieces → the drum stem, the
-families printed together into one stem).
+families printed together into one stem). A doubled part has no variance of its own in the joint
+fit; when its z across the stems is the same as another track's (r ≥ :data:`TWIN_R`) it follows
+that track to the stem that is also its own best (:func:`_twin_choice`).
 
 ``verified`` (identity): ``True`` when the chosen stem's ``z`` ≥ :data:`Z_VERIFY` **and** it beats
 every other stem by at least :data:`MARGIN` (the runner-up and margin are stored); ``False`` when
@@ -41,6 +43,7 @@ Z_PICK = 2.0  # the least z with which the joint fit's pick is taken
 MARGIN = 2.0  # z above every other stem's z, for identity by z alone
 U_ASSIGN = 0.002  # unique share (R² only this track explains) that lets content pick a stem
 U_VERIFY = 0.005
+TWIN_R = 0.99
 U_RATIO = 2.0  # unique share at least this many times the runner-up's
 
 
@@ -102,6 +105,26 @@ def _content_choice(z: np.ndarray, u: np.ndarray, *, alone: bool) -> int | None:
     return None
 
 
+def _twin_choice(i: int, z: np.ndarray, picks: Sequence[int | None]) -> int | None:
+    """A doubled part: follow the track whose z across the stems is the same as this one's."""
+    row = np.nan_to_num(z[i], nan=0.0)
+    if row.std() == 0:
+        return None
+    best, best_r = None, TWIN_R
+    for k, pick in enumerate(picks):
+        if k == i or pick is None:
+            continue
+        other = np.nan_to_num(z[k], nan=0.0)
+        if other.std() == 0:
+            continue
+        r = float(np.corrcoef(row, other)[0, 1])
+        if r > best_r:
+            best, best_r = pick, r
+    if best is None or row[best] < Z_VERIFY or row[best] < row.max():
+        return None
+    return best
+
+
 def decide(
     name_choice: Sequence[int | None],
     content: ContentEvidence,
@@ -127,9 +150,15 @@ def decide(
     # several tracks of one song, every stem follows every track's beats and chords somewhat, and
     # only the unique share (the joint fit) tells which stem holds which track.
     alone = int(np.isfinite(content.z).any(axis=1).sum()) <= 1
+    picks = [
+        _content_choice(content.z[i], content.unique[i], alone=alone)
+        for i in range(len(name_choice))
+    ]
     for i, proposed in enumerate(name_choice):
         z, u = content.z[i], content.unique[i]
-        chosen = _content_choice(z, u, alone=alone)
+        chosen = picks[i]
+        if chosen is None and not alone:
+            chosen = _twin_choice(i, content.z, picks)
         if chosen is None:
             stem, by = proposed, (name_source if proposed is not None else "none")
         elif proposed is None:
@@ -226,6 +255,15 @@ def _verdict(
             base,
             verified=False,
             reason=f"the stem does not follow the notes (z {z:.1f}, unique share {share or 0:.4f})",
+        )
+    if z >= Z_VERIFY and not alone and share is not None and share < U_ASSIGN:
+        return replace(
+            base,
+            verified=None,
+            reason=(
+                f"doubled: another track explains the same part of the stem "
+                f"(z {z:.1f}, unique share {share:.4f})"
+            ),
         )
     if z >= Z_VERIFY:
         return replace(

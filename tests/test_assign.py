@@ -73,3 +73,12 @@ def test_no_evidence_keeps_the_name_with_a_reason():
     ev = ContentEvidence(**{**ev.__dict__, "reason": (("stem silent",) * 3,)})
     (d,) = assign.decide([1], ev, stem_names=STEMS)
     assert (d.stem_index, d.decided_by, d.verified, d.reason) == (1, "name", None, "stem silent")
+
+
+def test_a_doubled_part_follows_its_twin():
+    # the joint fit credits a doubled line to one track only; the other follows it when their
+    # z across the stems is the same and that stem is its own best
+    ev = evidence([[1.0, 6.0, 0.5], [1.1, 6.1, 0.6]], [[0.0, 0.02, 0.0], [0.0, 0.0, 0.0]])
+    got = assign.decide([None, None], ev, stem_names=STEMS)
+    assert [(d.stem_index, d.decided_by) for d in got] == [(1, "content"), (1, "content")]
+    assert got[1].verified is None and "doubled" in str(got[1].reason)
