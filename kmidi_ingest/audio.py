@@ -384,7 +384,7 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return mel
 
 
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     hz = mel * (200.0 / 3)
     high = mel >= 15.0
     hz[high] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[high] - 15.0))
@@ -400,7 +400,7 @@ def mel_filter_bank(
     a worker does not load librosa (and numba, ~115 MB resident) just for this matrix.
     """
     fft_hz = np.linspace(0.0, sample_rate_hz / 2, 1 + n_fft // 2)
-    edges = _mel_to_hz(
+    edges = mel_to_hz(
         np.linspace(
             hz_to_mel(np.array([fmin_hz], dtype=np.float64))[0],
             hz_to_mel(np.array([fmax_hz], dtype=np.float64))[0],

@@ -76,6 +76,10 @@ ABBREVIATIONS: dict[str, str] = {
     "bs": "bass", "vox": "vocal", "vx": "vocal", "voc": "vocal", "sop": "soprano",
     "ten": "tenor", "syn": "synth", "synths": "synth",
     "arp": "arpeggio", "fx": "effect", "sfx": "effect",
+    "fhn": "horn", "fhns": "horn", "oh": "overhead", "ohs": "overhead", "el": "electric",
+    "cymb": "cymbal", "xyl": "xylophone", "mar": "marimba", "mrb": "marimba",
+    "wind": "woodwind", "winds": "woodwind", "bari": "baritone",
+    "tops": "high", "top": "high", "bottoms": "low", "bottom": "low", "mids": "middle",
     # qualifiers and articulations
     "hi": "high", "lo": "low", "mid": "middle", "wrm": "warm", "drk": "dark",
     "spic": "spiccato", "spicc": "spiccato", "stacc": "staccato", "stac": "staccato",
@@ -115,6 +119,42 @@ INSTRUMENTS = frozenset(
 )  # fmt: skip
 # Register words: names that both give a register and give different ones do not match.
 REGISTERS = frozenset({"high", "low", "middle"})
+# Family stems: a stem named by a family word holds the instruments listed (kit pieces in
+# ``DRUMS``, voices in ``CHOIR``, ``Sub Drop`` in ``SUB HITS``). Written from orchestration and
+# print-template practice, not from the held-out benchmark table.
+FAMILIES: dict[str, frozenset[str]] = {
+    "drum": frozenset({"kick", "snare", "hihat", "tom", "ride", "crash", "cymbal", "overhead",
+                       "room", "china", "splash", "rim", "clap", "loop", "breakbeat"}),
+    "percussion": frozenset({"taiko", "shaker", "tambourine", "snare", "bass drum", "drum",
+                             "cymbal", "tam", "gong", "conga", "bongo", "triangle", "cabasa",
+                             "woodblock", "guiro", "anvil", "cajon", "djembe", "clap", "cassa",
+                             "timbale", "agogo", "cowbell", "castanet", "frame", "toms", "tom"}),
+    "choir": frozenset({"soprano", "alto", "tenor", "baritone", "vocal", "voice", "chorus"}),
+    "vocal": frozenset({"soprano", "alto", "tenor", "baritone", "choir", "voice"}),
+    "mallet": frozenset({"glockenspiel", "vibraphone", "xylophone", "marimba", "crotale",
+                         "tubular", "chime", "bell", "celesta"}),
+    "brass": frozenset({"horn", "trumpet", "trombone", "tuba", "cimbasso", "flugelhorn",
+                        "euphonium", "cornet"}),
+    "string": frozenset({"violin", "viola", "cello", "contrabass"}),
+    "woodwind": frozenset({"flute", "piccolo", "oboe", "clarinet", "bassoon", "english",
+                           "contrabassoon", "duduk", "shakuhachi", "ney", "bansuri", "whistle",
+                           "recorder", "saxophone", "sax"}),
+    "synth": frozenset({"pad", "arpeggio", "pulse", "lead", "sequence", "seq"}),
+    "keyboard": frozenset({"piano", "organ", "celesta", "rhodes", "harpsichord", "wurlitzer"}),
+    "hit": frozenset({"drop", "boom", "impact", "braam", "slam", "stab"}),
+    "effect": frozenset({"whoosh", "riser", "reverse", "sweep", "swell", "downer", "texture",
+                         "drone", "noise"}),
+}  # fmt: skip
+# The register an instrument implies, for family stems split by register (``STR HIGH``).
+IMPLIED_REGISTER: dict[str, str] = {
+    "violin": "high", "viola": "middle", "cello": "low", "contrabass": "low",
+    "piccolo": "high", "flute": "high", "bassoon": "low", "contrabassoon": "low",
+    "tuba": "low", "cimbasso": "low", "trumpet": "high", "taiko": "low", "cassa": "low",
+    "shaker": "high", "tambourine": "high", "triangle": "high", "hihat": "high",
+    "cymbal": "high", "soprano": "high", "alto": "middle", "tenor": "middle",
+    "baritone": "low",
+}  # fmt: skip
+FAMILY_SCORE = 70.0
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6"}
 # Channel suffixes of Pro Tools multi-mono files (see DESIGN.md), removed from stem names.
 _CHANNEL_SUFFIX = re.compile(
@@ -209,7 +249,10 @@ def _score(a: _Name, b: _Name) -> float:
         return 0.0
     score = 0.7 * fuzz.token_set_ratio(a.text, b.text) + 0.3 * fuzz.token_sort_ratio(a.text, b.text)
     instruments_a, instruments_b = a.words & INSTRUMENTS, b.words & INSTRUMENTS
-    if instruments_a and instruments_b and not instruments_a & instruments_b:
+    family = _family_match(a, b) or _family_match(b, a)
+    if family:
+        score = max(score, FAMILY_SCORE)
+    elif instruments_a and instruments_b and not instruments_a & instruments_b:
         score = min(score, 30.0)
     if a.numbers and b.numbers and not a.numbers & b.numbers:
         score -= 30.0
@@ -217,6 +260,30 @@ def _score(a: _Name, b: _Name) -> float:
     if registers_a and registers_b and not registers_a & registers_b:
         score -= 30.0
     return float(max(0.0, min(100.0, score)))
+
+
+def _family_match(member: _Name, family: _Name) -> bool:
+    """``member`` names an instrument of a family ``family`` names (``Kick`` in ``DRUMS``).
+
+    Not when ``family`` also names an instrument ``member`` lacks (``Drums`` is a family of
+    ``Kick``, ``Bass Drums`` is not a family of ``Snare``), nor when the stem's register differs
+    from the one the instrument implies (``Cellos`` is not ``STR HIGH``).
+    """
+    words = member.words
+    for name in family.words & FAMILIES.keys():
+        members = FAMILIES[name]
+        hits = words & members
+        if not hits or words & FAMILIES.keys():
+            continue
+        others = (family.words & INSTRUMENTS) - {name} - members - words
+        if others:
+            continue
+        registers = family.words & REGISTERS
+        implied = {IMPLIED_REGISTER[w] for w in hits if w in IMPLIED_REGISTER}
+        if registers and implied and not registers & implied:
+            continue
+        return True
+    return False
 
 
 def may_share(track: str, partner: str, stem: str, *, same_file: bool) -> bool:
@@ -230,6 +297,8 @@ def may_share(track: str, partner: str, stem: str, *, same_file: bool) -> bool:
     t, p, s = _Name.of(track), _Name.of(partner), _Name.of(stem)
     if not same_file and t.text == p.text:
         return False
+    if _family_match(t, s) and not s.numbers:
+        return True  # a family stem holds several parts (kit pieces in DRUMS)
     if not s.words or not s.words <= t.words:
         return False
     return not s.numbers or t.numbers <= s.numbers and bool(t.numbers)
@@ -249,6 +318,29 @@ class MatchResult:
     fallback_reason: str | None = None
 
 
+def name_scores(
+    track_names: Sequence[str],
+    stem_names: Sequence[str],
+    *,
+    file_names: Sequence[str | None] | None = None,
+) -> np.ndarray:
+    """Name score 0..100 of every track × stem, shape ``(n_tracks, n_stems)``.
+
+    The better of :func:`score_names` on the track name and on the file name (where given).
+    """
+    tracks = [_Name.of(n) for n in track_names]
+    files = [None if f is None else _Name.of(f) for f in (file_names or [None] * len(tracks))]
+    stems = [_Name.of(n) for n in stem_names]
+    scores = np.array(
+        [
+            [max(_score(t, s), _score(f, s) if f is not None else 0.0) for s in stems]
+            for t, f in zip(tracks, files, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    return scores.reshape(len(tracks), len(stems))
+
+
 def fuzzy_match(
     track_names: Sequence[str],
     stem_names: Sequence[str],
@@ -256,6 +348,7 @@ def fuzzy_match(
     threshold: float = DEFAULT_THRESHOLD,
     track_files: Sequence[int] | None = None,
     onset_correlation: np.ndarray | None = None,
+    file_names: Sequence[str | None] | None = None,
 ) -> list[MatchResult]:
     """Match tracks to stems by name; deterministic; one result per track, in track order.
 
@@ -272,13 +365,14 @@ def fuzzy_match(
         track's notes (:func:`kmidi_ingest.verify.onset_evidence`). Adds up to
         :data:`AUDIO_TIE_BREAK` points to the score used to *choose* pairs; the stored score stays
         the name score, and the threshold applies to the name score.
+    file_names : sequence of str or None, optional
+        Per track, the name of its MIDI file when that file holds only this track (one file per
+        track is a common export: ``MIDI/Drums.mid`` beside ``Audio Files/Drums.wav``); a pair
+        scores the better of the track name and the file name (:func:`name_scores`).
     """
     n_tracks, n_stems = len(track_names), len(stem_names)
     files = list(track_files) if track_files is not None else [0] * n_tracks
-    tracks = [_Name.of(n) for n in track_names]
-    stems = [_Name.of(n) for n in stem_names]
-    scores = np.array([[_score(t, s) for s in stems] for t in tracks], dtype=np.float64)
-    scores = scores.reshape(n_tracks, n_stems)
+    scores = name_scores(track_names, stem_names, file_names=file_names)
     choice = scores.copy()
     if onset_correlation is not None and onset_correlation.size:
         audio = np.nan_to_num(np.clip(onset_correlation, 0.0, 1.0), nan=0.0)
@@ -335,6 +429,7 @@ class MatchRequest:
     stem_names: tuple[str, ...]
     track_files: tuple[int, ...] = ()
     onset_correlation: np.ndarray | None = None
+    file_names: tuple[str | None, ...] = ()  # per track: its MIDI file's name if it is alone there
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +480,7 @@ class FuzzyMatcher:
                     threshold=self.threshold,
                     track_files=request.track_files or None,
                     onset_correlation=request.onset_correlation,
+                    file_names=request.file_names or None,
                 )
             )
         )

@@ -453,6 +453,19 @@ class TrackMatch(Base):
     onset_correlation: Mapped[float | None] = mapped_column(Float)
     lag_s: Mapped[float | None] = mapped_column(Float)
     verified: Mapped[bool | None] = mapped_column(Boolean)
+    # Evidence of the decision (kmidi_ingest.assign): see the README, "Matching tracks to stems".
+    name_score: Mapped[float | None] = mapped_column(Float)  # 0..100, best of track / file name
+    content_score: Mapped[float | None] = mapped_column(Float)  # mean correlation at content_lag_s
+    content_z: Mapped[float | None] = mapped_column(Float)  # against circularly shifted notes
+    content_p: Mapped[float | None] = mapped_column(Float)  # Bonferroni tail of content_z
+    content_lag_s: Mapped[float | None] = mapped_column(Float)  # > 0: the audio comes later
+    runner_up_audio_file_id: Mapped[int | None] = _fk(
+        "audio_files.id", nullable=True, ondelete="SET NULL"
+    )
+    margin_z: Mapped[float | None] = mapped_column(Float)  # content_z minus the runner-up's
+    decided_by: Mapped[str | None] = mapped_column(String(24))  # name | content | name+content ...
+    evidence: Mapped[str | None] = mapped_column(String(48))  # curves with z >= 2
+    verify_reason: Mapped[str | None] = mapped_column(Text)  # why verified is false or NULL
 
 
 class LlmCache(Base):

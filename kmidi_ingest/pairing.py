@@ -1,8 +1,14 @@
 """The match step of the pipeline: content evidence, matcher, categories and match rows of a cue.
 
+Per cue: the names propose (the fuzzy matcher over track names and, for a MIDI file holding one
+track, the file's name; or the LLM), the content evidence of every track × stem
+(:mod:`kmidi_ingest.content`, from the stored log-mel) confirms, overrules or fills in, and
+:mod:`kmidi_ingest.assign` makes one decision per track with its ``verified`` verdict and the
+evidence behind it. Final mixes are never candidates (they are not in ``stems``).
+
 Where each part runs: a worker process computes everything offline in :func:`match_offline`
-(onset evidence of every track × stem pair, the fuzzy matcher, keyword/GM categories, the rows and
-the cue offset), because it holds the notes and spectrograms. When the run uses the LLM matcher,
+(onset and content evidence of every track × stem pair, the fuzzy matcher, keyword/GM
+categories, the rows and the cue offset), because it holds the notes and spectrograms. When the run uses the LLM matcher,
 the main process, which owns the database and therefore the answer cache, calls
 :func:`apply_matcher` on the finished :class:`~kmidi_ingest.results.CueResult` just before writing
 it: one request (or cache hit) per cue, then the rows, categories and offset are rebuilt from the
@@ -18,12 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .assign import Decision, decide
 from .audio import StemData
 from .categories import CategoryGuess, categorize
-from .match import CueMatch, FuzzyMatcher, Matcher, MatchRequest
+from .content import ContentEvidence, TrackNotes, content_evidence
+from .match import CueMatch, FuzzyMatcher, Matcher, MatchRequest, name_scores, normalize_name
 from .midi import MidiData, Track
 from .results import CueResult, Problem, TrackMatchRow
-from .verify import OnsetEvidence, cue_offset, is_verified, onset_evidence
+from .verify import OnsetEvidence, cue_offset, onset_evidence
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,15 +52,35 @@ def instrument_tracks(midi: Sequence[MidiData]) -> list[tuple[int, Track]]:
     return [(i, t) for i, data in enumerate(midi) for t in data.instrument_tracks]
 
 
+def file_names(midi: Sequence[MidiData], instruments: list[tuple[int, Track]]) -> list[str | None]:
+    """Per track, the name of its MIDI file (without extension) when the file holds only it."""
+    counts = [len(data.instrument_tracks) for data in midi]
+    return [midi[i].path.stem if counts[i] == 1 else None for i, _ in instruments]
+
+
 def _request(
-    instruments: list[tuple[int, Track]], stems: Sequence[StemData], evidence: OnsetEvidence
+    midi: Sequence[MidiData],
+    instruments: list[tuple[int, Track]],
+    stems: Sequence[StemData],
+    evidence: OnsetEvidence,
 ) -> MatchRequest:
     return MatchRequest(
         track_names=tuple(t.part_name or f"Track {t.index}" for _, t in instruments),
         stem_names=tuple(s.name for s in stems),
         track_files=tuple(i for i, _ in instruments),
         onset_correlation=evidence.correlation,
+        file_names=tuple(file_names(midi, instruments)),
     )
+
+
+def evidence_of(instruments: list[tuple[int, Track]], stems: Sequence[StemData]) -> OnsetEvidence:
+    """Onset and content evidence of every instrument track × stem (computed from the features)."""
+    onsets = onset_evidence([t.notes for _, t in instruments], [s.feature for s in stems])
+    content = content_evidence(
+        [TrackNotes(notes=t.notes, is_drum=t.is_drum) for _, t in instruments],
+        [s.feature for s in stems],
+    )
+    return dataclasses.replace(onsets, content=content)
 
 
 def match_offline(
@@ -64,9 +92,10 @@ def match_offline(
 ) -> CueMatching:
     """Evidence, fuzzy matches and offline categories of one cue (runs in the worker)."""
     instruments = instrument_tracks(midi)
-    evidence = onset_evidence([t.notes for _, t in instruments], [s.feature for s in stems])
-    outcome = FuzzyMatcher(threshold=threshold).match(_request(instruments, stems, evidence))
-    return _assemble(instruments, stems, evidence, outcome, cue_path=cue_path)
+    evidence = evidence_of(instruments, stems)
+    request = _request(midi, instruments, stems, evidence)
+    outcome = FuzzyMatcher(threshold=threshold).match(request)
+    return _assemble(instruments, stems, evidence, outcome, request=request, cue_path=cue_path)
 
 
 def apply_matcher(result: CueResult, matcher: Matcher) -> tuple[CueResult, CueMatch]:
@@ -77,13 +106,17 @@ def apply_matcher(result: CueResult, matcher: Matcher) -> tuple[CueResult, CueMa
     """
     instruments = instrument_tracks(result.midi)
     evidence = result.onset_evidence
-    if evidence is None:
-        evidence = onset_evidence(
-            [t.notes for _, t in instruments], [s.feature for s in result.stems]
-        )
-    outcome = matcher.match(_request(instruments, result.stems, evidence))
+    if evidence is None or evidence.content is None:
+        evidence = evidence_of(instruments, result.stems)
+    request = _request(result.midi, instruments, result.stems, evidence)
+    outcome = matcher.match(request)
     matching = _assemble(
-        instruments, result.stems, evidence, outcome, cue_path=str(result.source.path)
+        instruments,
+        result.stems,
+        evidence,
+        outcome,
+        request=request,
+        cue_path=str(result.source.path),
     )
     kept = tuple(p for p in result.problems if p.stage != "match")
     updated = dataclasses.replace(
@@ -97,12 +130,46 @@ def apply_matcher(result: CueResult, matcher: Matcher) -> tuple[CueResult, CueMa
     return updated, outcome
 
 
+def _drop_alternates(
+    decisions: list[Decision], request: MatchRequest, content: ContentEvidence
+) -> list[Decision]:
+    """One stem, one version of a part: the same track name in several MIDI files is an
+    alternate take, and only the one the audio follows best (highest content z) keeps the stem."""
+    files = request.track_files or (0,) * len(decisions)
+    file_names = request.file_names or (None,) * len(decisions)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for d in decisions:
+        if d.stem_index is not None:
+            key = (normalize_name(request.track_names[d.track_index]), d.stem_index)
+            groups.setdefault(key, []).append(d.track_index)
+    out = list(decisions)
+    for (_, stem), members in groups.items():
+        if len({files[i] for i in members}) < 2:
+            continue
+        own = [file_names[i] for i in members]
+        if all(own) and len({normalize_name(str(f)) for f in own}) == len(own):
+            continue  # one-track files named apart (Kick.mid, Snare.mid): parts, not takes
+        z = [float(np.nan_to_num(content.z[i, stem], nan=-np.inf)) for i in members]
+        keep = members[int(np.argmax(z))]
+        for i in members:
+            if files[i] != files[keep]:
+                out[i] = Decision(
+                    track_index=i,
+                    stem_index=None,
+                    decided_by="none",
+                    verified=None,
+                    reason=f"alternate of a track of another MIDI file, which {request.stem_names[stem]!r} follows",
+                )
+    return out
+
+
 def _assemble(
     instruments: list[tuple[int, Track]],
     stems: Sequence[StemData],
     evidence: OnsetEvidence,
     outcome: CueMatch,
     *,
+    request: MatchRequest,
     cue_path: str | None,
 ) -> CueMatching:
     track_categories: dict[tuple[int, int], CategoryGuess] = {}
@@ -120,28 +187,54 @@ def _assemble(
     )
     rows: list[TrackMatchRow] = []
     verified_lags: list[float] = []
-    for r in outcome.results:
+    content = evidence.content
+    if content is None:
+        content = ContentEvidence.empty(len(instruments), len(stems), "no content evidence")
+    names = name_scores(
+        request.track_names, request.stem_names, file_names=request.file_names or None
+    )
+    by_llm = any(r.method == "llm" for r in outcome.results)
+    decisions = decide(
+        [r.stem_index for r in outcome.results],
+        content,
+        stem_names=request.stem_names,
+        name_source="llm" if by_llm else "name",
+    )
+    decisions = _drop_alternates(decisions, request, content)
+    for r, d in zip(outcome.results, decisions, strict=True):
         midi_index, track = instruments[r.track_index]
+        stem = d.stem_index
         correlation = lag = None
-        if r.stem_index is not None:
-            c = float(evidence.correlation[r.track_index, r.stem_index])
+        if stem is not None:
+            c = float(evidence.correlation[r.track_index, stem])
             if not np.isnan(c):
                 correlation = round(c, 4)
-                lag = round(float(evidence.lag_s[r.track_index, r.stem_index]), 4)
-        verified = is_verified(correlation)
-        if verified and lag is not None:
+                lag = round(float(evidence.lag_s[r.track_index, stem]), 4)
+        if d.verified and lag is not None:
             verified_lags.append(lag)
+        name_score = None if stem is None else round(float(names[r.track_index, stem]), 3)
         rows.append(
             TrackMatchRow(
                 midi_index=midi_index,
                 track_index=track.part_index,
-                stem_index=r.stem_index,
-                score=round(r.score, 3),
+                stem_index=stem,
+                # the matcher's score for its own proposal; the name score where content moved it
+                score=round(r.score, 3) if stem == r.stem_index else (name_score or 0.0),
                 method=r.method,
                 fallback_reason=r.fallback_reason,
                 onset_correlation=correlation,
                 lag_s=lag,
-                verified=verified,
+                verified=d.verified,
+                name_score=name_score,
+                content_score=d.content_score,
+                content_z=d.content_z,
+                content_p=d.content_p,
+                content_lag_s=d.content_lag_s,
+                runner_up_stem_index=d.runner_up,
+                margin_z=d.margin,
+                decided_by=d.decided_by,
+                evidence=d.evidence,
+                verify_reason=d.reason,
             )
         )
     offset = cue_offset(verified_lags)

@@ -28,6 +28,16 @@ class TrackMatchRow:
     onset_correlation: float | None = None
     lag_s: float | None = None
     verified: bool | None = None
+    name_score: float | None = None
+    content_score: float | None = None
+    content_z: float | None = None
+    content_p: float | None = None
+    content_lag_s: float | None = None
+    runner_up_stem_index: int | None = None
+    margin_z: float | None = None
+    decided_by: str | None = None
+    evidence: str | None = None
+    verify_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -478,6 +478,18 @@ def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: in
                     "onset_correlation": row.onset_correlation,
                     "lag_s": row.lag_s,
                     "verified": row.verified,
+                    "name_score": row.name_score,
+                    "content_score": row.content_score,
+                    "content_z": row.content_z,
+                    "content_p": row.content_p,
+                    "content_lag_s": row.content_lag_s,
+                    "runner_up_audio_file_id": None
+                    if row.runner_up_stem_index is None
+                    else stem_ids[row.runner_up_stem_index],
+                    "margin_z": row.margin_z,
+                    "decided_by": row.decided_by,
+                    "evidence": row.evidence,
+                    "verify_reason": row.verify_reason,
                 }
                 for row in result.matches
             ],

@@ -9,7 +9,15 @@ lags up to ±``max_lag_s``. The best lag (sub-frame, parabolic interpolation) is
 onsets sit relative to the MIDI: ``lag_s > 0`` means the audio comes later (a stem printed with
 pre-roll). The stored correlation is the cross-correlation of the standardised envelopes at that
 lag (Pearson's r at lag 0; see :func:`correlate`).
-A pair is *verified* when r ≥ :data:`VERIFY_THRESHOLD`.
+This onset correlation is stored (``onset_correlation``, ``lag_s``) and breaks ties between
+similar names; whether a pair is *verified* is decided from the richer, pitch-aware content
+evidence of :mod:`kmidi_ingest.content` by :mod:`kmidi_ingest.assign` (identity, not rhythm).
+
+No librosa here (issue 13 item 5): the spectral flux librosa's ``onset_strength(S=...,
+center=False)`` computes from a log-mel is the band mean of the positive frame-to-frame rise,
+which is three lines of numpy (the streaming mel code in :mod:`kmidi_ingest.audio` computes the
+same numbers while the audio streams); importing librosa in every worker costs numba's compile
+time and ~115 MB resident for nothing. ``tests/test_verify.py`` pins the equality with librosa.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import FeatureData
+from .content import ContentEvidence
 
 ONSET_SMOOTH_S = 0.03
 DEFAULT_MAX_LAG_S = 2.0
@@ -39,6 +48,7 @@ class OnsetEvidence:
     correlation: np.ndarray
     lag_s: np.ndarray
     frame_rate_hz: float
+    content: ContentEvidence | None = None  # the pitch-aware evidence of the same pairs
 
 
 def note_onset_envelope(
@@ -60,8 +70,6 @@ def stem_onset_envelope(feature: FeatureData) -> np.ndarray:
     already centred (frame ``k`` is at ``k * hop / sr`` seconds), so librosa's own centring shift
     is turned off.
     """
-    import librosa
-
     if feature.onset_strength is not None:  # computed the same way while the audio streamed
         return np.log1p(np.asarray(feature.onset_strength, dtype=np.float64))
     values = np.asarray(feature.values, dtype=np.float32)
@@ -72,9 +80,7 @@ def stem_onset_envelope(feature: FeatureData) -> np.ndarray:
     padded = np.concatenate(
         [np.full((values.shape[0], 1), floor, dtype=np.float32), values], axis=1
     )
-    onset = librosa.onset.onset_strength(
-        S=padded, sr=feature.sample_rate_hz, hop_length=feature.hop_length, center=False
-    )[1:]
+    onset = np.maximum(np.diff(padded, axis=1), 0.0).mean(axis=0)
     return np.log1p(np.asarray(onset, dtype=np.float64))
 
 
@@ -222,7 +228,11 @@ def onset_evidence(
 
 
 def is_verified(correlation: float | None) -> bool | None:
-    """``True`` when the audio follows the notes, ``None`` when there was nothing to compare."""
+    """The old rhythm test (r ≥ :data:`VERIFY_THRESHOLD`); kept for comparisons in benchmarks.
+
+    ``True`` when the audio follows the notes, ``None`` when there was nothing to compare. The
+    stored ``verified`` is :mod:`kmidi_ingest.assign`'s identity rule, not this.
+    """
     if correlation is None or np.isnan(correlation):
         return None
     return bool(correlation >= VERIFY_THRESHOLD)

@@ -197,6 +197,26 @@ CASES: tuple[MatchCase, ...] = (
                            ("B3 Organ", "2M22 Organ")]),
     case("held-out brass lo", [("Bass Tbn", "5M22 Bass Trombone"), ("Cimbasso", "5M22 Cimb"),
                                ("Tuba", "5M22 Tuba")]),
+    # -- family stems (issue 15, tuning side): kit pieces, voices, mallets, low brass, hits, fx
+    case("kit pieces to DRUMS", [("Kick Drum", "2M05 DRUMS"), ("Snare Rim", "2M05 DRUMS"),
+                                 ("Hi Hat", "2M05 DRUMS"), ("Crash", "2M05 DRUMS"),
+                                 ("Bass", "2M05 BASS")]),
+    case("kit to KIT", [("Kik", "6M04 KIT"), ("Sn", "6M04 KIT"), ("Tom Hi", "6M04 KIT"),
+                        ("Pno", "6M04 PIANO")]),
+    case("issue misses", [("Hns a4", "1M20 FHN"), ("Sub Drop", "1M20 SUB HITS"),
+                          ("Tpts", "1M20 TPT")]),
+    case("voices to CHOIR", [("Soprano", "4M07 CHOIR"), ("Tenor", "4M07 CHOIR"),
+                             ("Baritone", "4M07 CHOIR"), ("Strings", "4M07 STRINGS")]),
+    case("mallets to one stem", [("Marimba", "3M09 MALLETS"), ("Xylo", "3M09 MALLETS"),
+                     ("Harp", "3M09 HARP")]),
+    case("low brass family", [("Cimbasso", "5M11 LOW BRASS"), ("Tuba", "5M11 LOW BRASS"),
+                              ("Horns", "5M11 HORNS"), ("Trumpets", "5M11 TRUMPETS")]),
+    case("fx and hits", [("Riser", "7M03 FX"), ("Sweep", "7M03 FX"), ("Boom", "7M03 HITS"),
+                         ("Impact", "7M03 HITS")]),
+    case("perc family", [("Conga", "8M01 PERC"), ("Bongos", "8M01 PERC"), ("Triangle", "8M01 PERC"),
+                         ("Timp", "8M01 TIMPANI")]),
+    case("string sections to registers", [("Violins", "2M14 STR HIGH"), ("Cellos", "2M14 STR LOW"),
+                                          ("Violas", "2M14 STR MID")]),
 )  # fmt: skip
 
 

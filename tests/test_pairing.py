@@ -102,3 +102,69 @@ def test_examples_alternate_take_categories_and_verification(tmp_path):
         ("Synth Pad - Warm", "Synth Pad", "keyword"),
         ("Vln 1 Spicc", "Strings", "keyword"),
     ]
+
+
+def test_llm_proposals_go_through_the_same_content_check(tmp_path):
+    """An LLM answer that pairs a track with the wrong stem is overruled by clear content."""
+    from dataclasses import dataclass
+
+    from kmidi_ingest import discover
+    from kmidi_ingest.batch.compute import CueSpec, process_cue
+    from kmidi_ingest.match import CueMatch, MatchRequest, MatchResult
+    from kmidi_ingest.pairing import apply_matcher
+
+    cue_dir = tmp_path / "cues" / "6M01 Ask"
+    tracks = {"Marimba": rhythm(1, seconds=8.0), "Harp": rhythm(3, seconds=8.0)}
+    write_track_midi(cue_dir / "MIDI" / "6M01 Ask.mid", tracks)
+    write_stem(cue_dir / "Audio Files" / "6M01 Marimba.wav", render(tracks["Marimba"], seconds=8.0))
+    write_stem(cue_dir / "Audio Files" / "6M01 Harp.wav", render(tracks["Harp"], seconds=8.0))
+    (cue,) = discover.scan(tmp_path / "cues").cues
+    result = process_cue(cue, CueSpec(sample_rate_hz=SR), stat_fingerprint="x")
+    stems = [s.name for s in result.stems]
+
+    @dataclass
+    class Proposes:
+        name: str = "llm"
+
+        def match(self, request: MatchRequest) -> CueMatch:
+            harp = stems.index("Harp")
+            return CueMatch(
+                results=tuple(
+                    MatchResult(track_index=i, stem_index=harp, score=90.0, method="llm")
+                    for i in range(len(request.track_names))
+                )
+            )
+
+    updated, _ = apply_matcher(result, Proposes())
+    got = {
+        r.track_index: (stems[r.stem_index], r.decided_by, r.verified, r.method)
+        for r in updated.matches
+        if r.stem_index is not None
+    }
+    assert got == {
+        1: ("Marimba", "content", True, "llm"),
+        2: ("Harp", "llm+content", True, "llm"),
+    }
+
+
+def test_one_file_per_track_is_paired_by_the_file_name(tmp_path):
+    """Dataset-style exports: MIDI/Marimba.mid beside Audio Files/Marimba.wav, tracks named after
+    the song. The file's name is name evidence; the same song name in both files is no alternate."""
+    cue = tmp_path / "cues" / "Song"
+    parts = {"Marimba": rhythm(1, seconds=8.0), "Harp": rhythm(3, seconds=8.0)}
+    for name, notes in parts.items():
+        write_track_midi(cue / "MIDI" / f"{name}.mid", {"My Song": notes})
+        write_stem(cue / "Audio Files" / f"{name}.wav", render(notes, seconds=8.0))
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    summary = ingest(tmp_path / "cues", SR, database_url=url)
+    assert summary.ok, summary.problems
+    got = rows(
+        url,
+        "SELECT f.file_name, a.name, m.verified, m.decided_by, m.name_score FROM track_matches m "
+        "JOIN midi_tracks t ON t.id = m.track_id JOIN midi_files f ON f.id = t.midi_file_id "
+        "LEFT JOIN audio_files a ON a.id = m.audio_file_id ORDER BY f.file_name",
+    )
+    assert got == [
+        ("Harp.mid", "Harp", 1, "name+content", 100.0),
+        ("Marimba.mid", "Marimba", 1, "name+content", 100.0),
+    ]
