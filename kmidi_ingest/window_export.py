@@ -14,7 +14,8 @@ frames]`` (onset, sustain, velocity planes), ``mask bool[N, frames]``, and per w
 ``category``, ``program`` (``-1``: none), ``is_drum``, ``verified`` (``-1`` unknown, ``0``,
 ``1``), ``track_id`` (``-1`` for mixes), ``start_frame``, ``start_s``, ``note_count``.
 
-Memory holds one shard and one stem at a time, whatever the size of the database. The folder is
+Memory holds at most ``shard_mb`` of windows (all splits together) and one stem at a time,
+whatever the size of the database. The folder is
 written as ``.OUT.partial`` and renamed when complete.
 """
 
@@ -95,6 +96,9 @@ def export_windows(
                 feature = _feature_parameters(engine, window)
             cue_splits[window.cue_path] = window.split
             writers[window.split].add(window)
+            # One budget for all splits: the windows held in memory never pass shard_mb.
+            if sum(w.size for w in writers.values()) > writers[window.split].limit:
+                max(writers.values(), key=lambda w: w.size).flush()
             if progress is not None:
                 progress(1)
         for writer in writers.values():
