@@ -247,17 +247,44 @@ def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.nda
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    stored = np.asarray(feature.values)
+    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing
+    stored = np.asarray(feature.values).astype(np.float32)
     peak = float(stored.max())
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
     n = grid.n_frames * grid.pool
     frames = stored[:, :n].reshape(stored.shape[0], grid.n_frames, grid.pool)
-    pooled = frames.mean(axis=2, dtype=np.float32)
+    if grid.pool < 8:
+        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order
+        pooled = frames[:, :, 0].copy()
+        for k in range(1, grid.pool):
+            pooled += frames[:, :, k]
+        pooled /= np.float32(grid.pool)
+    else:
+        pooled = frames.mean(axis=2)
     np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
     # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
     rise = np.maximum(np.diff(pooled, axis=1, prepend=pooled[:, :1]), 0.0)
     return pooled, rise
+
+
+# (id of the templates, rows) → (the templates themselves, held so that the id stays theirs; CSR)
+_SPARSE_ROWS: dict[tuple[int, bytes], tuple[np.ndarray, Any]] = {}
+
+
+def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
+    """``templates[rows]`` as float32 CSR, built once per template set and rows (every stem
+    of a cue reads the same rows)."""
+    from scipy.sparse import csr_matrix
+
+    key = (id(templates), rows.tobytes())
+    cached = _SPARSE_ROWS.get(key)
+    if cached is None or cached[0] is not templates:
+        if len(_SPARSE_ROWS) >= 32:
+            _SPARSE_ROWS.clear()
+        cached = (templates, csr_matrix(templates[rows].astype(np.float32)))
+        _SPARSE_ROWS[key] = cached
+    return cached[1]
 
 
 def _projections(
@@ -265,15 +292,15 @@ def _projections(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
     real = np.zeros((128, values.shape[1]), dtype=np.float32)
     out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
-        sparse = csr_matrix(templates[rows].astype(np.float32))
-        real[rows] = sparse @ values.astype(np.float32)
-        out[rows] = rfft(real[rows], axis=1)
+        sparse = _sparse_rows(templates, rows)
+        projected = sparse @ values.astype(np.float32, copy=False)
+        real[rows] = projected
+        out[rows] = rfft(projected, axis=1)
     return real, out
 
 
@@ -318,8 +345,8 @@ class _Track:
     """A track's rolls on a grid: rfft over time of the used pitches' rows, and their norms."""
 
     pitches: np.ndarray  # (k,) MIDI pitches used
-    held: np.ndarray  # (k, bins)
-    onsets: np.ndarray  # (k, bins)
+    held: np.ndarray  # (k, bins), conjugated (ready for the correlation)
+    onsets: np.ndarray  # (k, bins), conjugated
     onset: np.ndarray  # (bins,) broadband
     held_norm: dict[int, float]  # std of templates @ roll (per octave shift), for Pearson's r
     onsets_norm: dict[int, float]
@@ -397,8 +424,8 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.asarray(rfft(held[used].astype(np.float32), axis=1)),
-        onsets=np.asarray(rfft(onsets[used].astype(np.float32), axis=1)),
+        held=np.conj(rfft(held[used].astype(np.float32), axis=1)),
+        onsets=np.conj(rfft(onsets[used].astype(np.float32), axis=1)),
         onset=np.asarray(rfft(broadband.astype(np.float32))),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
@@ -432,7 +459,7 @@ def _pitch_curve(
 ) -> np.ndarray | None:
     """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation.
 
-    ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
+    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
     circular lag of ``x`` sums to zero, the mean of the prediction drops out.
     """
     from scipy.fft import irfft
@@ -441,8 +468,8 @@ def _pitch_curve(
     ok = (rows >= 0) & (rows < 128)
     if not ok.any() or norm <= 0:
         return None
-    product = (np.conj(roll[ok]) * observed[rows[ok]]).sum(axis=0)
-    return np.asarray(irfft(product, n))
+    product = (roll if ok.all() else roll[ok]) * observed[rows[ok]]
+    return np.asarray(irfft(product.sum(axis=0), n))
 
 
 def _rows_needed(
@@ -527,9 +554,11 @@ def _unique_shares(
     key = grid.template_key
     size = 2 * grid.n_mels * grid.n_frames
     sums = {"h": harmonic_templates(**key).sum(axis=1), "d": drum_templates(**key).sum(axis=1)}
-    spectral = np.roll(stem.pitch_real["spectral"], -shift_frames, axis=1)
-    band = np.roll(stem.pitch_real["band_onset"], -shift_frames, axis=1)
-    drum_band = np.roll(stem.drum_real, -shift_frames, axis=1)
+
+    def rolled(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        # only the rows a track reads are shifted (the same values as shifting all 128)
+        return np.roll(values[rows], -shift_frames, axis=1)
+
     parts = []
     cross = np.zeros(len(fitted))
     totals = np.zeros(len(fitted))
@@ -540,11 +569,14 @@ def _unique_shares(
         held, onsets = track.held_roll[ok], track.onsets_roll[ok]
         onset_rows = np.asarray(onsets.sum(axis=1)).ravel()
         if drum:
-            cross[m] = float(onsets.multiply(drum_band[r]).sum())
+            cross[m] = float(onsets.multiply(rolled(stem.drum_real, r)).sum())
             totals[m] = float(sums["d"][r] @ onset_rows)
         else:
             held_rows = np.asarray(held.sum(axis=1)).ravel()
-            cross[m] = float(onsets.multiply(band[r]).sum() + held.multiply(spectral[r]).sum())
+            cross[m] = float(
+                onsets.multiply(rolled(stem.pitch_real["band_onset"], r)).sum()
+                + held.multiply(rolled(stem.pitch_real["spectral"], r)).sum()
+            )
             totals[m] = float(sums["h"][r] @ (onset_rows + held_rows))
         parts.append(("d" if drum else "h", r, ok, i))
     gram = np.zeros((len(fitted), len(fitted)))
