@@ -234,6 +234,11 @@ class _Stem:
     ``pitch_*`` have shape ``(128, bins)``: the rfft over time of ``templates @ observation``
     (what each MIDI pitch would see); ``drum_band`` likewise through the drum regions; ``onset``
     is the rfft of the broadband rise, shape ``(bins,)``.
+
+    ``spectral`` is projected on every row a track may read (any octave reading); the other
+    pitch observations only on the rows asked for (:func:`_need_rows`: once the spectral curve
+    has chosen a track's octave, its other curves read that octave only). A row's projection
+    does not depend on which other rows are projected with it.
     """
 
     pitch: dict[str, np.ndarray]
@@ -241,6 +246,25 @@ class _Stem:
     onset: np.ndarray
     pitch_real: dict[str, np.ndarray]  # (128, n): templates @ observation, for the joint fit
     drum_real: np.ndarray
+    observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
+    projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
+    templates: np.ndarray
+
+
+def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
+    """Fill in ``stem.pitch[kind]`` and ``stem.pitch_real[kind]`` at ``rows`` (in place)."""
+    from scipy.fft import rfft
+    from scipy.sparse import csr_matrix
+
+    rows = rows[(rows >= 0) & (rows < 128)]
+    missing = np.unique(rows[~stem.projected[kind][rows]])
+    if not len(missing):
+        return
+    sparse = csr_matrix(stem.templates[missing].astype(np.float32))
+    real = sparse @ stem.observed[kind]
+    stem.pitch_real[kind][missing] = real
+    stem.pitch[kind][missing] = rfft(real, axis=1)
+    stem.projected[kind][missing] = True
 
 
 def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
@@ -325,18 +349,33 @@ def _stem(
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)
-    projected = {
-        k: _projections(templates, v, pitched_rows) for k, v in observed.items() if v is not None
-    }
+    spectral_obs = observed["spectral"]
     band = observed["band_onset"]
-    assert band is not None
+    assert spectral_obs is not None and band is not None
+    projected = {"spectral": _projections(templates, spectral_obs, pitched_rows)}
+    n = band.shape[1]
+    for k in observed:
+        if k != "spectral":
+            projected[k] = (
+                np.zeros((128, n), dtype=np.float32),
+                np.zeros((128, n // 2 + 1), dtype=np.complex64),
+            )
     drum_real, drums = _projections(drum_templates(**grid.template_key), band, drum_rows)
+    done = np.zeros(128, dtype=bool)
+    done[pitched_rows] = True
     return _Stem(
         pitch={k: v[1] for k, v in projected.items()},
         drum_band=drums,
         onset=np.asarray(rfft(onset.astype(np.float32))),
         pitch_real={k: v[0] for k, v in projected.items()},
         drum_real=drum_real,
+        observed={
+            k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
+        },
+        projected={
+            k: done.copy() if k == "spectral" else np.zeros(128, dtype=bool) for k in observed
+        },
+        templates=templates,
     )
 
 
@@ -716,6 +755,8 @@ def content_evidence(
                 best_r: np.ndarray | None = None
                 if name != "spectral" and i in shift_of:  # one octave reading per pair
                     norms = {shift_of[i]: norms[shift_of[i]]}
+                if name != "spectral" and not tracks[i].is_drum:
+                    _need_rows(stem, name, np.concatenate([track.pitches + s for s in norms]))
                 for shift, norm in norms.items():
                     product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
                     if product is None:
@@ -749,6 +790,9 @@ def content_evidence(
             lead = int(np.nanargmax(column))
             shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
             fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
+            for i, t in fitted:
+                if not tracks[i].is_drum:
+                    _need_rows(stem, "band_onset", t.pitches + shift_of.get(i, 0))
             if grid not in products:
                 products[grid] = _roll_products(track_cache[grid])
                 gram_cache[grid] = {}
