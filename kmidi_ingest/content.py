@@ -492,8 +492,10 @@ def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _z_curve(curve: np.ndarray, null: np.ndarray) -> np.ndarray:
     values = curve[null]
-    std = values.std()
-    return (curve - values.mean()) / (std if std > 1e-12 else 1e-12)
+    mean = values.mean()
+    centred = values - mean
+    std = np.sqrt(np.sum(centred * centred) / len(values))  # values.std(), one pass fewer
+    return (curve - mean) / (std if std > 1e-12 else 1e-12)
 
 
 def _pitch_curve(
@@ -526,9 +528,8 @@ def _rows_needed(
         if notes.is_drum:
             drums.update(int(p) for p in track.pitches)
         else:
-            pitched.update(
-                int(p) + s for p in track.pitches for s in OCTAVE_SHIFTS if 0 <= p + s < 128
-            )
+            rows = (track.pitches[:, None] + np.array(OCTAVE_SHIFTS)).ravel()
+            pitched.update(rows[(rows >= 0) & (rows < 128)].tolist())
     return np.array(sorted(pitched), dtype=np.int64), np.array(sorted(drums), dtype=np.int64)
 
 
@@ -756,6 +757,7 @@ def content_evidence(
             for name, (roll, observed, norms) in pitch_obs.items():
                 best_z: np.ndarray | None = None
                 best_r: np.ndarray | None = None
+                best_peak = -np.inf
                 if name != "spectral" and i in shift_of:  # one octave reading per pair
                     norms = {shift_of[i]: norms[shift_of[i]]}
                 if name != "spectral" and not tracks[i].is_drum:
@@ -768,8 +770,9 @@ def content_evidence(
                     zc = _z_curve(r, null)
                     if shift != 0:
                         zc = zc - OCTAVE_PENALTY_Z
-                    if best_z is None or zc[window].max() > best_z[window].max():
-                        best_z, best_r = zc, r
+                    peak = zc[window].max()
+                    if best_z is None or peak > best_peak:
+                        best_z, best_r, best_peak = zc, r, peak
                         if name == "spectral":
                             shift_of[i] = shift
                 if best_z is not None and best_r is not None:
