@@ -101,7 +101,8 @@ class ContentEvidence:
     ``(n_tracks, n_stems, 4)``, NaN for a curve not used), ``notes_in_audio`` the distinct note
     starts inside the stem's duration, ``unique`` the track's unique share of the stem's
     variance in the joint fit (R², 0..1). ``reason[i][j]`` says why a pair has no ``z``;
-    ``compute_s`` is the wall time spent (for the cost figure).
+    ``compute_s`` is the wall time spent and ``compute_cpu_s`` this process's CPU time (for the
+    cost figure; on a shared machine the CPU time is the steadier of the two).
     """
 
     z: np.ndarray
@@ -112,6 +113,7 @@ class ContentEvidence:
     unique: np.ndarray
     reason: tuple[tuple[str | None, ...], ...]
     compute_s: float = 0.0
+    compute_cpu_s: float = 0.0
 
     @classmethod
     def empty(cls, n_tracks: int, n_stems: int, reason: str | None = None) -> ContentEvidence:
@@ -234,6 +236,11 @@ class _Stem:
     ``pitch_*`` have shape ``(128, bins)``: the rfft over time of ``templates @ observation``
     (what each MIDI pitch would see); ``drum_band`` likewise through the drum regions; ``onset``
     is the rfft of the broadband rise, shape ``(bins,)``.
+
+    ``spectral`` is projected on every row a track may read (any octave reading); the other
+    pitch observations only on the rows asked for (:func:`_need_rows`: once the spectral curve
+    has chosen a track's octave, its other curves read that octave only). A row's projection
+    does not depend on which other rows are projected with it.
     """
 
     pitch: dict[str, np.ndarray]
@@ -241,23 +248,69 @@ class _Stem:
     onset: np.ndarray
     pitch_real: dict[str, np.ndarray]  # (128, n): templates @ observation, for the joint fit
     drum_real: np.ndarray
+    observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
+    projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
+    templates: np.ndarray
+
+
+def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
+    """Fill in ``stem.pitch[kind]`` and ``stem.pitch_real[kind]`` at ``rows`` (in place)."""
+    from scipy.fft import rfft
+    from scipy.sparse import csr_matrix
+
+    rows = rows[(rows >= 0) & (rows < 128)]
+    missing = np.unique(rows[~stem.projected[kind][rows]])
+    if not len(missing):
+        return
+    sparse = csr_matrix(stem.templates[missing].astype(np.float32))
+    real = sparse @ stem.observed[kind]
+    stem.pitch_real[kind][missing] = real
+    stem.pitch[kind][missing] = rfft(real, axis=1)
+    stem.projected[kind][missing] = True
 
 
 def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    stored = np.asarray(feature.values)
+    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing
+    stored = np.asarray(feature.values).astype(np.float32)
     peak = float(stored.max())
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
     n = grid.n_frames * grid.pool
     frames = stored[:, :n].reshape(stored.shape[0], grid.n_frames, grid.pool)
-    pooled = frames.mean(axis=2, dtype=np.float32)
+    if grid.pool < 8:
+        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order
+        pooled = frames[:, :, 0].copy()
+        for k in range(1, grid.pool):
+            pooled += frames[:, :, k]
+        pooled /= np.float32(grid.pool)
+    else:
+        pooled = frames.mean(axis=2)
     np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
     # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
     rise = np.maximum(np.diff(pooled, axis=1, prepend=pooled[:, :1]), 0.0)
     return pooled, rise
+
+
+# (id of the templates, rows) → (the templates themselves, held so that the id stays theirs; CSR)
+_SPARSE_ROWS: dict[tuple[int, bytes], tuple[np.ndarray, Any]] = {}
+
+
+def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
+    """``templates[rows]`` as float32 CSR, built once per template set and rows (every stem
+    of a cue reads the same rows)."""
+    from scipy.sparse import csr_matrix
+
+    key = (id(templates), rows.tobytes())
+    cached = _SPARSE_ROWS.get(key)
+    if cached is None or cached[0] is not templates:
+        if len(_SPARSE_ROWS) >= 32:
+            _SPARSE_ROWS.clear()
+        cached = (templates, csr_matrix(templates[rows].astype(np.float32)))
+        _SPARSE_ROWS[key] = cached
+    return cached[1]
 
 
 def _projections(
@@ -265,15 +318,15 @@ def _projections(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
     real = np.zeros((128, values.shape[1]), dtype=np.float32)
     out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
-        sparse = csr_matrix(templates[rows].astype(np.float32))
-        real[rows] = sparse @ values.astype(np.float32)
-        out[rows] = rfft(real[rows], axis=1)
+        sparse = _sparse_rows(templates, rows)
+        projected = sparse @ values.astype(np.float32, copy=False)
+        real[rows] = projected
+        out[rows] = rfft(projected, axis=1)
     return real, out
 
 
@@ -298,18 +351,33 @@ def _stem(
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)
-    projected = {
-        k: _projections(templates, v, pitched_rows) for k, v in observed.items() if v is not None
-    }
+    spectral_obs = observed["spectral"]
     band = observed["band_onset"]
-    assert band is not None
+    assert spectral_obs is not None and band is not None
+    projected = {"spectral": _projections(templates, spectral_obs, pitched_rows)}
+    n = band.shape[1]
+    for k in observed:
+        if k != "spectral":
+            projected[k] = (
+                np.zeros((128, n), dtype=np.float32),
+                np.zeros((128, n // 2 + 1), dtype=np.complex64),
+            )
     drum_real, drums = _projections(drum_templates(**grid.template_key), band, drum_rows)
+    done = np.zeros(128, dtype=bool)
+    done[pitched_rows] = True
     return _Stem(
         pitch={k: v[1] for k, v in projected.items()},
         drum_band=drums,
         onset=np.asarray(rfft(onset.astype(np.float32))),
         pitch_real={k: v[0] for k, v in projected.items()},
         drum_real=drum_real,
+        observed={
+            k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
+        },
+        projected={
+            k: done.copy() if k == "spectral" else np.zeros(128, dtype=bool) for k in observed
+        },
+        templates=templates,
     )
 
 
@@ -318,8 +386,8 @@ class _Track:
     """A track's rolls on a grid: rfft over time of the used pitches' rows, and their norms."""
 
     pitches: np.ndarray  # (k,) MIDI pitches used
-    held: np.ndarray  # (k, bins)
-    onsets: np.ndarray  # (k, bins)
+    held: np.ndarray  # (k, bins), conjugated (ready for the correlation)
+    onsets: np.ndarray  # (k, bins), conjugated
     onset: np.ndarray  # (bins,) broadband
     held_norm: dict[int, float]  # std of templates @ roll (per octave shift), for Pearson's r
     onsets_norm: dict[int, float]
@@ -338,12 +406,13 @@ def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]
     stop = np.minimum(n, np.maximum(start + 1, np.ceil((notes["start_s"] + held_s) * grid.rate_hz)))
     pitch = np.clip(notes["pitch"], 0, 127).astype(np.int64)
     weight = np.clip(notes["velocity"], 1, 127) / 127.0
-    onsets = np.zeros((128, n))
-    np.add.at(onsets, (pitch, start), weight)
-    delta = np.zeros((128, n + 1))
-    np.add.at(delta, (pitch, start), 1.0)
-    np.add.at(delta, (pitch, stop.astype(np.int64)), -1.0)
-    held = np.minimum(np.cumsum(delta, axis=1)[:, :n], 1.0)
+    # bincount sums in the notes' order, as np.add.at does, and much faster
+    onsets = np.bincount(pitch * n + start, weights=weight, minlength=128 * n).reshape(128, n)
+    cells = 128 * (n + 1)
+    delta = np.bincount(pitch * (n + 1) + start, minlength=cells) - np.bincount(
+        pitch * (n + 1) + stop.astype(np.int64), minlength=cells
+    )
+    held = np.minimum(np.cumsum(delta.reshape(128, n + 1), axis=1)[:, :n], 1).astype(np.float64)
     return held, onsets, int(len(np.unique(start)))
 
 
@@ -397,8 +466,8 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.asarray(rfft(held[used].astype(np.float32), axis=1)),
-        onsets=np.asarray(rfft(onsets[used].astype(np.float32), axis=1)),
+        held=np.conj(rfft(held[used].astype(np.float32), axis=1)),
+        onsets=np.conj(rfft(onsets[used].astype(np.float32), axis=1)),
         onset=np.asarray(rfft(broadband.astype(np.float32))),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
@@ -423,8 +492,10 @@ def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _z_curve(curve: np.ndarray, null: np.ndarray) -> np.ndarray:
     values = curve[null]
-    std = values.std()
-    return (curve - values.mean()) / (std if std > 1e-12 else 1e-12)
+    mean = values.mean()
+    centred = values - mean
+    std = np.sqrt(np.sum(centred * centred) / len(values))  # values.std(), one pass fewer
+    return (curve - mean) / (std if std > 1e-12 else 1e-12)
 
 
 def _pitch_curve(
@@ -432,7 +503,7 @@ def _pitch_curve(
 ) -> np.ndarray | None:
     """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation.
 
-    ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
+    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
     circular lag of ``x`` sums to zero, the mean of the prediction drops out.
     """
     from scipy.fft import irfft
@@ -441,8 +512,8 @@ def _pitch_curve(
     ok = (rows >= 0) & (rows < 128)
     if not ok.any() or norm <= 0:
         return None
-    product = (np.conj(roll[ok]) * observed[rows[ok]]).sum(axis=0)
-    return np.asarray(irfft(product, n))
+    product = (roll if ok.all() else roll[ok]) * observed[rows[ok]]
+    return np.asarray(irfft(product.sum(axis=0), n))
 
 
 def _rows_needed(
@@ -457,9 +528,8 @@ def _rows_needed(
         if notes.is_drum:
             drums.update(int(p) for p in track.pitches)
         else:
-            pitched.update(
-                int(p) + s for p in track.pitches for s in OCTAVE_SHIFTS if 0 <= p + s < 128
-            )
+            rows = (track.pitches[:, None] + np.array(OCTAVE_SHIFTS)).ravel()
+            pitched.update(rows[(rows >= 0) & (rows < 128)].tolist())
     return np.array(sorted(pitched), dtype=np.int64), np.array(sorted(drums), dtype=np.int64)
 
 
@@ -510,6 +580,7 @@ def _unique_shares(
     shift_of: dict[int, int],
     is_drum: list[bool],
     products: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+    gram_cache: dict[tuple[Any, ...], float],
 ) -> list[float]:
     """Variance of the stem each track explains that no other track of the cue explains.
 
@@ -520,16 +591,20 @@ def _unique_shares(
 
     Computed in pitch space: a prediction is ``templatesᵀ @ roll``, so its inner products with
     another prediction or with the stem go through ``T·Tᵀ`` and the stem's template projections,
-    never forming the ``(n_mels, n)`` predictions.
+    never forming the ``(n_mels, n)`` predictions. The predictions' inner products depend on
+    the tracks and their octave readings only, not on the stem: ``gram_cache`` keeps them for
+    the cue's other stems.
     """
     if not fitted:
         return []
     key = grid.template_key
     size = 2 * grid.n_mels * grid.n_frames
     sums = {"h": harmonic_templates(**key).sum(axis=1), "d": drum_templates(**key).sum(axis=1)}
-    spectral = np.roll(stem.pitch_real["spectral"], -shift_frames, axis=1)
-    band = np.roll(stem.pitch_real["band_onset"], -shift_frames, axis=1)
-    drum_band = np.roll(stem.drum_real, -shift_frames, axis=1)
+
+    def rolled(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        # only the rows a track reads are shifted (the same values as shifting all 128)
+        return np.roll(values[rows], -shift_frames, axis=1)
+
     parts = []
     cross = np.zeros(len(fitted))
     totals = np.zeros(len(fitted))
@@ -537,20 +612,30 @@ def _unique_shares(
         rows = track.pitches + (0 if drum else shift_of.get(i, 0))
         ok = (rows >= 0) & (rows < 128)
         r = rows[ok]
-        held, onsets = track.held_roll[ok], track.onsets_roll[ok]
+        if ok.all():
+            held, onsets = track.held_roll, track.onsets_roll
+        else:
+            held, onsets = track.held_roll[ok], track.onsets_roll[ok]
         onset_rows = np.asarray(onsets.sum(axis=1)).ravel()
         if drum:
-            cross[m] = float(onsets.multiply(drum_band[r]).sum())
+            cross[m] = float(onsets.multiply(rolled(stem.drum_real, r)).sum())
             totals[m] = float(sums["d"][r] @ onset_rows)
         else:
             held_rows = np.asarray(held.sum(axis=1)).ravel()
-            cross[m] = float(onsets.multiply(band[r]).sum() + held.multiply(spectral[r]).sum())
+            cross[m] = float(
+                onsets.multiply(rolled(stem.pitch_real["band_onset"], r)).sum()
+                + held.multiply(rolled(stem.pitch_real["spectral"], r)).sum()
+            )
             totals[m] = float(sums["h"][r] @ (onset_rows + held_rows))
         parts.append(("d" if drum else "h", r, ok, i))
     gram = np.zeros((len(fitted), len(fitted)))
     for a, (kind_a, rows_a, ok_a, i_a) in enumerate(parts):
         for b in range(a, len(parts)):
             kind_b, rows_b, ok_b, i_b = parts[b]
+            cache_key = (i_a, i_b, kind_a, kind_b, rows_a.tobytes(), rows_b.tobytes())
+            if cache_key in gram_cache:
+                gram[a, b] = gram[b, a] = gram_cache[cache_key]
+                continue
             flip = i_a > i_b
             held_ab, onsets_ab = products[(i_b, i_a) if flip else (i_a, i_b)]
             if flip:
@@ -559,7 +644,7 @@ def _unique_shares(
             value = float(np.sum(tt * onsets_ab[np.ix_(ok_a, ok_b)]))
             if kind_a == "h" and kind_b == "h":
                 value += float(np.sum(tt * held_ab[np.ix_(ok_a, ok_b)]))
-            gram[a, b] = gram[b, a] = value
+            gram[a, b] = gram[b, a] = gram_cache[cache_key] = value
     mean = totals / size
     std = np.sqrt(np.maximum(np.diag(gram) / size - mean**2, 1e-12))
     gram = (gram - size * np.outer(mean, mean)) / np.outer(std, std)
@@ -585,6 +670,7 @@ def content_evidence(
     import time
 
     started = time.perf_counter()
+    started_cpu = time.process_time()
     weights = weights or {}
     n_tracks, n_stems = len(tracks), len(stem_features)
     z = np.full((n_tracks, n_stems), np.nan)
@@ -617,6 +703,7 @@ def content_evidence(
 
     track_cache: dict[_Grid, list[_Track | int]] = {}
     products: dict[_Grid, dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = {}
+    gram_cache: dict[_Grid, dict[tuple[Any, ...], float]] = {}
     for j in range(n_stems):
         grid, obs = grids[j], observations[j]
         if isinstance(obs, str):
@@ -670,8 +757,11 @@ def content_evidence(
             for name, (roll, observed, norms) in pitch_obs.items():
                 best_z: np.ndarray | None = None
                 best_r: np.ndarray | None = None
+                best_peak = -np.inf
                 if name != "spectral" and i in shift_of:  # one octave reading per pair
                     norms = {shift_of[i]: norms[shift_of[i]]}
+                if name != "spectral" and not tracks[i].is_drum:
+                    _need_rows(stem, name, np.concatenate([track.pitches + s for s in norms]))
                 for shift, norm in norms.items():
                     product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
                     if product is None:
@@ -680,8 +770,9 @@ def content_evidence(
                     zc = _z_curve(r, null)
                     if shift != 0:
                         zc = zc - OCTAVE_PENALTY_Z
-                    if best_z is None or zc[window].max() > best_z[window].max():
-                        best_z, best_r = zc, r
+                    peak = zc[window].max()
+                    if best_z is None or peak > best_peak:
+                        best_z, best_r, best_peak = zc, r, peak
                         if name == "spectral":
                             shift_of[i] = shift
                 if best_z is not None and best_r is not None:
@@ -705,8 +796,12 @@ def content_evidence(
             lead = int(np.nanargmax(column))
             shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
             fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
+            for i, t in fitted:
+                if not tracks[i].is_drum:
+                    _need_rows(stem, "band_onset", t.pitches + shift_of.get(i, 0))
             if grid not in products:
                 products[grid] = _roll_products(track_cache[grid])
+                gram_cache[grid] = {}
             shares_ij = _unique_shares(
                 stem,
                 fitted,
@@ -715,6 +810,7 @@ def content_evidence(
                 shift_of,
                 [tracks[i].is_drum for i, _ in fitted],
                 products[grid],
+                gram_cache[grid],
             )
             for (i, _), value in zip(fitted, shares_ij, strict=True):
                 unique[i, j] = value
@@ -727,4 +823,5 @@ def content_evidence(
         unique=unique,
         reason=tuple(tuple(row) for row in reason),
         compute_s=time.perf_counter() - started,
+        compute_cpu_s=time.process_time() - started_cpu,
     )
