@@ -267,13 +267,18 @@ class _Pool:
     ) -> _Window:
         """Fail the jobs of the dead worker(s), start a new pool and resubmit the other jobs
         the broken pool held (unless ``stop`` is set: those are dropped, as unstarted ones)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Exit codes only once the broken pool has shut down: a worker killed a moment ago may
+        # not have been reaped yet (exit code None), which would make every cue in flight a
+        # suspect. The broken pool terminates the others, so they end with -SIGTERM.
+        for process in self._processes.values():
+            process.join(timeout=5.0)
         dead = {
             pid: p.exitcode
             for pid, p in self._processes.items()
             # None: still alive; -SIGTERM: terminated by the broken pool, not dead on its own.
             if p.exitcode not in (None, 0, -signal.SIGTERM)
         }
-        self._executor.shutdown(wait=True, cancel_futures=True)
         self._processes = {}
         broken = [
             (i, job, w)
