@@ -193,27 +193,6 @@ def _real_cues() -> Path | None:
     return None
 
 
-def _decoded(cue: Path, cache: Path) -> Path:
-    """The cue with its OGG stems decoded to WAV (cached), for an audio stage without OGG."""
-    import soundfile as sf
-
-    target = cache / cue.name
-    if (target / ".done").exists():
-        return target
-    for path in sorted(cue.rglob("*")):
-        if not path.is_file():
-            continue
-        dest = target / path.relative_to(cue)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".ogg":
-            samples, rate = sf.read(str(path), dtype="float32")
-            sf.write(str(dest.with_suffix(".wav")), samples, rate, subtype="PCM_16")
-        else:
-            shutil.copyfile(path, dest)
-    (target / ".done").write_text("")
-    return target
-
-
 def _real_rows() -> list[Row]:
     from kmidi_ingest.midi import read_midi
     from kmidi_ingest.pairing import match_offline
@@ -222,12 +201,10 @@ def _real_rows() -> list[Row]:
     source = _real_cues()
     if source is None:
         return []
-    cache = Path(tempfile.gettempdir()) / "kmidi-bench-real"
     true_ok = true_n = bad = bad_old = true_old = wrong_n = 0
     for cue in sorted(source.iterdir()):
-        local = _decoded(cue, cache)
-        midi = [read_midi(p) for p in sorted((local / "MIDI").iterdir())]
-        stems = _stems_of(local / "Audio Files", 22050)
+        midi = [read_midi(p) for p in sorted((cue / "MIDI").iterdir())]
+        stems = _stems_of(cue / "Audio Files", 22050)
         names = [s.name for s in stems]
         matching = match_offline(midi, stems, threshold=DEFAULT_THRESHOLD)
         evidence = matching.evidence

@@ -9,12 +9,9 @@ to WAV in a temporary folder first (the audio stage may not read OGG yet).
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 from kmidi_ingest import ingest
 from tests.conftest import REPO
@@ -30,27 +27,11 @@ REAL_CUES = next(
 pytestmark = pytest.mark.skipif(REAL_CUES is None, reason="../shared/data/real/cues is not present")
 
 
-def copy_cue(source: Path, target: Path) -> None:
-    for path in sorted(source.rglob("*")):
-        if not path.is_file():
-            continue
-        dest = target / path.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".ogg":
-            samples, rate = sf.read(str(path), dtype="float32")
-            sf.write(str(dest.with_suffix(".wav")), samples, rate, subtype="PCM_16")
-        else:
-            shutil.copyfile(path, dest)
-
-
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, list[tuple]]:
     assert REAL_CUES is not None
-    root = tmp_path_factory.mktemp("real")
-    for cue in sorted(REAL_CUES.iterdir()):
-        copy_cue(cue, root / "cues" / cue.name)
-    db = root / "x.sqlite"
-    summary = ingest(root / "cues", 22050, database_url=f"sqlite:///{db}", workers=1)
+    db = tmp_path_factory.mktemp("real") / "x.sqlite"
+    summary = ingest(REAL_CUES, 22050, database_url=f"sqlite:///{db}", workers=1)
     assert summary.ok, summary.problems
     with sqlite3.connect(db) as conn:
         got: dict[str, list[tuple]] = {}
