@@ -439,14 +439,25 @@ class AudioFeatureChunk(Base):
 
 
 class TrackMatch(Base):
-    """The stem a MIDI track was printed to (one row per matched or considered track)."""
+    """A stem a MIDI part was printed to.
+
+    One row per matched or considered part with ``stem_rank`` 0 (its primary pair, or its
+    unmatched row with ``audio_file_id`` NULL), plus one row per further stem the part owns
+    (``stem_rank`` 1, 2, …: desk stems ``violin1`` … ``violin4`` of one ``violin`` part).
+    """
 
     __tablename__ = "track_matches"
-    __table_args__ = (UniqueConstraint("track_id"), Index(None, "audio_file_id"))
+    __table_args__ = (
+        UniqueConstraint("track_id", "audio_file_id"),
+        UniqueConstraint("track_id", "stem_rank"),
+        Index(None, "audio_file_id"),
+    )
 
     id: Mapped[int] = _pk()
     track_id: Mapped[int] = _fk("midi_tracks.id")
     audio_file_id: Mapped[int | None] = _fk("audio_files.id", nullable=True)
+    # 0: the part's primary pair; 1, 2, …: further stems of the same part, in stem order
+    stem_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     method: Mapped[str] = mapped_column(String(16))  # fuzzy | llm | fuzzy_fallback
     score: Mapped[float] = mapped_column(Float)  # 0..100
     fallback_reason: Mapped[str | None] = mapped_column(Text)
