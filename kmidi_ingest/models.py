@@ -456,8 +456,6 @@ class TrackMatch(Base):
     id: Mapped[int] = _pk()
     track_id: Mapped[int] = _fk("midi_tracks.id")
     audio_file_id: Mapped[int | None] = _fk("audio_files.id", nullable=True)
-    # 0: the part's primary pair; 1, 2, …: further stems of the same part, in stem order
-    stem_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     method: Mapped[str] = mapped_column(String(16))  # fuzzy | llm | fuzzy_fallback
     score: Mapped[float] = mapped_column(Float)  # 0..100
     fallback_reason: Mapped[str | None] = mapped_column(Text)
@@ -477,6 +475,8 @@ class TrackMatch(Base):
     decided_by: Mapped[str | None] = mapped_column(String(24))  # name | content | name+content ...
     evidence: Mapped[str | None] = mapped_column(String(48))  # curves with z >= 2
     verify_reason: Mapped[str | None] = mapped_column(Text)  # why verified is false or NULL
+    # 0: the part's primary pair (or its unmatched row); 1, 2, …: further stems the part owns
+    stem_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class LlmCache(Base):
