@@ -418,15 +418,14 @@ def _read_cue(
             for p in pairs.get(t["track_id"], [])
             if p["stem_id"] in stem_by_id and (not options.verified_only or p["verified"] is True)
         ]
-        if wanted:
-            if (t["category"] or "").casefold() not in wanted:
-                own = [
-                    p
-                    for p in own
-                    if (stem_by_id[p["stem_id"]].get("category") or "").casefold() in wanted
-                ]
-                if not own:
-                    continue
+        if wanted and (t["category"] or "").casefold() not in wanted:
+            own = [
+                p
+                for p in own
+                if (stem_by_id[p["stem_id"]].get("category") or "").casefold() in wanted
+            ]
+            if not own:
+                continue
         if (options.verified_only or options.per == "track") and not own:
             continue
         # a part may own several stems (desk stems): ``match`` is its primary pair (the first
