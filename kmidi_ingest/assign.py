@@ -287,16 +287,27 @@ def alone_in_cue(content: ContentEvidence) -> bool:
     return int(np.isfinite(content.z).any(axis=1).sum()) <= 1
 
 
+DESK_Z_RATIO = 0.5  # a desk stem follows the part's notes at least this share of its best desk's z
+
+
 def contradicted(
-    i: int, stem: int, content: ContentEvidence, *, owners: Sequence[int]
+    i: int,
+    stem: int,
+    content: ContentEvidence,
+    *,
+    owners: Sequence[int],
+    desks: Sequence[int] = (),
 ) -> str | None:
     """Why the content says ``stem`` is not (also) track ``i``'s, or ``None`` when it does not.
 
-    For an additional stem of a part (a desk stem): the stem is contradicted when another track
-    is paired with it (``owners``), when the part's notes were comparable and the stem does not
-    follow them (``z`` < :data:`Z_REJECT`), or when another track explains it clearly better
-    (identity-strong ``z`` ``MARGIN`` above the part's, or a unique share ≥ :data:`U_VERIFY` and
-    :data:`U_RATIO` times the part's). No content evidence contradicts nothing.
+    For an additional stem of a part (a desk stem; ``desks`` are all the stems its name gives
+    it): the stem is contradicted when another track is paired with it (``owners``), when the
+    part's notes were comparable and the stem does not follow them (``z`` < :data:`Z_REJECT`, or
+    below :data:`DESK_Z_RATIO` of the part's best identity-strong ``z`` over ``desks``: every
+    stem of a song follows its notes somewhat), or when another track explains it clearly
+    better (identity-strong ``z`` ``MARGIN`` above the part's, or a unique share ≥
+    :data:`U_VERIFY` and :data:`U_RATIO` times the part's). No content evidence contradicts
+    nothing.
     """
     if any(k != i for k in owners):
         return "paired with another track"
@@ -305,6 +316,11 @@ def contradicted(
     ui = float(u[i]) if np.isfinite(u[i]) else 0.0
     if np.isfinite(zi) and zi < Z_REJECT:
         return f"the stem does not follow the notes (z {zi:.1f})"
+    best = max((float(content.z[i, j]) for j in desks if np.isfinite(content.z[i, j])), default=0.0)
+    if np.isfinite(zi) and best >= Z_VERIFY and zi < DESK_Z_RATIO * best:
+        return (
+            f"the stem follows the notes far less than another desk (z {zi:.1f} against {best:.1f})"
+        )
     for k in range(len(z)):
         if k == i:
             continue

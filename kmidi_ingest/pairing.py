@@ -228,7 +228,7 @@ def desk_stems(
             if j == stem
             or (
                 (not rivals.shape[0] or names[i, j] > rivals[:, k].max())
-                and contradicted(i, j, content, owners=owners.get(j, ())) is None
+                and contradicted(i, j, content, owners=owners.get(j, ()), desks=variants) is None
             )
         ]
         if len(owned) < 2:

@@ -289,3 +289,43 @@ def test_migration_keeps_stored_pairs_and_the_downgrade_keeps_the_primary(db_url
         )  # back to one stem per part
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def test_a_desk_that_does_not_follow_the_notes_is_left_out(tmp_path):
+    """``Vln 3`` holds notes no part plays: the content contradicts it (z < 2), so the
+    ``Violins`` part owns ``Vln 1`` and ``Vln 2`` only, and ``Vln 3`` stays a stem without a part."""
+    cue = tmp_path / "cues" / "4M12 Desks"
+    tracks = {"Violins": rhythm(31), "Harp": rhythm(32)}
+    write_track_midi(cue / "MIDI" / "4M12 Desks.mid", tracks)
+    audio = cue / "Audio Files"
+    write_stem(audio / "Vln 1.wav", render(tracks["Violins"]))
+    write_stem(audio / "Vln 2.wav", render(tracks["Violins"]) * 0.7)
+    write_stem(audio / "Vln 3.wav", render(rhythm(99)))
+    write_stem(audio / "Harp.wav", render(tracks["Harp"]))
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert ingest(tmp_path / "cues", SR, database_url=url, workers=1).ok
+    got = [r[:4] for r in _normalised(rows(url, PAIRS))]
+    assert got == [
+        ("Violins", "Vln 1", 0, True),
+        ("Violins", "Vln 2", 1, True),
+        ("Harp", "Harp", 0, True),
+    ]
+
+
+def test_without_content_evidence_the_names_decide(tmp_path):
+    """Stems of 3 s are too short for a null distribution: no content z, so the names give the
+    part its three desks, each ``verified`` NULL with the reason."""
+    cue = tmp_path / "cues" / "4M13 Short"
+    notes = rhythm(41, seconds=3.0)
+    write_track_midi(cue / "MIDI" / "4M13 Short.mid", {"Strings": notes})
+    for k in (1, 2, 3):
+        write_stem(cue / "Audio Files" / f"Strings.{k}.wav", render(notes, seconds=3.0))
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert ingest(tmp_path / "cues", SR, database_url=url, workers=1).ok
+    got = _normalised(rows(url, PAIRS))
+    assert [r[:5] for r in got] == [
+        ("Strings", "Strings.1", 0, None, "name"),
+        ("Strings", "Strings.2", 1, None, "name"),
+        ("Strings", "Strings.3", 2, None, "name"),
+    ]
+    assert all(r[6] for r in got)  # the reason NULL
