@@ -1,6 +1,6 @@
 -- Example questions for analysts. Every query runs unchanged on SQLite and PostgreSQL
 -- (tests/test_queries.py runs each one on both against the ingested examples/cues).
--- Views: notes_view (one row per note with its track, category, stem, cue and file) and
+-- Views: notes_view (one row per note with its track, category, primary stem, cue and file) and
 -- cue_summary (one row per cue with its counts). Only fully ingested cues appear in the views.
 -- Units: *_s seconds, *_tick MIDI ticks, tempo_us microseconds per quarter note, bpm quarter notes
 -- per minute; bars and beats are 1-based; pitch is the MIDI note number (60 = middle C).
@@ -90,7 +90,20 @@ SELECT c.name AS cue, f.file_name, f.midi_format, COUNT(DISTINCT t.track_index) 
 FROM midi_tracks t
 JOIN midi_files f ON f.id = t.midi_file_id
 JOIN cues c ON c.id = f.cue_id
-LEFT JOIN track_matches m ON m.track_id = t.id
+LEFT JOIN track_matches m ON m.track_id = t.id AND m.stem_rank = 0
 WHERE NOT t.is_conductor AND c.status = 'complete'
 GROUP BY c.name, f.file_name, f.midi_format
 ORDER BY c.name, f.file_name;
+
+-- 12. Stems per matched part: a part may own several stems (the desk stems violin1 … violin4 of
+--     one violin part); its primary pair has stem_rank 0, the further ones 1, 2, ….
+SELECT c.name AS cue, t.part_name, COUNT(*) AS stems,
+       MIN(CASE WHEN m.stem_rank = 0 THEN a.name END) AS primary_stem,
+       SUM(CASE WHEN m.verified = TRUE THEN 1 ELSE 0 END) AS verified_pairs
+FROM track_matches m
+JOIN audio_files a ON a.id = m.audio_file_id
+JOIN midi_tracks t ON t.id = m.track_id
+JOIN cues c ON c.id = a.cue_id
+WHERE c.status = 'complete'
+GROUP BY c.name, t.id, t.part_name
+ORDER BY c.name, t.part_name, t.id;

@@ -275,3 +275,81 @@ def _verdict(
             ),
         )
     return replace(base, verified=None, reason=f"weak evidence (z {z:.1f} < {Z_VERIFY:g})")
+
+
+# ---------------------------------------------------------------------------------------------
+# A part owning several stems (desk stems): used by kmidi_ingest.pairing
+# ---------------------------------------------------------------------------------------------
+
+
+def alone_in_cue(content: ContentEvidence) -> bool:
+    """Whether at most one track has content evidence (its z then decides alone, see :func:`decide`)."""
+    return int(np.isfinite(content.z).any(axis=1).sum()) <= 1
+
+
+DESK_Z_RATIO = 0.5  # a desk stem follows the part's notes at least this share of its best desk's z
+
+
+def contradicted(
+    i: int,
+    stem: int,
+    content: ContentEvidence,
+    *,
+    owners: Sequence[int],
+    desks: Sequence[int] = (),
+) -> str | None:
+    """Why the content says ``stem`` is not (also) track ``i``'s, or ``None`` when it does not.
+
+    For an additional stem of a part (a desk stem; ``desks`` are all the stems its name gives
+    it): the stem is contradicted when another track is paired with it (``owners``), when the
+    part's notes were comparable and the stem does not follow them (``z`` < :data:`Z_REJECT`, or
+    below :data:`DESK_Z_RATIO` of the part's best identity-strong ``z`` over ``desks``: every
+    stem of a song follows its notes somewhat), or when another track explains it clearly
+    better (identity-strong ``z`` ``MARGIN`` above the part's, or a unique share ≥
+    :data:`U_VERIFY` and :data:`U_RATIO` times the part's). No content evidence contradicts
+    nothing.
+    """
+    if any(k != i for k in owners):
+        return "paired with another track"
+    z, u = content.z[:, stem], content.unique[:, stem]
+    zi = float(z[i])
+    ui = float(u[i]) if np.isfinite(u[i]) else 0.0
+    if np.isfinite(zi) and zi < Z_REJECT:
+        return f"the stem does not follow the notes (z {zi:.1f})"
+    best = max((float(content.z[i, j]) for j in desks if np.isfinite(content.z[i, j])), default=0.0)
+    if np.isfinite(zi) and best >= Z_VERIFY and zi < DESK_Z_RATIO * best:
+        return (
+            f"the stem follows the notes far less than another desk (z {zi:.1f} against {best:.1f})"
+        )
+    for k in range(len(z)):
+        if k == i:
+            continue
+        zk, uk = float(z[k]), float(u[k])
+        if np.isfinite(zk) and zk >= Z_VERIFY and (not np.isfinite(zi) or zk - zi >= MARGIN):
+            return f"track {k} explains the stem better (z {zk:.1f} against {zi:.1f})"
+        if np.isfinite(uk) and uk >= U_VERIFY and uk >= U_RATIO * max(ui, 0.0):
+            return f"track {k} explains the stem better (unique share {uk:.4f} against {ui:.4f})"
+    return None
+
+
+def sibling_verdict(
+    i: int,
+    stem: int,
+    by: str,
+    content: ContentEvidence,
+    stem_names: Sequence[str],
+    *,
+    siblings: Sequence[int],
+) -> Decision:
+    """The :class:`Decision` of one of the stems a part owns, its other stems no rivals.
+
+    The same rule as :func:`decide`'s verdict, with the part's other stems (``siblings``, e.g.
+    the other desks, which rightly hold the same notes) left out of the runner-up and margin:
+    each pair is verified on its own evidence against every stem the part does not own.
+    """
+    others = [j for j in siblings if j != stem]
+    z, unique = content.z.copy(), content.unique.copy()
+    z[i, others] = np.nan
+    unique[i, others] = np.nan
+    masked = replace(content, z=z, unique=unique)
+    return _verdict(i, stem, by, masked, stem_names, alone=alone_in_cue(content))

@@ -1,4 +1,4 @@
-"""Training export: one record per cue (or per matched track) as JSON Lines or Parquet.
+"""Training export: one record per cue (or per matched part and stem) as JSON Lines or Parquet.
 
 The export is streamed: cues are visited one at a time (one batch of queries each) and their
 records written before the next cue is read, so memory depends on the largest cue, not on the
@@ -11,7 +11,8 @@ every float16 value exactly)::
     cue record    cue_id, cue_name, cue_path, sample_rate_hz, midi_offset_s,
                   midi_files[], tracks[], stems[], final_mixes[]
     track record  cue_id, cue_name, cue_path, sample_rate_hz, midi_offset_s,
-                  midi_file, track, stem
+                  midi_file, track, stem (one per pair of a part and a stem: ``track.match`` is
+                  this record's pair, ``track.other_matches`` the part's other pairs)
     midi_file     midi_file_id, file_name, rel_path, midi_format, timing, ticks_per_beat, length_s,
                   tempo_map[{tick, time_s, tempo_us, bpm}],
                   time_signatures[{tick, time_s, bar, numerator, denominator}]
@@ -19,7 +20,8 @@ every float16 value exactly)::
                   program, channel, is_drum,
                   note_count, notes{pitch[], velocity[], channel[], start_tick[], end_tick[],
                   start_s[], end_s[], end_sustain_s[], start_bar[], start_beat[]},
-                  match{stem_id, method, score, verified} (null when unmatched)
+                  match{stem_id, method, score, verified, stem_rank} (null when unmatched),
+                  other_matches[match] (the part's further stems: desk stems violin1 … 4)
     stem          stem_id, name, category, channel_layout, duration_s,
                   feature{feature_id, kind, sample_rate_hz, n_fft, hop_length, n_mels, fmin_hz,
                   fmax_hz, db_ref, centered, n_frames, values[n_mels][n_frames] | null,
@@ -53,7 +55,8 @@ from .version import __version__
 FORMATS = ("jsonl", "parquet", "multitrack")  # multitrack: a folder (kmidi_ingest.multitrack)
 PER = ("cue", "track")
 FEATURES = ("arrays", "files")
-EXPORT_FORMAT_VERSION = 2  # 2: a track is an instrument part
+EXPORT_FORMAT_VERSION = 3  # 2: a track is an instrument part; 3: a part may own several stems
+MATCH_FIELDS = ("stem_id", "method", "score", "verified", "stem_rank")
 NOTE_FIELDS = (
     "pitch",
     "velocity",
@@ -374,7 +377,7 @@ def _read_cue(
 
     stems = _stems(conn, m.AudioFile, cue_id)
     stem_by_id = {s["stem_id"]: s for s in stems}
-    tracks = _rows(
+    parts = _rows(
         conn,
         select(
             m.MidiTrack.id.label("track_id"),
@@ -388,46 +391,56 @@ def _read_cue(
             m.MidiTrack.channel,
             m.MidiTrack.is_drum,
             m.MidiTrack.note_count,
-            m.TrackMatch.audio_file_id.label("stem_id"),
-            m.TrackMatch.method,
-            m.TrackMatch.score,
-            m.TrackMatch.verified,
         )
-        .join(m.TrackMatch, m.TrackMatch.track_id == m.MidiTrack.id, isouter=True)
         .where(m.MidiTrack.midi_file_id.in_(file_ids), m.MidiTrack.is_conductor.is_(False))
         .order_by(m.MidiTrack.midi_file_id, m.MidiTrack.part_index),
     )
+    pairs: dict[int, list[dict[str, Any]]] = {}
+    for pair in _rows(
+        conn,
+        select(
+            m.TrackMatch.track_id,
+            m.TrackMatch.audio_file_id.label("stem_id"),
+            *(getattr(m.TrackMatch, k) for k in MATCH_FIELDS[1:]),
+        )
+        .join(m.MidiTrack, m.MidiTrack.id == m.TrackMatch.track_id)
+        .where(m.MidiTrack.midi_file_id.in_(file_ids), m.TrackMatch.audio_file_id.is_not(None))
+        .order_by(m.TrackMatch.track_id, m.TrackMatch.stem_rank),
+    ):
+        pairs.setdefault(pair.pop("track_id"), []).append(pair)
     wanted = {c.casefold() for c in options.categories}
     kept = []
-    for t in tracks:
-        stem = stem_by_id.get(t["stem_id"])
+    for t in parts:
         if t["note_count"] < options.min_notes:
             continue
-        if options.verified_only and not (stem is not None and t["verified"] is True):
+        own = [
+            p
+            for p in pairs.get(t["track_id"], [])
+            if p["stem_id"] in stem_by_id and (not options.verified_only or p["verified"] is True)
+        ]
+        if wanted and (t["category"] or "").casefold() not in wanted:
+            own = [
+                p
+                for p in own
+                if (stem_by_id[p["stem_id"]].get("category") or "").casefold() in wanted
+            ]
+            if not own:
+                continue
+        if (options.verified_only or options.per == "track") and not own:
             continue
-        if (
-            wanted
-            and not {
-                (t["category"] or "").casefold(),
-                ((stem or {}).get("category") or "").casefold(),
-            }
-            & wanted
-        ):
-            continue
-        if options.per == "track" and stem is None:
-            continue
-        t["match"] = (
-            None
-            if t["stem_id"] is None
-            else {k: t[k] for k in ("stem_id", "method", "score", "verified")}
-        )
-        for key in ("stem_id", "method", "score", "verified"):
-            del t[key]
+        # a part may own several stems (desk stems): ``match`` is its primary pair (the first
+        # kept one), ``other_matches`` the others
+        t["match"] = own[0] if own else None
+        t["other_matches"] = own[1:]
         kept.append(t)
     if options.filters_tracks or options.per == "track":
         if not kept:
             return None
-        used = {t["match"]["stem_id"] for t in kept if t["match"] is not None}
+        used = {
+            p["stem_id"]
+            for t in kept
+            for p in ([t["match"]] if t["match"] else []) + t["other_matches"]
+        }
         stems = [s for s in stems if s["stem_id"] in used]
     mixes = _stems(conn, m.FinalMix, cue_id) if options.per == "cue" else []
 
@@ -537,12 +550,14 @@ def _records(cue: dict[str, Any], options: ExportOptions) -> Iterator[dict[str, 
     files = {f["midi_file_id"]: f for f in cue["midi_files"]}
     stems = {s["stem_id"]: s for s in cue["stems"]}
     for track in cue["tracks"]:
-        yield {
-            **head,
-            "midi_file": files[track["midi_file_id"]],
-            "track": track,
-            "stem": stems[track["match"]["stem_id"]],
-        }
+        own = [track["match"], *track["other_matches"]]
+        for k, pair in enumerate(own):  # one record per pair: a part may own several stems
+            yield {
+                **head,
+                "midi_file": files[track["midi_file_id"]],
+                "track": {**track, "match": pair, "other_matches": own[:k] + own[k + 1 :]},
+                "stem": stems[pair["stem_id"]],
+            }
 
 
 class _JsonlWriter:
@@ -687,6 +702,9 @@ def parquet_schema(per: str) -> Any:
         "start_bar": i32,
         "start_beat": f64,
     }
+    match = pa.struct(
+        [("stem_id", i64), ("method", s), ("score", f64), ("verified", b), ("stem_rank", i16)]
+    )
     track = pa.struct(
         [
             ("track_id", i64),
@@ -701,10 +719,8 @@ def parquet_schema(per: str) -> Any:
             ("is_drum", b),
             ("note_count", i32),
             ("notes", pa.struct([(name, pa.list_(note_types[name])) for name in NOTE_FIELDS])),
-            (
-                "match",
-                pa.struct([("stem_id", i64), ("method", s), ("score", f64), ("verified", b)]),
-            ),
+            ("match", match),
+            ("other_matches", pa.list_(match)),
         ]
     )
     feature = pa.struct(

@@ -41,9 +41,10 @@ class Inventory:
     categories: dict[str, CategoryCounts]
     tracks_matched: int  # instrument tracks paired with a stem
     tracks_unmatched: int  # instrument tracks without a stem
-    matches_verified: int  # pairs whose audio onsets confirmed the MIDI
-    matches_rejected: int  # pairs whose audio onsets contradicted the MIDI
-    matches_unverified: int  # pairs never checked against the audio
+    pairs: int  # track/stem pairs: tracks_matched plus the further stems some parts own (desks)
+    matches_verified: int  # pairs whose audio confirmed the MIDI
+    matches_rejected: int  # pairs whose audio contradicted the MIDI
+    matches_unverified: int  # pairs the audio could not decide
     stems_unmatched: int  # stems no track was paired with
     cues_midi_without_stems: int
     cues_stems_without_midi: int
@@ -118,10 +119,11 @@ def inventory(engine: Engine) -> Inventory:
         paired = m.TrackMatch.audio_file_id.is_not(None)
         match_row = conn.execute(
             select(
-                func.count().filter(paired),
+                func.count().filter(and_(paired, m.TrackMatch.stem_rank == 0)),
                 func.count().filter(and_(paired, m.TrackMatch.verified.is_(True))),
                 func.count().filter(and_(paired, m.TrackMatch.verified.is_(False))),
                 func.count().filter(and_(paired, m.TrackMatch.verified.is_(None))),
+                func.count().filter(paired),
             ).where(
                 m.TrackMatch.track_id.in_(
                     select(track_base.c.id).where(track_base.c.is_conductor.is_(False))
@@ -170,6 +172,7 @@ def inventory(engine: Engine) -> Inventory:
         categories={name: CategoryCounts(**values) for name, values in sorted(categories.items())},
         tracks_matched=int(match_row[0]),
         tracks_unmatched=tracks - int(match_row[0]),
+        pairs=int(match_row[4]),
         matches_verified=int(match_row[1]),
         matches_rejected=int(match_row[2]),
         matches_unverified=int(match_row[3]),

@@ -304,6 +304,34 @@ def may_share(track: str, partner: str, stem: str, *, same_file: bool) -> bool:
     return not s.numbers or t.numbers <= s.numbers and bool(t.numbers)
 
 
+DESK_WORDS = frozenset({"desk", "dsk", "pult"})
+"""Words a desk stem may add to the part's name (``Violin Desk 1``)."""
+
+
+def numbered_variants(name: str, stem_names: Sequence[str]) -> tuple[int, ...]:
+    """The stems that are numbered variants of one part's name (desk stems), by number.
+
+    A stem is a variant when its name is the part's name plus a number (``violin`` →
+    ``violin1``, ``Vln 2``, ``Violins.3``, ``Violin Desk 4``: the same words after
+    :func:`normalize_name`, optionally :data:`DESK_WORDS`, and part numbers the name lacks).
+    Only a name without numbers has variants, each number is taken once, and fewer than two
+    variants are none: one ``Violin 1`` stem beside a ``Violin`` part is an ordinary pair. Take
+    numbers (``violin_01``) and channel suffixes (``Horns a2``) are not part numbers.
+
+    >>> numbered_variants("Violins", ["Vln 2", "violin1", "Viola 1", "Violins"])
+    (1, 0)
+    """
+    part = _Name.of(name)
+    if not part.words or part.numbers:
+        return ()
+    numbered: dict[tuple[int, ...], int] = {}
+    for j, stem_name in enumerate(stem_names):
+        stem = _Name.of(stem_name)
+        if stem.numbers and stem.words - DESK_WORDS == part.words:
+            numbered.setdefault(tuple(sorted(int(n) for n in stem.numbers)), j)
+    return tuple(numbered[k] for k in sorted(numbered)) if len(numbered) >= 2 else ()
+
+
 @dataclass(frozen=True, kw_only=True)
 class MatchResult:
     """The stem chosen for one track (``stem_index`` ``None`` when unmatched).

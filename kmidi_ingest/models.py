@@ -439,10 +439,19 @@ class AudioFeatureChunk(Base):
 
 
 class TrackMatch(Base):
-    """The stem a MIDI track was printed to (one row per matched or considered track)."""
+    """A stem a MIDI part was printed to.
+
+    One row per matched or considered part with ``stem_rank`` 0 (its primary pair, or its
+    unmatched row with ``audio_file_id`` NULL), plus one row per further stem the part owns
+    (``stem_rank`` 1, 2, …: desk stems ``violin1`` … ``violin4`` of one ``violin`` part).
+    """
 
     __tablename__ = "track_matches"
-    __table_args__ = (UniqueConstraint("track_id"), Index(None, "audio_file_id"))
+    __table_args__ = (
+        UniqueConstraint("track_id", "audio_file_id"),
+        UniqueConstraint("track_id", "stem_rank"),
+        Index(None, "audio_file_id"),
+    )
 
     id: Mapped[int] = _pk()
     track_id: Mapped[int] = _fk("midi_tracks.id")
@@ -466,6 +475,8 @@ class TrackMatch(Base):
     decided_by: Mapped[str | None] = mapped_column(String(24))  # name | content | name+content ...
     evidence: Mapped[str | None] = mapped_column(String(48))  # curves with z >= 2
     verify_reason: Mapped[str | None] = mapped_column(Text)  # why verified is false or NULL
+    # 0: the part's primary pair (or its unmatched row); 1, 2, …: further stems the part owns
+    stem_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class LlmCache(Base):

@@ -11,7 +11,11 @@ training code that globs ``*/MIDI/S*.mid`` and ``*/stems/S*.*``) read it unchang
                                plugin_name, audio_rendered, midi_saved, and the match evidence
 
 ``Sxx`` numbers the stems that a part is paired with (``track_matches``), in file and part order;
-parts paired with the same stem share its ``Sxx.mid`` (one track each).
+parts paired with the same stem share its ``Sxx.mid`` (one track each). A part that owns several
+stems (desk stems ``violin1`` … ``violin4`` of one ``violin`` part) is written into each of their
+``Sxx`` (its primary stem first, then by ``stem_rank``): every stem keeps its own audio and its own
+evidence, and ``all_src.mid`` still holds the part once. The export's ``parts`` count counts these
+part-in-stem entries.
 
 Decisions, where Slakh's own rendering differs from a film delivery:
 
@@ -31,7 +35,8 @@ Decisions, where Slakh's own rendering differs from a film delivery:
 - **metadata.yaml**: ``program_num`` 128 and ``inst_class`` / ``midi_program_name`` ``Drums`` for
   drum parts (Slakh's convention); ``inst_class`` is the General MIDI family of the program
   (:mod:`kmidi_ingest.gm`), ``plugin_name`` the stem's name. The verification fields
-  (``match_method``, ``match_score``, ``onset_correlation``, ``lag_s``, ``verified``) and the
+  (``match_method``, ``match_score``, ``onset_correlation``, ``lag_s``, ``verified``,
+  ``stem_rank``: 0 for the part's primary stem) and the
   part's origin (``source_midi_file``, ``source_track_index``, ``source_channel``, ``part_name``,
   ``category``) are added beside Slakh's keys.
 """
@@ -254,12 +259,13 @@ def _paired_parts(conn: Connection, cue_id: int) -> list[dict[str, Any]]:
             tm.onset_correlation,
             tm.lag_s,
             tm.verified,
+            tm.stem_rank,
         )
         .join(f, f.id == t.midi_file_id)
         .join(tm, tm.track_id == t.id)
         .join(a, a.id == tm.audio_file_id)
         .where(f.cue_id == cue_id, t.is_conductor.is_(False))
-        .order_by(f.rel_path, t.part_index),
+        .order_by(f.rel_path, t.part_index, tm.stem_rank),
     )
 
 
@@ -327,6 +333,7 @@ def _write_cue(
                     "onset_correlation": p["onset_correlation"],
                     "lag_s": p["lag_s"],
                     "verified": p["verified"],
+                    "stem_rank": p["stem_rank"],
                 }
                 for p in stem_parts
             ],

@@ -24,11 +24,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assign import Decision, decide
+from .assign import Z_PLAUSIBLE, Decision, contradicted, decide, sibling_verdict
 from .audio import StemData
 from .categories import CategoryGuess, categorize
 from .content import ContentEvidence, TrackNotes, content_evidence
-from .match import CueMatch, FuzzyMatcher, Matcher, MatchRequest, name_scores, normalize_name
+from .match import (
+    CueMatch,
+    FuzzyMatcher,
+    Matcher,
+    MatchRequest,
+    MatchResult,
+    name_scores,
+    normalize_name,
+    numbered_variants,
+)
 from .midi import MidiData, Track
 from .results import CueResult, Problem, TrackMatchRow
 from .verify import OnsetEvidence, cue_offset, onset_evidence
@@ -163,6 +172,127 @@ def _drop_alternates(
     return out
 
 
+def _variants_holding(
+    stem: int, part_names: Sequence[str | None], stem_names: Sequence[str]
+) -> tuple[int, ...]:
+    """The numbered variants of the first of the part's names whose variants include ``stem``."""
+    for name in part_names:
+        if name:
+            variants = numbered_variants(name, stem_names)
+            if stem in variants:
+                return variants
+    return ()
+
+
+def desk_stems(
+    decisions: Sequence[Decision],
+    request: MatchRequest,
+    content: ContentEvidence,
+    names: np.ndarray,
+    *,
+    name_source: str = "name",
+) -> tuple[list[Decision], list[tuple[Decision, int]]]:
+    """The further stems each part owns where the names say so (desk stems), and their verdicts.
+
+    A part paired with a stem that is one of two or more numbered variants of the part's name
+    (track name or, for a one-track file, file name; :func:`~kmidi_ingest.match.numbered_variants`:
+    ``violin`` → ``violin1`` … ``violin4``) also owns the other variants, unless another track's
+    name scores as high on one (``Violin 2`` beside ``Violin``) or the content contradicts it
+    (:func:`~kmidi_ingest.assign.contradicted`). Each pair of such a part, the primary one too,
+    is then verified against the stems the part does not own
+    (:func:`~kmidi_ingest.assign.sibling_verdict`).
+
+    The lowest-numbered stem the part owns becomes its primary pair (``stem_rank`` 0, whichever
+    of the desks the matcher chose), the others follow by number (``stem_rank`` 1, 2, …).
+    Returns the primary decisions (those of desk parts re-verified) and ``(decision, stem_rank)``
+    of every further pair.
+    """
+    primary = list(decisions)
+    extras: list[tuple[Decision, int]] = []
+    owners: dict[int, list[int]] = {}
+    for d in decisions:
+        if d.stem_index is not None:
+            owners.setdefault(d.stem_index, []).append(d.track_index)
+    file_names = request.file_names or (None,) * len(decisions)
+    for d in decisions:
+        i, stem = d.track_index, d.stem_index
+        if stem is None:
+            continue
+        variants = _variants_holding(
+            stem, (request.track_names[i], file_names[i]), request.stem_names
+        )
+        rivals = np.delete(names[:, list(variants)], i, axis=0) if variants else names[:0]
+        owned = [
+            j
+            for k, j in enumerate(variants)
+            if j == stem
+            or (
+                (not rivals.shape[0] or names[i, j] > rivals[:, k].max())
+                and contradicted(i, j, content, owners=owners.get(j, ()), desks=variants) is None
+            )
+        ]
+        if len(owned) < 2:
+            continue
+        for rank, j in enumerate(owned):
+            z = content.z[i, j]
+            by = (
+                d.decided_by
+                if j == stem
+                else f"{name_source}+content"
+                if np.isfinite(z) and z >= Z_PLAUSIBLE
+                else name_source
+            )
+            verdict = sibling_verdict(i, j, by, content, request.stem_names, siblings=owned)
+            if rank == 0:
+                primary[i] = verdict
+            else:
+                extras.append((verdict, rank))
+    return primary, extras
+
+
+def _row(
+    instruments: list[tuple[int, Track]],
+    evidence: OnsetEvidence,
+    names: np.ndarray,
+    r: MatchResult,
+    d: Decision,
+    *,
+    stem_rank: int,
+) -> TrackMatchRow:
+    midi_index, track = instruments[r.track_index]
+    stem = d.stem_index
+    correlation = lag = None
+    if stem is not None:
+        c = float(evidence.correlation[r.track_index, stem])
+        if not np.isnan(c):
+            correlation = round(c, 4)
+            lag = round(float(evidence.lag_s[r.track_index, stem]), 4)
+    name_score = None if stem is None else round(float(names[r.track_index, stem]), 3)
+    return TrackMatchRow(
+        midi_index=midi_index,
+        track_index=track.part_index,
+        stem_index=stem,
+        # the matcher's score for its own proposal; the name score where content moved it
+        score=round(r.score, 3) if stem == r.stem_index else (name_score or 0.0),
+        method=r.method,
+        fallback_reason=r.fallback_reason,
+        onset_correlation=correlation,
+        lag_s=lag,
+        verified=d.verified,
+        name_score=name_score,
+        content_score=d.content_score,
+        content_z=d.content_z,
+        content_p=d.content_p,
+        content_lag_s=d.content_lag_s,
+        runner_up_stem_index=d.runner_up,
+        margin_z=d.margin,
+        decided_by=d.decided_by,
+        evidence=d.evidence,
+        verify_reason=d.reason,
+        stem_rank=stem_rank,
+    )
+
+
 def _assemble(
     instruments: list[tuple[int, Track]],
     stems: Sequence[StemData],
@@ -201,42 +331,17 @@ def _assemble(
         name_source="llm" if by_llm else "name",
     )
     decisions = _drop_alternates(decisions, request, content)
+    decisions, extras = desk_stems(
+        decisions, request, content, names, name_source="llm" if by_llm else "name"
+    )
     for r, d in zip(outcome.results, decisions, strict=True):
-        midi_index, track = instruments[r.track_index]
-        stem = d.stem_index
-        correlation = lag = None
-        if stem is not None:
-            c = float(evidence.correlation[r.track_index, stem])
-            if not np.isnan(c):
-                correlation = round(c, 4)
-                lag = round(float(evidence.lag_s[r.track_index, stem]), 4)
-        if d.verified and lag is not None:
-            verified_lags.append(lag)
-        name_score = None if stem is None else round(float(names[r.track_index, stem]), 3)
-        rows.append(
-            TrackMatchRow(
-                midi_index=midi_index,
-                track_index=track.part_index,
-                stem_index=stem,
-                # the matcher's score for its own proposal; the name score where content moved it
-                score=round(r.score, 3) if stem == r.stem_index else (name_score or 0.0),
-                method=r.method,
-                fallback_reason=r.fallback_reason,
-                onset_correlation=correlation,
-                lag_s=lag,
-                verified=d.verified,
-                name_score=name_score,
-                content_score=d.content_score,
-                content_z=d.content_z,
-                content_p=d.content_p,
-                content_lag_s=d.content_lag_s,
-                runner_up_stem_index=d.runner_up,
-                margin_z=d.margin,
-                decided_by=d.decided_by,
-                evidence=d.evidence,
-                verify_reason=d.reason,
-            )
-        )
+        pair = _row(instruments, evidence, names, r, d, stem_rank=0)
+        if pair.verified and pair.lag_s is not None:
+            verified_lags.append(pair.lag_s)  # one lag per part: its further stems do not weigh
+        rows.append(pair)
+    results = {r.track_index: r for r in outcome.results}
+    for d, rank in extras:
+        rows.append(_row(instruments, evidence, names, results[d.track_index], d, stem_rank=rank))
     offset = cue_offset(verified_lags)
     problems: list[Problem] = []
     if outcome.fallback_reason is not None:

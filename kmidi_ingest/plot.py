@@ -122,7 +122,7 @@ def load_cue_plot(engine: Engine, cue: str) -> CuePlot:
             .join(m.AudioFile, m.AudioFile.id == m.TrackMatch.audio_file_id)
             .join(m.AudioFeature, m.AudioFeature.audio_file_id == m.AudioFile.id)
             .where(m.MidiFile.cue_id == cue_id, m.AudioFeature.kind == "log_mel")
-            .order_by(m.MidiFile.rel_path, m.MidiTrack.part_index)
+            .order_by(m.MidiFile.rel_path, m.MidiTrack.part_index, m.TrackMatch.stem_rank)
         ).all()
         if not pairs:
             raise PlotError(f"cue {cue_path!r} has no track matched to a stem with a log-mel")

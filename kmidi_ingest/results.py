@@ -38,6 +38,8 @@ class TrackMatchRow:
     decided_by: str | None = None
     evidence: str | None = None
     verify_reason: str | None = None
+    # 0: the part's primary pair; 1, 2, …: further stems it owns (desk stems, kmidi_ingest.pairing)
+    stem_rank: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

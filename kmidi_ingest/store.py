@@ -494,6 +494,7 @@ def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: in
                     "decided_by": row.decided_by,
                     "evidence": row.evidence,
                     "verify_reason": row.verify_reason,
+                    "stem_rank": row.stem_rank,
                 }
                 for row in result.matches
             ],

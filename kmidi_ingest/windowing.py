@@ -76,7 +76,8 @@ class Window:
     ``uint8[3, 128, frames]`` (planes :data:`ONSET`, :data:`SUSTAIN`, :data:`VELOCITY`); ``mask``
     is ``bool[frames]``, false on padding. ``part`` describes the paired part (``None`` for a mix
     window, whose roll holds every part of the cue listed in ``mix_parts``); ``pair`` is the
-    stored ``track_matches`` row (verification evidence included).
+    stored ``track_matches`` row (verification evidence included). A part that owns several
+    stems (desk stems) gives windows of each pair; ``pair["stem_rank"]`` is 0 for its primary one.
     """
 
     window_id: str

@@ -44,7 +44,10 @@ def test_stats_equal_direct_sql_counts(stocked_db, tmp_path, capsys):
         "notes": q("SELECT COUNT(*) FROM midi_notes"),
         "stems": q("SELECT COUNT(*) FROM audio_files"),
         "final_mixes": q("SELECT COUNT(*) FROM final_mixes"),
-        "tracks_matched": q("SELECT COUNT(*) FROM track_matches WHERE audio_file_id IS NOT NULL"),
+        "tracks_matched": q(
+            "SELECT COUNT(DISTINCT track_id) FROM track_matches WHERE audio_file_id IS NOT NULL"
+        ),
+        "pairs": q("SELECT COUNT(*) FROM track_matches WHERE audio_file_id IS NOT NULL"),
         "matches_unverified": q(
             "SELECT COUNT(*) FROM track_matches WHERE audio_file_id IS NOT NULL AND verified IS NULL"
         ),

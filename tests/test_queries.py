@@ -84,8 +84,8 @@ def answers(url: str) -> list[list[tuple]]:
         engine.dispose()
 
 
-def test_the_file_holds_eleven_numbered_questions():
-    assert [title.split(".")[0] for title, _ in QUESTIONS] == [str(i) for i in range(1, 12)]
+def test_the_file_holds_twelve_numbered_questions():
+    assert [title.split(".")[0] for title, _ in QUESTIONS] == [str(i) for i in range(1, 13)]
 
 
 def test_every_question_answers_on_sqlite_and_postgresql(ingested_sqlite, pg_url):
@@ -150,9 +150,10 @@ def test_views_joins_are_indexed(ingested_sqlite):
             for table in inspector.get_table_names()
             for ix in inspector.get_indexes(table)
         } | {
-            (table, tuple(uq["column_names"]))
+            (table, tuple(uq["column_names"][:n]))
             for table in inspector.get_table_names()
             for uq in inspector.get_unique_constraints(table)
+            for n in range(1, len(uq["column_names"]) + 1)
         }
         # A key whose leading column is the join column serves the join as well (midi_notes is
         # keyed, and on SQLite clustered, by (track_id, id)).

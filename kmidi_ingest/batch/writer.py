@@ -77,7 +77,7 @@ def _write_computed(
         notes=notes,
         stems=len(result.stems),
         final_mixes=len(result.mixes),
-        matches=sum(1 for r in result.matches if r.stem_index is not None),
+        matches=sum(1 for r in result.matches if r.stem_index is not None and r.stem_rank == 0),
         audio_s=sum(s.duration_s for s in result.stems + result.mixes),
         problems=tuple(in_cue(p, safe_rel) for p in result.problems),
         llm_requests=llm_use.requests,
