@@ -11,6 +11,7 @@ Pure functions of arrays, plus :func:`copy_in`, which sends a buffer on a SQLAlc
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Column:
     null: np.ndarray | None = None
 
 
+@functools.cache
 def wire_dtype(table: str, column: str) -> np.dtype:
     """The big-endian numpy dtype of ``table.column``'s binary ``COPY`` field (from the models)."""
     column_type = m.Base.metadata.tables[table].c[column].type
@@ -66,6 +68,14 @@ def _wire_values(values: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
+@functools.cache
+def _layout(table: str, names: tuple[str, ...]) -> tuple[tuple[np.dtype, ...], np.dtype]:
+    """Each field's wire dtype, and the tuple's: field count, then length and value per field."""
+    wire = tuple(wire_dtype(table, name) for name in names)
+    fields = [field for i, dt in enumerate(wire) for field in ((f"n{i}", ">i4"), (f"v{i}", dt))]
+    return wire, np.dtype([("count", ">i2"), *fields])
+
+
 def copy_buffer(table: str, columns: Sequence[Column]) -> bytes:
     """The binary ``COPY`` stream of ``columns`` (equal lengths) for ``table``: header, tuples in
     the order of the arrays, trailer.
@@ -74,11 +84,7 @@ def copy_buffer(table: str, columns: Sequence[Column]) -> bytes:
     its column.
     """
     n = len(columns[0].values) if columns else 0
-    wire = [wire_dtype(table, c.name) for c in columns]
-    layout = np.dtype(
-        [("count", ">i2")]
-        + [field for i, dt in enumerate(wire) for field in ((f"n{i}", ">i4"), (f"v{i}", dt))]
-    )
+    wire, layout = _layout(table, tuple(c.name for c in columns))
     tuples = np.empty(n, layout)
     tuples["count"] = len(columns)
     nulls: list[tuple[int, np.ndarray]] = []
