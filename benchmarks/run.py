@@ -16,7 +16,18 @@ from pathlib import Path
 
 from benchmarks.common import Row, format_table
 
-SECTIONS = ("midi", "audio", "features", "db", "match", "batch", "peer", "collection", "windows")
+SECTIONS = (
+    "midi",
+    "audio",
+    "features",
+    "db",
+    "match",
+    "batch",
+    "peer",
+    "collection",
+    "windows",
+    "pg",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """The MIDI rows of a cue: files, parts, notes and channel events, written in bulk.
 
 Parent rows (files, parts) go through ``INSERT … RETURNING`` in batches; the event tables go in
-bulk (``executemany`` on SQLite, ``COPY`` on PostgreSQL), never row by row through the ORM.
-Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
+bulk (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL: :mod:`.store_pg`), never row by
+row through the ORM. Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection, insert
@@ -59,7 +59,7 @@ def write_midi(conn: Connection, cue_id: int, result: CueResult) -> dict[tuple[i
     whole. Returns the part ids by ``(midi index, part index)``.
     """
     track_ids: dict[tuple[int, int], int] = {}
-    events = _EventBatches(conn)
+    events = _event_batches(conn)
     batch: list[tuple[int, MidiData]] = []
     rows = 0
     for midi_index, midi in enumerate(result.midi):
@@ -71,6 +71,21 @@ def write_midi(conn: Connection, cue_id: int, result: CueResult) -> dict[tuple[i
     if batch:
         _write_midi_batch(conn, cue_id, result, batch, events, track_ids)
     return track_ids
+
+
+class _Batches(Protocol):
+    def add(self, track_id: int, track: Track) -> None: ...
+    def flush(self) -> None: ...
+
+
+def _event_batches(conn: Connection) -> _Batches:
+    """The event batches of ``conn``'s backend: binary ``COPY`` from the arrays on PostgreSQL
+    (:class:`~kmidi_ingest.store_pg.PgEventBatches`), rows elsewhere (no ``COPY`` on DSQL)."""
+    if conn.dialect.name == "postgresql" and not is_dsql(conn):
+        from .store_pg import PgEventBatches  # deferred: store_pg imports this module
+
+        return PgEventBatches(conn)
+    return _EventBatches(conn)
 
 
 def _event_count(midi: MidiData) -> int:
@@ -85,7 +100,7 @@ def _write_midi_batch(
     cue_id: int,
     result: CueResult,
     batch: list[tuple[int, MidiData]],
-    events: _EventBatches,
+    events: _Batches,
     track_ids: dict[tuple[int, int], int],
 ) -> None:
     file_ids = _insert_returning(
