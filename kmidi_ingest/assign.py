@@ -175,6 +175,9 @@ def content_picks(
     own = list(picks)  # the tracks' own picks: what a family's stem is read from
     notes: list[str | None] = [None] * n
     for i, pick in enumerate(picks):
+        if pick is not None and z[i, pick] < z[i].max() - MARGIN:
+            notes[i] = "the unique share is here, but another stem follows the notes better by z"
+    for i, pick in enumerate(picks):
         if pick is None or strong[i] or family[i] is None:
             continue
         held = {own[k] for k in range(n) if k != i and strong[k] and family[k] == family[i]}
