@@ -16,6 +16,14 @@ import numpy as np
 TOLERANCE_S = 0.02  # note starts this close (and of one pitch class) count as the same note
 
 
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (by sorting: numpy's hashed ``unique`` is slower on these)."""
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
+
+
 def _keys(notes: np.ndarray, until_s: float | None, tolerance_s: float) -> np.ndarray:
     starts = np.asarray(notes["start_s"], dtype=np.float64)
     pitch = np.asarray(notes["pitch"], dtype=np.int64)
@@ -23,7 +31,7 @@ def _keys(notes: np.ndarray, until_s: float | None, tolerance_s: float) -> np.nd
         keep = starts < until_s
         starts, pitch = starts[keep], pitch[keep]
     slot = np.rint(starts / tolerance_s).astype(np.int64)
-    return np.unique(slot * 12 + pitch % 12)
+    return _unique(slot * 12 + pitch % 12)
 
 
 def doubled_shares(
@@ -48,14 +56,30 @@ def doubled_shares(
         (pitch class, start) pairs that track ``k`` plays too; 0 on the diagonal and for a track
         without notes.
     """
+    from scipy.sparse import csr_matrix
+
     keys = [_keys(n, until_s, tolerance_s) for n in notes]
-    out = np.zeros((len(keys), len(keys)))
-    for k, theirs in enumerate(keys):
-        if not len(theirs):
-            continue
-        # a start one slot early or late is the same note (rounding at a slot's edge)
-        near = np.unique(np.concatenate([theirs - 12, theirs, theirs + 12]))
-        for i, mine in enumerate(keys):
-            if i != k and len(mine):
-                out[i, k] = np.isin(mine, near, assume_unique=True).mean()
+    n = len(keys)
+    out = np.zeros((n, n))
+    if not n or not any(len(k) for k in keys):
+        return out
+    every = np.concatenate(keys)
+    vocabulary = _unique(np.concatenate([every - 12, every, every + 12]))
+    rows = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)])
+    ones = np.ones(len(every))
+    mine = csr_matrix(
+        (ones, (rows, np.searchsorted(vocabulary, every))), shape=(n, len(vocabulary))
+    )
+    # a start one slot early or late is the same note (rounding at a slot's edge)
+    near = sum(
+        csr_matrix(
+            (ones, (rows, np.searchsorted(vocabulary, every + d))), shape=(n, len(vocabulary))
+        )
+        for d in (-12, 0, 12)
+    )
+    near.data[:] = 1.0  # a key and its neighbour may both be there: count the note once
+    shared = (mine @ near.T).toarray()
+    counts = np.array([len(k) for k in keys], dtype=np.float64)
+    np.divide(shared, counts[:, None], out=out, where=counts[:, None] > 0)
+    np.fill_diagonal(out, 0.0)
     return out
