@@ -243,8 +243,13 @@ def build_cue(path: Path, out_root: Path, *, seed: int = 15) -> RenderedCue | No
     return RenderedCue(name=name, cue_dir=cue_dir, split=_split(path), truth=truth)
 
 
-def build_all(*, limit: int | None = None, seed: int = 15) -> list[RenderedCue]:
-    """Every usable rendered cue (cached), in a fixed order; ``[]`` without the shared data."""
+def build_all(
+    *, limit: int | None = None, seed: int = 15, split: str | None = None
+) -> list[RenderedCue]:
+    """Every usable rendered cue (cached), in a fixed order; ``[]`` without the shared data.
+
+    ``split`` (``dev`` or ``held_out``) renders only that split's files.
+    """
     source = shared_midi_dir()
     if source is None or shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
         return []
@@ -253,6 +258,8 @@ def build_all(*, limit: int | None = None, seed: int = 15) -> list[RenderedCue]:
     files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
     cues = []
     for path in files:
+        if split is not None and _split(path) != split:
+            continue
         cue = build_cue(path, out_root, seed=seed)
         if cue is not None:
             cues.append(cue)

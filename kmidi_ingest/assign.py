@@ -14,13 +14,30 @@ track × stem (final mixes are never passed in: they are not candidates). For ea
    identity-strong (best ``z`` ≥ :data:`Z_VERIFY` and ``MARGIN`` above the name's stem), so a
    misleading name is overruled by clear content and nothing weaker.
 
-Tracks decide independently, so several tracks may share a stem (kit pieces → the drum stem, the
-families printed together into one stem). A doubled part has no variance of its own in the joint
-fit; when its z across the stems is the same as another track's (r ≥ :data:`TWIN_R`) it follows
-that track to the stem that is also its own best (:func:`_twin_choice`).
+Several tracks may share a stem (kit pieces → the drum stem, the families printed together into
+one stem). With several tracks, the content's picks are made jointly (:func:`content_picks`):
+
+- a track's unique share picks its stem (``≥`` :data:`U_ASSIGN`, z near the best); a strong one
+  (``≥`` :data:`U_STRONG`, twice every other stem's) even where another stem follows the notes
+  better by z (a chord doubled in another family's stem lifts that stem's z, not its share);
+  a small one (``≥`` :data:`U_AGREE`, twice every other stem's) where the best z (``≥``
+  :data:`Z_VERIFY`, :data:`MARGIN_AGREE` above the rest) is at the same stem;
+- a *weak* pick (not identity-strong) that goes against the track's family (same instrument
+  category), whose identity-strong members all sit in one other stem, moves there when the
+  track's z there is plausible, else it is dropped;
+- a track with no pick (a doubled part has no variance of its own in the joint fit) joins the
+  stem its family's picks sit in, when its z there is plausible and near its best; otherwise it
+  takes its best stem by z when that is strong (``≥`` :data:`Z_DOUBLED`, :data:`MARGIN` above the
+  rest), no other stem credits it a strong share, no member of its family sits elsewhere, and it
+  doubles (:mod:`kmidi_ingest.doubling`) no track of another family: two such tracks have the
+  same z everywhere and the audio cannot tell them apart, so both stay unpaired.
+
+Pairs made that way (family or doubling) are never verified: ``verify_reason`` says why.
 
 ``verified`` (identity): ``True`` when the chosen stem's ``z`` ≥ :data:`Z_VERIFY` **and** it beats
-every other stem by at least :data:`MARGIN` (the runner-up and margin are stored); ``False`` when
+every other stem: a lone track by at least :data:`MARGIN` in z; beside other tracks by its unique
+share (≥ :data:`U_VERIFY`, twice the runner-up's) with no other stem more than :data:`MARGIN`
+above it in z (the runner-up and margin are stored); ``False`` when
 the notes were comparable and the stem clearly does not hold them (``z`` < :data:`Z_REJECT`, or
 another stem is identity-strong and ``MARGIN`` better); ``NULL`` with the reason otherwise (too
 few notes inside the audio, silent or short stem, or a runner-up that explains the notes nearly
@@ -43,8 +60,12 @@ Z_PICK = 2.0  # the least z with which the joint fit's pick is taken
 MARGIN = 2.0  # z above every other stem's z, for identity by z alone
 U_ASSIGN = 0.002  # unique share (R² only this track explains) that lets content pick a stem
 U_VERIFY = 0.005
-TWIN_R = 0.99
 U_RATIO = 2.0  # unique share at least this many times the runner-up's
+U_STRONG = 0.005  # a unique share this large, twice every other stem's, picks despite a lower z
+U_AGREE = 0.0001  # any share beyond the fit's noise picks where the best z (≥ Z_VERIFY) agrees ...
+MARGIN_AGREE = 1.0  # ... and that z is this far above every other stem's
+Z_DOUBLED = 5.0  # a track with no unique share anywhere may take its best stem by z from here
+DOUBLED_SHARE = 0.8  # share of note starts two tracks play both (each way): a doubled part
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,24 +126,115 @@ def _content_choice(z: np.ndarray, u: np.ndarray, *, alone: bool) -> int | None:
     return None
 
 
-def _twin_choice(i: int, z: np.ndarray, picks: Sequence[int | None]) -> int | None:
-    """A doubled part: follow the track whose z across the stems is the same as this one's."""
-    row = np.nan_to_num(z[i], nan=0.0)
-    if row.std() == 0:
+def _strong_share(z: np.ndarray, u: np.ndarray) -> int | None:
+    """A unique share strong enough to pick its stem on its own, or one that the best z agrees with."""
+    if len(u) < 2:
         return None
-    best, best_r = None, TWIN_R
-    for k, pick in enumerate(picks):
-        if k == i or pick is None:
+    best = int(np.argmax(u))
+    others = np.delete(u, best)
+    if u[best] >= U_STRONG and z[best] >= Z_PLAUSIBLE and u[best] >= U_RATIO * max(others.max(), 0):
+        return best
+    top = int(np.argmax(z))
+    agrees = top == best and u[top] >= max(U_AGREE, U_RATIO * others.max())
+    if agrees and z[top] >= Z_VERIFY and z[top] - np.delete(z, top).max() >= MARGIN_AGREE:
+        return top
+    return None
+
+
+def _identity_strong(z: np.ndarray, u: np.ndarray, stem: int) -> bool:
+    others = np.delete(u, stem)
+    runner = max(float(others.max()), 0.0) if len(others) else 0.0
+    return bool(z[stem] >= Z_VERIFY and u[stem] >= U_VERIFY and u[stem] >= U_RATIO * runner)
+
+
+def content_picks(
+    content: ContentEvidence,
+    *,
+    families: Sequence[str | None] | None = None,
+    doubled: np.ndarray | None = None,
+) -> list[tuple[int | None, str | None]]:
+    """The stem the content picks for each track, made jointly, and how (see the module docstring).
+
+    Returns, per track, ``(stem or None, note)``: ``note`` is ``None`` for a pick of the track's
+    own evidence, else why it was paired (with its family, or as a doubled part), for the reason.
+    """
+    n = content.z.shape[0]
+    alone = int(np.isfinite(content.z).any(axis=1).sum()) <= 1
+    if alone:
+        return [
+            (_content_choice(content.z[i], content.unique[i], alone=True), None) for i in range(n)
+        ]
+    z = np.where(np.isfinite(content.z), content.z, -np.inf)
+    u = np.where(np.isfinite(content.unique), content.unique, -np.inf)
+    family = list(families) if families is not None else [None] * n
+    picks: list[int | None] = []
+    for i in range(n):
+        pick = _content_choice(content.z[i], content.unique[i], alone=False)
+        picks.append(pick if pick is not None else _strong_share(z[i], u[i]))
+    strong = [p is not None and _identity_strong(z[i], u[i], p) for i, p in enumerate(picks)]
+    own = list(picks)  # the tracks' own picks: what a family's stem is read from
+    notes: list[str | None] = [None] * n
+    for i, pick in enumerate(picks):
+        if pick is not None and z[i, pick] < z[i].max() - MARGIN:
+            notes[i] = "the unique share is here, but another stem follows the notes better by z"
+    for i, pick in enumerate(picks):
+        if pick is None or strong[i] or family[i] is None:
             continue
-        other = np.nan_to_num(z[k], nan=0.0)
-        if other.std() == 0:
-            continue
-        r = float(np.corrcoef(row, other)[0, 1])
-        if r > best_r:
-            best, best_r = pick, r
-    if best is None or row[best] < Z_VERIFY or row[best] < row.max():
-        return None
-    return best
+        held = {own[k] for k in range(n) if k != i and strong[k] and family[k] == family[i]}
+        if len(held) == 1 and pick not in held:
+            (stem,) = held
+            picks[i] = stem if z[i, stem] >= Z_PLAUSIBLE else None
+            notes[i] = (
+                f"moved to the stem of its family ({family[i]})" if picks[i] is not None else None
+            )
+    anchors = {k: p for k, p in enumerate(picks) if p is not None}
+    changed = True
+    while changed:  # a track placed by its family or by z may in turn place its family
+        changed = False
+        for i in range(n):
+            if picks[i] is not None or not np.isfinite(z[i]).any():
+                continue
+            stem, note = _fill_in(i, z[i], u[i], family, anchors, doubled)
+            if stem is not None:
+                picks[i], notes[i], anchors[i] = stem, note, stem
+                changed = True
+    return list(zip(picks, notes, strict=True))
+
+
+def _fill_in(
+    i: int,
+    z: np.ndarray,
+    u: np.ndarray,
+    family: Sequence[str | None],
+    anchors: dict[int, int],
+    doubled: np.ndarray | None,
+) -> tuple[int | None, str | None]:
+    """A stem for a track without a pick of its own: its family's, or its best by a strong z."""
+    if family[i] is not None:
+        held = {stem for k, stem in anchors.items() if k != i and family[k] == family[i]}
+        if len(held) == 1:
+            (stem,) = held
+            if z[stem] >= Z_PLAUSIBLE and z[stem] >= z.max() - MARGIN:
+                return stem, f"paired with its family ({family[i]}), no unique share of its own"
+    best = int(np.argmax(z))
+    if family[i] is not None and any(
+        family[k] == family[i] and stem != best for k, stem in anchors.items() if k != i
+    ):
+        return None, None  # its family sits elsewhere: the z may be another family's doubling
+    others = np.delete(z, best)
+    if z[best] < Z_DOUBLED or (len(others) and z[best] - others.max() < MARGIN):
+        return None, None
+    if len(others) and (np.delete(u, best) >= U_STRONG).any():
+        return None, None  # another stem credits the track a share: the z may be a doubling's
+    if doubled is not None:
+        twins = [
+            k
+            for k in range(len(family))
+            if k != i and doubled[i, k] >= DOUBLED_SHARE and doubled[k, i] >= DOUBLED_SHARE
+        ]
+        if any(family[k] != family[i] for k in twins):
+            return None, None  # the same notes in another family: the audio cannot tell which
+    return best, "doubled: another track explains the same part of the stem"
 
 
 def decide(
@@ -131,6 +243,8 @@ def decide(
     *,
     stem_names: Sequence[str],
     name_source: str = "name",
+    families: Sequence[str | None] | None = None,
+    doubled: np.ndarray | None = None,
 ) -> list[Decision]:
     """One :class:`Decision` per track (see the module docstring).
 
@@ -144,21 +258,20 @@ def decide(
         For the reasons.
     name_source : str
         ``"name"`` (fuzzy) or ``"llm"``: how ``decided_by`` calls the name side.
+    families : sequence of str or None, optional
+        Each track's instrument family (its category; ``None`` where unknown).
+    doubled : numpy.ndarray, optional
+        :func:`kmidi_ingest.doubling.doubled_shares` of the tracks, shape ``(n, n)``.
     """
     out: list[Decision] = []
     # With one track there is nothing to share the credit with: its z must decide alone. With
     # several tracks of one song, every stem follows every track's beats and chords somewhat, and
     # only the unique share (the joint fit) tells which stem holds which track.
     alone = int(np.isfinite(content.z).any(axis=1).sum()) <= 1
-    picks = [
-        _content_choice(content.z[i], content.unique[i], alone=alone)
-        for i in range(len(name_choice))
-    ]
+    picks = content_picks(content, families=families, doubled=doubled)
     for i, proposed in enumerate(name_choice):
         z, u = content.z[i], content.unique[i]
-        chosen = picks[i]
-        if chosen is None and not alone:
-            chosen = _twin_choice(i, content.z, picks)
+        chosen, note = picks[i]
         if chosen is None:
             stem, by = proposed, (name_source if proposed is not None else "none")
         elif proposed is None:
@@ -169,7 +282,8 @@ def decide(
             stem, by = chosen, "content"
         else:
             stem, by = proposed, name_source
-        out.append(_verdict(i, stem, by, content, stem_names, alone=alone))
+        filled = note if stem == chosen and by == "content" else None
+        out.append(_verdict(i, stem, by, content, stem_names, alone=alone, filled=filled))
     return out
 
 
@@ -201,6 +315,7 @@ def _verdict(
     stem_names: Sequence[str],
     *,
     alone: bool,
+    filled: str | None = None,
 ) -> Decision:
     if stem is None:
         return Decision(track_index=i, stem_index=None, decided_by=by, verified=None, reason=None)
@@ -241,7 +356,13 @@ def _verdict(
         share is not None
         and share >= U_VERIFY
         and (runner_share is None or share >= U_RATIO * max(runner_share, 0.0))
+        # and no other stem follows the notes far better on its own
+        and (runner_z is None or runner_z <= z + MARGIN)
     )
+    if filled is not None:  # paired by its family or as a doubled part: never identity
+        return replace(
+            base, verified=None, reason=f"{filled} (z {z:.1f}, unique share {share or 0:.4f})"
+        )
     if z >= Z_VERIFY and (by_z or by_share):
         return replace(base, verified=True, reason=None)
     if runner_z is not None and runner_z >= Z_VERIFY and runner_z - z >= MARGIN:

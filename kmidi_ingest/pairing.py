@@ -28,6 +28,7 @@ from .assign import Z_PLAUSIBLE, Decision, contradicted, decide, sibling_verdict
 from .audio import StemData
 from .categories import CategoryGuess, categorize
 from .content import ContentEvidence, TrackNotes, content_evidence
+from .doubling import doubled_shares
 from .match import (
     CueMatch,
     FuzzyMatcher,
@@ -324,11 +325,18 @@ def _assemble(
         request.track_names, request.stem_names, file_names=request.file_names or None
     )
     by_llm = any(r.method == "llm" for r in outcome.results)
+    families = [
+        None if guess.category == "Other" else guess.category
+        for guess in (track_categories[(m, t.part_index)] for m, t in instruments)
+    ]
+    audio_s = max((s.duration_s for s in stems), default=None)
     decisions = decide(
         [r.stem_index for r in outcome.results],
         content,
         stem_names=request.stem_names,
         name_source="llm" if by_llm else "name",
+        families=families,
+        doubled=doubled_shares([t.notes for _, t in instruments], until_s=audio_s),
     )
     decisions = _drop_alternates(decisions, request, content)
     decisions, extras = desk_stems(
