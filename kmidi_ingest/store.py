@@ -23,12 +23,14 @@ from sqlalchemy.exc import IntegrityError
 
 from . import features as feature_codec
 from . import models as m
+from . import staging
 from .audio import StemData
 from .claims import RunLock
 from .db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, is_retryable
 from .errors import StoreError
 from .options import RunStatus
 from .results import CueResult, Problem
+from .staging import StagedMidi
 
 # The MIDI rows live in a module of their own; their bulk helpers stay reachable from here.
 from .store_midi import NOTE_COLUMNS as NOTE_COLUMNS
@@ -223,11 +225,15 @@ def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int
     ``replace_id`` names the stored version of this cue to delete first (cascading to its rows).
     Raises :class:`CueConflict` when a concurrent writer inserted the same cue meanwhile.
     """
+    staged = result.midi if isinstance(result.midi, StagedMidi) else None
+    if staged is not None and engine.dialect.name != "sqlite":
+        raise StoreError("staged MIDI rows are for SQLite only", path=result.source.rel_path)
     if is_dsql(engine):
         return _write_cue_in_chunks(engine, result, run_id=run_id, replace_id=replace_id)
     try:
         with (
             engine.connect() as conn,
+            contextlib.nullcontext() if staged is None else staging.attached(conn, staged),
             _sqlite_foreign_keys(conn, on=replace_id is not None),
             conn.begin(),
         ):
@@ -460,7 +466,10 @@ def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
 
 
 def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: int) -> None:
-    track_ids = write_midi(conn, cue_id, result)
+    if isinstance(result.midi, StagedMidi):
+        track_ids = staging.copy_staged(conn, cue_id, result.midi)
+    else:
+        track_ids = write_midi(conn, cue_id, result)
     hashes = result.file_hashes
     stem_ids = [
         _insert_stem(conn, m.AudioFile, cue_id, stem, result.stem_categories[i], hashes)
