@@ -25,20 +25,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
+import numpy as np
 from sqlalchemy import Connection
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from . import models as m
-from .midi import MidiData
+from .midi import NO_BAR, MidiData, Track
 from .results import CueResult
 from .store_midi import (
+    EVENT_ATTRIBUTES,
     NOTE_COLUMNS,
     event_columns,
     file_event_rows,
+    microseconds,
     midi_file_row,
     next_note_id,
-    note_rows,
-    track_event_rows,
     track_row,
 )
 from .text import safe_text
@@ -56,6 +57,50 @@ _PARENT = {
     **{t: ("track_id", "midi_tracks") for t in _TRACK_EVENT_TABLES},
     **{t: ("midi_file_id", "midi_files") for t in _FILE_EVENT_TABLES},
 }
+
+
+def _sentinels(table: str) -> dict[str, str]:
+    """The staged columns of ``table`` that hold a sentinel value where the stored row holds
+    NULL, with the SQL that makes the stored value on copy (NaN needs none: SQLite stores a
+    NaN as NULL)."""
+    if table == "midi_notes":
+        return {
+            "release_velocity": "NULLIF(release_velocity, -1)",
+            "end_sustain_us": "NULLIF(end_sustain_us, end_us)",  # NULL: the pedal adds nothing
+            "start_bar": f"NULLIF(start_bar, {NO_BAR})",
+        }
+    if table in _TRACK_EVENT_TABLES:
+        pitch = {"pitch": "NULLIF(pitch, -1)"} if table == "midi_aftertouch" else {}
+        return {"bar": f"NULLIF(bar, {NO_BAR})", **pitch}
+    return {}
+
+
+def _note_rows(track_id: int, notes: np.ndarray) -> list[tuple[Any, ...]]:
+    """Staged ``midi_notes`` rows of one part (:data:`NOTE_COLUMNS` order), sentinels kept
+    (:func:`_sentinels`): one ``tolist`` per column, no Python per row but the ``zip``."""
+    columns = [
+        *(notes[f].tolist() for f in ("channel", "pitch", "velocity", "release_velocity")),
+        notes["start_tick"].tolist(),
+        notes["end_tick"].tolist(),
+        *(microseconds(notes[f]).tolist() for f in ("start_s", "end_s", "end_sustain_s")),
+        notes["start_bar"].tolist(),
+        notes["start_beat"].tolist(),
+        notes["end_inferred"].tolist(),
+    ]
+    return list(zip([track_id] * len(notes), *columns, strict=True))
+
+
+def _event_rows(track_id: int, track: Track) -> dict[str, list[tuple[Any, ...]]]:
+    """Staged rows of the other per-event tables of one part (:func:`event_columns` order,
+    sentinels kept), by table; tables without events are left out."""
+    out = {}
+    for table in _TRACK_EVENT_TABLES:
+        array = getattr(track, EVENT_ATTRIBUTES[table])
+        if len(array):
+            fields = event_columns(table)[1:]  # the array's fields but track_id
+            columns = [array[f].tolist() for f in fields]
+            out[table] = list(zip([track_id] * len(array), *columns, strict=True))
+    return out
 
 
 @functools.cache
@@ -190,8 +235,9 @@ def _write(
             track_id = len(keys)
             guess = result.track_categories.get(key)
             rows["midi_tracks"].append(_plain(track_row(file_id, track, guess), track_columns))
-            rows["midi_notes"].extend(note_rows(track_id, track.notes))
-            for table, event_rows in track_event_rows(track_id, track).items():
+            if len(track.notes):
+                rows["midi_notes"].extend(_note_rows(track_id, track.notes))
+            for table, event_rows in _event_rows(track_id, track).items():
                 rows[table].extend(event_rows)
         for model, dict_rows in file_event_rows(file_id, midi):
             table = model.__tablename__
@@ -229,6 +275,8 @@ def copy_staged(conn: Connection, cue_id: int, staged: StagedMidi) -> dict[tuple
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     present = dict(staged.rows)
+    if not present:  # a cue whose MIDI files all failed to read
+        return {}
     shift = dict(
         zip(
             present,
@@ -249,8 +297,11 @@ def copy_staged(conn: Connection, cue_id: int, staged: StagedMidi) -> dict[tuple
             continue
         columns = _columns(table)
         parent = _PARENT.get(table)
+        stored = _sentinels(table)
         values = [
-            f"{c} + {int(shift[parent[1]])}" if parent is not None and c == parent[0] else c
+            f"{c} + {int(shift[parent[1]])}"
+            if parent is not None and c == parent[0]
+            else stored.get(c, c)
             for c in columns
         ]
         if table == "midi_files":

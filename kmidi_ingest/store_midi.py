@@ -300,6 +300,7 @@ _EVENT_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "midi_pitch_bends": ("pitch_bends", ("value",)),
     "midi_aftertouch": ("aftertouch", ("pitch", "value")),
 }
+EVENT_ATTRIBUTES = {table: attribute for table, (attribute, _) in _EVENT_TABLES.items()}
 
 
 def event_columns(table: str) -> tuple[str, ...]:

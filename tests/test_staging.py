@@ -45,6 +45,8 @@ def _corpus(root: Path) -> Path:
     """Audio cues (stems, a mix, matches) beside real MIDI files: three in one cue folder, the
     others one unit each (CC, pitch bends, markers, SMPTE and format-0 files among them)."""
     make_corpus(root / "film", 3)
+    broken = next((root / "film").rglob("*.mid"))
+    broken.write_bytes(broken.read_bytes()[:40])  # a cue whose only MIDI file is truncated
     sources = sorted(p for p in SHARED_MIDI.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
     if not sources:
         pytest.skip("../shared/data/midi is not present")
@@ -70,7 +72,7 @@ def _direct(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _run(root: Path, db: Path, **kwargs) -> None:
     summary = ingest(root, SR, database_url=f"sqlite:///{db}", **kwargs)
-    assert summary.ok, summary.errors
+    assert [e.error_type for e in summary.errors] in ([], ["MidiError"]), summary.errors
 
 
 @pytest.mark.parametrize("workers", [1, 2])
