@@ -37,6 +37,7 @@ from .store_midi import (
     NOTE_COLUMNS,
     event_columns,
     file_event_rows,
+    match_row,
     microseconds,
     midi_file_row,
     next_note_id,
@@ -49,13 +50,22 @@ SCHEMA = "kmidi_staged"  # the name the writer attaches a staging file under
 _FILE_EVENT_TABLES = ("tempo_changes", "time_signatures", "key_signatures", "markers")
 _TRACK_EVENT_TABLES = ("midi_cc", "midi_program_changes", "midi_pitch_bends", "midi_aftertouch")
 # Copy order: parents before children (the foreign keys of a replacing write are checked).
-TABLES = ("midi_files", "midi_tracks", "midi_notes", *_TRACK_EVENT_TABLES, *_FILE_EVENT_TABLES)
+# track_matches only for a cue without stems (no row then points to an audio file).
+TABLES = (
+    "midi_files",
+    "midi_tracks",
+    "midi_notes",
+    *_TRACK_EVENT_TABLES,
+    *_FILE_EVENT_TABLES,
+    "track_matches",
+)
 # The parent each table's rows point to (the column, the table), shifted like the parent's ids.
 _PARENT = {
     "midi_tracks": ("midi_file_id", "midi_files"),
     "midi_notes": ("track_id", "midi_tracks"),
     **{t: ("track_id", "midi_tracks") for t in _TRACK_EVENT_TABLES},
     **{t: ("midi_file_id", "midi_files") for t in _FILE_EVENT_TABLES},
+    "track_matches": ("track_id", "midi_tracks"),
 }
 
 
@@ -156,6 +166,7 @@ class StagedMidi(Sequence[MidiData]):
     # (midi index, part index) of each staged part, in id order (part ``i`` has local id i + 1).
     part_keys: tuple[tuple[int, int], ...]
     rows: tuple[tuple[str, int], ...]  # (table, staged rows) of the tables that have any
+    holds_matches: bool = False  # the cue's track_matches rows are staged too (no stems)
     instrument_tracks: int = 0
     notes_total: int = 0
 
@@ -213,6 +224,7 @@ def stage(result: CueResult, *, directory: str) -> CueResult:
             paths=tuple(str(d.path) for d in result.midi),
             part_keys=keys,
             rows=tuple((t, n) for t, n in counts.items() if n),
+            holds_matches=_holds_matches(result),
             instrument_tracks=sum(len(d.instrument_tracks) for d in result.midi),
             notes_total=sum(d.notes_total for d in result.midi),
         ),
@@ -243,12 +255,24 @@ def _write(
             table = model.__tablename__
             columns = _columns(table)
             rows[table].extend(_plain(r, columns) for r in dict_rows)
+    if _holds_matches(result):
+        columns = _columns("track_matches")
+        part_ids = {key: i + 1 for i, key in enumerate(keys)}
+        rows["track_matches"] = [
+            _plain(match_row(row, part_ids[(row.midi_index, row.track_index)], ()), columns)
+            for row in result.matches
+        ]
     conn.execute("BEGIN")
     for table, table_rows in rows.items():
         if table_rows:
             conn.executemany(_insert(table), table_rows)
     conn.execute("COMMIT")
     return {t: len(r) for t, r in rows.items()}, tuple(keys)
+
+
+def _holds_matches(result: CueResult) -> bool:
+    """Whether the staging file holds the cue's matches: when no stem is there to point to."""
+    return not result.stems and not result.mixes
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert
 from . import models as m
 from .db import is_dsql
 from .midi import NO_BAR, MidiData, Track
-from .results import CueResult
+from .results import CueResult, TrackMatchRow
 
 
 def _rel(result: CueResult, path: Any) -> str:
@@ -416,3 +416,29 @@ def bulk_insert(
     else:
         marks = ", ".join("?" * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+def match_row(row: TrackMatchRow, track_id: int, stem_ids: Sequence[int]) -> dict[str, Any]:
+    """The ``track_matches`` row of one part's match (``stem_ids``: the stems' row ids)."""
+    return {
+        "track_id": track_id,
+        "audio_file_id": None if row.stem_index is None else stem_ids[row.stem_index],
+        "method": row.method,
+        "score": row.score,
+        "fallback_reason": row.fallback_reason,
+        "onset_correlation": row.onset_correlation,
+        "lag_s": row.lag_s,
+        "verified": row.verified,
+        "name_score": row.name_score,
+        "content_score": row.content_score,
+        "content_z": row.content_z,
+        "content_p": row.content_p,
+        "content_lag_s": row.content_lag_s,
+        "runner_up_audio_file_id": None
+        if row.runner_up_stem_index is None
+        else stem_ids[row.runner_up_stem_index],
+        "margin_z": row.margin_z,
+        "decided_by": row.decided_by,
+        "evidence": row.evidence,
+        "verify_reason": row.verify_reason,
+    }
