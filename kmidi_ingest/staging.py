@@ -1,9 +1,11 @@
 """Hand a cue's MIDI rows from a worker to the SQLite writer as a staging database file.
 
 A worker writes every MIDI row of its cue (files, parts, notes, channel events, tempo, meter,
-key and marker rows) into a SQLite file of its own, in a temporary folder: the tables of the
-main database with the same column types, ids counted from 1 in the order the writer would have
-given them, no index. It returns a :class:`StagedMidi` (the path and a few counts) in place of the
+key and marker rows, and the matches of a cue without stems) into a SQLite file of its own, in a
+temporary folder: the tables of the main database with the same column types, ids counted from
+1 in the order the writer would have given them, no index, and the NULLs of the event tables
+still as their sentinel values (-1, ``NO_BAR``; made NULL on copy, which spares the worker
+object arrays). The rows go into a database in memory, written out in one piece. It returns a :class:`StagedMidi` (the path and a few counts) in place of the
 MIDI data. The writer ``ATTACH``\\ es the file inside the cue's transaction and moves each table
 with one ``INSERT INTO main.t SELECT … FROM staged.t``, shifting the ids past the last ones
 stored (:func:`copy_staged`): SQLite copies the rows in C, no Python runs per row in the writer,
@@ -12,6 +14,10 @@ and no event array is pickled between the processes. The stored rows are those t
 
 Only for SQLite (PostgreSQL keeps its ``COPY`` path) and only when the writer does not change
 the rows after the workers (the LLM match step can re-categorise parts, so it runs unstaged).
+
+Cost, on 320 Lakh-like files (2 cores, shared): the writer's CPU per cue falls from about 16 to
+5 ms; staging costs a worker about 7–9 ms per cue, as much as parsing it, nearly all of it in
+``sqlite3``'s ``executemany`` (its per-row binding, about 3–5 µs a row here).
 """
 
 from __future__ import annotations

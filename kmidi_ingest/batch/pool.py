@@ -1,7 +1,8 @@
 """The local executor: compute cues here or in a process pool; this process writes them.
 
-SQLite allows one writer, so workers only compute and return a :class:`CueResult`; the main
-process claims, writes and accounts, in job order.
+SQLite allows one writer, so workers only compute and return a :class:`CueResult` (its MIDI
+rows staged in a SQLite file on SQLite, see :mod:`kmidi_ingest.staging`); the main process
+claims, writes and accounts, in job order.
 """
 
 from __future__ import annotations

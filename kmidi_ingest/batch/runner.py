@@ -99,7 +99,9 @@ def ingest(
     writer_memory_mb : int
         MIDI data, in MB, the writing process holds at most with a process pool: a cue whose
         MIDI arrays exceed ``writer_memory_mb / (2 × workers + 1)`` comes from its worker
-        through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file.
+        through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file. On
+        SQLite (local executor, no LLM) the workers stage a cue's MIDI rows in a SQLite file
+        instead (:mod:`kmidi_ingest.staging`) and the writer holds none.
     options : CueOptions, optional
         Mel analysis, channel grouping rules and match threshold (defaults: :class:`CueOptions`).
     progress : callable, optional
