@@ -21,6 +21,7 @@ from typing import overload
 
 from .midi import MidiData
 from .results import CueResult
+from .staging import StagedMidi
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,8 @@ def spill(result: CueResult, *, directory: str | None = None) -> CueResult:
 
 def totals(midi: Sequence[MidiData]) -> tuple[int, int, tuple[str, ...]]:
     """``(instrument parts, notes, file paths)`` of a cue's MIDI files (a spilled cue's without
-    reading its files back)."""
-    if isinstance(midi, SpilledMidi):
+    reading its files back, a staged cue's without its rows)."""
+    if isinstance(midi, SpilledMidi | StagedMidi):
         return midi.instrument_tracks, midi.notes_total, midi.paths
     return (
         sum(len(d.instrument_tracks) for d in midi),
@@ -128,7 +129,7 @@ def totals(midi: Sequence[MidiData]) -> tuple[int, int, tuple[str, ...]]:
 
 
 def discard(result: object) -> None:
-    """Remove the temporary file of a spilled result (nothing for any other value)."""
+    """Remove the temporary file of a spilled or staged result (nothing for any other value)."""
     midi = getattr(result, "midi", None)
-    if isinstance(midi, SpilledMidi):
+    if isinstance(midi, SpilledMidi | StagedMidi):
         midi.remove()

@@ -23,19 +23,21 @@ from sqlalchemy.exc import IntegrityError
 
 from . import features as feature_codec
 from . import models as m
+from . import staging
 from .audio import StemData
 from .claims import RunLock
 from .db import DSQL_MAX_BYTES, DSQL_MAX_ROWS, is_dsql, is_retryable
 from .errors import StoreError
 from .options import RunStatus
 from .results import CueResult, Problem
+from .staging import StagedMidi
 
 # The MIDI rows live in a module of their own; their bulk helpers stay reachable from here.
 from .store_midi import NOTE_COLUMNS as NOTE_COLUMNS
 from .store_midi import NOTE_COLUMNS_WITH_ID as NOTE_COLUMNS_WITH_ID
 from .store_midi import bulk_insert as bulk_insert
+from .store_midi import match_row, write_midi
 from .store_midi import note_rows as note_rows
-from .store_midi import write_midi
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,19 +225,24 @@ def write_cue(engine: Engine, result: CueResult, *, run_id: int, replace_id: int
     ``replace_id`` names the stored version of this cue to delete first (cascading to its rows).
     Raises :class:`CueConflict` when a concurrent writer inserted the same cue meanwhile.
     """
+    staged = result.midi if isinstance(result.midi, StagedMidi) else None
+    if staged is not None and engine.dialect.name != "sqlite":
+        raise StoreError("staged MIDI rows are for SQLite only", path=result.source.rel_path)
     if is_dsql(engine):
         return _write_cue_in_chunks(engine, result, run_id=run_id, replace_id=replace_id)
     try:
         with (
             engine.connect() as conn,
+            contextlib.nullcontext() if staged is None else staging.attached(conn, staged),
             _sqlite_foreign_keys(conn, on=replace_id is not None),
             conn.begin(),
         ):
             if replace_id is not None:
                 conn.execute(delete(m.Cue).where(m.Cue.id == replace_id))
-            cue_id = _insert_cue(conn, result, run_id)
+            # One transaction: no reader sees the cue before all of it, so it goes in complete
+            # (the chunked DSQL path flips a pending row instead).
+            cue_id = _insert_cue(conn, result, run_id, status="complete")
             _write_children(conn, cue_id, result, run_id)
-            conn.execute(update(m.Cue).where(m.Cue.id == cue_id).values(status="complete"))
             return cue_id
     except IntegrityError as exc:
         if "rel_path" in str(exc.orig) or "UNIQUE" in str(exc.orig).upper():
@@ -434,7 +441,9 @@ def _size(row: dict[str, Any]) -> int:
     return sum(len(v) if isinstance(v, str | bytes) else 8 for v in row.values())
 
 
-def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
+def _insert_cue(
+    conn: Connection, result: CueResult, run_id: int, *, status: str = "pending"
+) -> int:
     source = result.source
     return int(
         conn.execute(
@@ -443,7 +452,7 @@ def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
                 "name": source.name,
                 "rel_path": source.rel_path,
                 "abs_path": str(source.path),
-                "status": "pending",
+                "status": status,
                 "stat_fingerprint": result.stat_fingerprint,
                 "content_fingerprint": result.content_fingerprint,
                 "sample_rate_hz": result.sample_rate_hz,
@@ -460,7 +469,10 @@ def _insert_cue(conn: Connection, result: CueResult, run_id: int) -> int:
 
 
 def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: int) -> None:
-    track_ids = write_midi(conn, cue_id, result)
+    if isinstance(result.midi, StagedMidi):
+        track_ids = staging.copy_staged(conn, cue_id, result.midi)
+    else:
+        track_ids = write_midi(conn, cue_id, result)
     hashes = result.file_hashes
     stem_ids = [
         _insert_stem(conn, m.AudioFile, cue_id, stem, result.stem_categories[i], hashes)
@@ -469,33 +481,12 @@ def _write_children(conn: Connection, cue_id: int, result: CueResult, run_id: in
     for mix in result.mixes:
         _insert_stem(conn, m.FinalMix, cue_id, mix, None, hashes)
 
-    if result.matches:
+    staged_matches = isinstance(result.midi, StagedMidi) and result.midi.holds_matches
+    if result.matches and not staged_matches:
         conn.execute(
             insert(m.TrackMatch),
             [
-                {
-                    "track_id": track_ids[(row.midi_index, row.track_index)],
-                    "audio_file_id": None if row.stem_index is None else stem_ids[row.stem_index],
-                    "method": row.method,
-                    "score": row.score,
-                    "fallback_reason": row.fallback_reason,
-                    "onset_correlation": row.onset_correlation,
-                    "lag_s": row.lag_s,
-                    "verified": row.verified,
-                    "name_score": row.name_score,
-                    "content_score": row.content_score,
-                    "content_z": row.content_z,
-                    "content_p": row.content_p,
-                    "content_lag_s": row.content_lag_s,
-                    "runner_up_audio_file_id": None
-                    if row.runner_up_stem_index is None
-                    else stem_ids[row.runner_up_stem_index],
-                    "margin_z": row.margin_z,
-                    "decided_by": row.decided_by,
-                    "evidence": row.evidence,
-                    "verify_reason": row.verify_reason,
-                    "stem_rank": row.stem_rank,
-                }
+                match_row(row, track_ids[(row.midi_index, row.track_index)], stem_ids)
                 for row in result.matches
             ],
         )

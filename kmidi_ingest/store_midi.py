@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert
 from . import models as m
 from .db import is_dsql
 from .midi import NO_BAR, MidiData, Track
-from .results import CueResult
+from .results import CueResult, TrackMatchRow
 
 
 def _rel(result: CueResult, path: Any) -> str:
@@ -28,7 +28,7 @@ def _rel(result: CueResult, path: Any) -> str:
         return str(path)
 
 
-def _midi_file_row(cue_id: int, midi: MidiData, result: CueResult) -> dict[str, Any]:
+def midi_file_row(cue_id: int, midi: MidiData, result: CueResult) -> dict[str, Any]:
     return {
         "cue_id": cue_id,
         "rel_path": _rel(result, midi.path),
@@ -104,11 +104,11 @@ def _write_midi_batch(
     track_ids: dict[tuple[int, int], int],
 ) -> None:
     file_ids = _insert_returning(
-        conn, m.MidiFile, [_midi_file_row(cue_id, midi, result) for _, midi in batch]
+        conn, m.MidiFile, [midi_file_row(cue_id, midi, result) for _, midi in batch]
     )
     parts = [(i, track) for i, midi in batch for track in midi.tracks]
     rows = [
-        _track_row(file_id, track, result.track_categories.get((i, track.part_index)))
+        track_row(file_id, track, result.track_categories.get((i, track.part_index)))
         for (i, midi), file_id in zip(batch, file_ids, strict=True)
         for track in midi.tracks
     ]
@@ -118,7 +118,7 @@ def _write_midi_batch(
     for (midi_index, midi), file_id in zip(batch, file_ids, strict=True):
         for track in midi.tracks:
             events.add(track_ids[(midi_index, track.part_index)], track)
-        for model, model_rows in _file_event_rows(file_id, midi):
+        for model, model_rows in file_event_rows(file_id, midi):
             file_rows.setdefault(model, []).extend(model_rows)
     events.flush()
     for model, model_rows in file_rows.items():
@@ -126,7 +126,7 @@ def _write_midi_batch(
             conn.execute(insert(model), model_rows)
 
 
-def _track_row(file_id: int, track: Track, guess: Any) -> dict[str, Any]:
+def track_row(file_id: int, track: Track, guess: Any) -> dict[str, Any]:
     return {
         "midi_file_id": file_id,
         "track_index": track.index,
@@ -286,14 +286,8 @@ class _EventBatches:
         if len(track.notes):
             self._notes.append(track.notes)
             self._note_tracks.append(np.full(len(track.notes), track_id, dtype=np.int64))
-        for table, (attribute, extra) in _EVENT_TABLES.items():
-            array = getattr(track, attribute)
-            if not len(array):
-                continue
-            cols = _event_columns(array, extra)
-            if table == "midi_aftertouch":
-                cols[-2] = _nullable(array["pitch"], -1)
-            self._other[table].extend(zip([track_id] * len(array), *cols, strict=True))
+        for table, rows in track_event_rows(track_id, track).items():
+            self._other[table].extend(rows)
 
     def flush(self) -> None:
         if self._notes:
@@ -309,7 +303,7 @@ class _EventBatches:
             if self._next_note_id is not None:
                 self._next_note_id += len(notes)
         for table, rows in self._other.items():
-            bulk_insert(self._conn, table, (*_EVENT_COLUMNS, *_EVENT_TABLES[table][1]), rows)
+            bulk_insert(self._conn, table, event_columns(table), rows)
         self._notes, self._note_tracks = [], []
         self._other = {name: [] for name in _EVENT_TABLES}
 
@@ -321,9 +315,31 @@ _EVENT_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "midi_pitch_bends": ("pitch_bends", ("value",)),
     "midi_aftertouch": ("aftertouch", ("pitch", "value")),
 }
+EVENT_ATTRIBUTES = {table: attribute for table, (attribute, _) in _EVENT_TABLES.items()}
 
 
-def _file_event_rows(
+def event_columns(table: str) -> tuple[str, ...]:
+    """The columns of a row of :func:`track_event_rows` for ``table`` (without ``id``)."""
+    return (*_EVENT_COLUMNS, *_EVENT_TABLES[table][1])
+
+
+def track_event_rows(track_id: int, track: Track) -> dict[str, list[tuple[Any, ...]]]:
+    """Rows of the per-event tables other than notes (CC, program changes, pitch bends,
+    aftertouch) of one part, by table, in :func:`event_columns` order; tables without events
+    are left out."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table, (attribute, extra) in _EVENT_TABLES.items():
+        array = getattr(track, attribute)
+        if not len(array):
+            continue
+        cols = _event_columns(array, extra)
+        if table == "midi_aftertouch":
+            cols[-2] = _nullable(array["pitch"], -1)
+        out[table] = list(zip([track_id] * len(array), *cols, strict=True))
+    return out
+
+
+def file_event_rows(
     file_id: int, midi: MidiData
 ) -> list[tuple[type[m.Base], list[dict[str, Any]]]]:
     """Rows of the file-level event tables (tempo, meter, key, markers) of one file."""
@@ -415,3 +431,30 @@ def bulk_insert(
     else:
         marks = ", ".join("?" * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+def match_row(row: TrackMatchRow, track_id: int, stem_ids: Sequence[int]) -> dict[str, Any]:
+    """The ``track_matches`` row of one part's match (``stem_ids``: the stems' row ids)."""
+    return {
+        "track_id": track_id,
+        "audio_file_id": None if row.stem_index is None else stem_ids[row.stem_index],
+        "method": row.method,
+        "score": row.score,
+        "fallback_reason": row.fallback_reason,
+        "onset_correlation": row.onset_correlation,
+        "lag_s": row.lag_s,
+        "verified": row.verified,
+        "name_score": row.name_score,
+        "content_score": row.content_score,
+        "content_z": row.content_z,
+        "content_p": row.content_p,
+        "content_lag_s": row.content_lag_s,
+        "runner_up_audio_file_id": None
+        if row.runner_up_stem_index is None
+        else stem_ids[row.runner_up_stem_index],
+        "margin_z": row.margin_z,
+        "decided_by": row.decided_by,
+        "evidence": row.evidence,
+        "verify_reason": row.verify_reason,
+        "stem_rank": row.stem_rank,
+    }

@@ -3,6 +3,7 @@ back equal, written to the same rows as without it, and removed afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,6 +84,8 @@ def test_spilled_cues_are_written_like_kept_ones(tmp_path, monkeypatch):
     # A threshold of 0 bytes: every unit comes through a temporary file. The spec carrying the
     # threshold is built here and pickled to the workers, which fork with this module patched.
     monkeypatch.setattr(runner, "spill_threshold", lambda *_: 0)
+    # Spilling is the path of the writers that take no staging file (PostgreSQL's): no staging.
+    monkeypatch.setattr(runner, "staging_folder", lambda *_: contextlib.nullcontext())
     monkeypatch.setattr(spill, "discard", discard_and_count)
     summary = ingest(root, SR, database_url=spilled, workers=2)
     assert summary.ok and summary.cues_ingested == 8

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import discover, features
+from .. import discover, features, spill, staging
 from ..audio import MelParams, StemData, process_group
 from ..discover import CueSource, GroupingRules
 from ..errors import KmidiError
@@ -47,6 +47,9 @@ class CueSpec:
     # A pool worker hands MIDI arrays larger than this to the writer through a temporary file
     # (kmidi_ingest.spill); None: never.
     spill_midi_bytes: int | None = None
+    # A folder for staging files: the MIDI rows of each cue go to the writer as a SQLite file
+    # in it (kmidi_ingest.staging; SQLite only); None: as data (or spilled, above).
+    stage_dir: str | None = None
 
 
 def process_cue(
@@ -184,6 +187,20 @@ def _compute_cue(
         onset_evidence=matching.evidence,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def hand_off(result: CueResult | Unchanged, spec: CueSpec) -> CueResult | Unchanged:
+    """``result`` as the worker hands it to the writer: its MIDI rows staged in a SQLite file
+    (with ``spec.stage_dir``), or its MIDI data spilled to a temporary file when larger than
+    ``spec.spill_midi_bytes``, else as it is."""
+    if not isinstance(result, CueResult):
+        return result
+    if spec.stage_dir is not None:
+        return staging.stage(result, directory=spec.stage_dir)
+    limit = spec.spill_midi_bytes
+    if limit is not None and spill.midi_nbytes(result) > limit:
+        return spill.spill(result)  # the writer reads it back file by file, then removes it
+    return result
 
 
 def _encode_feature(stem: StemData) -> StemData:

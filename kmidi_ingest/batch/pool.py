@@ -1,7 +1,8 @@
 """The local executor: compute cues here or in a process pool; this process writes them.
 
-SQLite allows one writer, so workers only compute and return a :class:`CueResult`; the main
-process claims, writes and accounts, in job order.
+SQLite allows one writer, so workers only compute and return a :class:`CueResult` (its MIDI
+rows staged in a SQLite file on SQLite, see :mod:`kmidi_ingest.staging`); the main process
+claims, writes and accounts, in job order.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from .. import spill
 from ..claims import CueClaims
 from ..discover import CueSource
 from ..errors import WorkerDied
@@ -99,18 +100,17 @@ def _compute(
                     yield job, Elsewhere()
                     continue
                 cue, stat_fp, known = job = claimed
-                yield (
-                    job,
-                    compute.process_cue(
-                        cue,
-                        spec,
-                        stat_fingerprint=stat_fp,
-                        stored_content_fingerprint=reusable_fingerprint(
-                            known, spec.sample_rate_hz, force
-                        ),
-                        progress=audio_progress,
+                computed = compute.process_cue(
+                    cue,
+                    spec,
+                    stat_fingerprint=stat_fp,
+                    stored_content_fingerprint=reusable_fingerprint(
+                        known, spec.sample_rate_hz, force
                     ),
+                    progress=audio_progress,
                 )
+                # Staged here too (not spilled: this process holds one cue at a time).
+                yield job, compute.hand_off(computed, replace(spec, spill_midi_bytes=None))
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
                 yield job, exc
         return
@@ -335,14 +335,7 @@ def _process_cue_in_worker(
             stored_content_fingerprint=stored_content_fingerprint,
             progress=None if _worker_progress is None else _worker_progress.put,
         )
-        limit = spec.spill_midi_bytes
-        if (
-            isinstance(result, CueResult)
-            and limit is not None
-            and spill.midi_nbytes(result) > limit
-        ):
-            return spill.spill(result)  # the writer reads it back file by file, then removes it
-        return result
+        return compute.hand_off(result, spec)
     finally:
         _worker_slots[index] = -pid
 

@@ -10,11 +10,13 @@ PostgreSQL database.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -97,7 +99,9 @@ def ingest(
     writer_memory_mb : int
         MIDI data, in MB, the writing process holds at most with a process pool: a cue whose
         MIDI arrays exceed ``writer_memory_mb / (2 × workers + 1)`` comes from its worker
-        through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file.
+        through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file. On
+        SQLite (local executor, no LLM) the workers stage a cue's MIDI rows in a SQLite file
+        instead (:mod:`kmidi_ingest.staging`) and the writer holds none.
     options : CueOptions, optional
         Mel analysis, channel grouping rules and match threshold (defaults: :class:`CueOptions`).
     progress : callable, optional
@@ -143,6 +147,7 @@ def ingest(
 
     engine = make_engine(database_url)
     lock: RunLock | None = None
+    stack = contextlib.ExitStack()
     try:
         _upgrade(engine)
         lock = RunLock(engine)
@@ -183,12 +188,13 @@ def ingest(
         run_llm = llm if used_matcher == "llm" else None
         if on_start is not None:
             on_start(len(cues))
+        stage_dir = stack.enter_context(staging_folder(engine, executor, run_llm))
         try:
             _run(
                 engine,
                 database_url,
                 cues,
-                spec,
+                dataclasses.replace(spec, stage_dir=stage_dir),
                 summary,
                 run_id=run_id,
                 force=force,
@@ -219,9 +225,23 @@ def ingest(
         )
         return summary
     finally:
+        stack.close()  # the staging folder, with what a dead worker may have left in it
         if lock is not None:
             lock.close()
         engine.dispose()
+
+
+@contextlib.contextmanager
+def staging_folder(engine: Engine, executor: str, llm: LlmConfig | None) -> Iterator[str | None]:
+    """A temporary folder for the run's staging files (:mod:`kmidi_ingest.staging`), or None
+    where the rows go to the writer as data: on PostgreSQL (its own bulk path), with the
+    ``dask`` executor (each worker writes) and with the LLM matcher (the writer may change the
+    parts' categories after the workers)."""
+    if engine.dialect.name != "sqlite" or executor != "local" or llm is not None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="kmidi-stage-") as folder:
+        yield folder
 
 
 def _upgrade(engine: Engine) -> None:
