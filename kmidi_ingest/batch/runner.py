@@ -225,6 +225,10 @@ def ingest(
 
 
 def _upgrade(engine: Engine) -> None:
+    from ..schema_head import at_head
+
+    if at_head(engine):  # one query; Alembic is loaded only when there is something to do
+        return
     from ..migrate import upgrade
 
     upgrade(engine)
