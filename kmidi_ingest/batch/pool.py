@@ -6,6 +6,7 @@ process claims, writes and accounts, in job order.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -18,7 +19,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from itertools import accumulate
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +56,21 @@ def local_outcomes(
     *,
     run_id: int,
     llm: Matcher | None,
+    pool: WorkerPool | None = None,
 ) -> Iterator[CueOutcome]:
-    """Compute the jobs here or in a process pool and write them from this process, in order."""
+    """Compute the jobs here or in a process pool and write them from this process, in order.
+
+    ``pool``: a pool started beforehand (:func:`start_pool`, whose workers load their libraries
+    while this process prepares the run), used when there are tasks for two workers or more;
+    the caller closes it. Without one, a pool is started here when needed.
+    """
     with CueClaims(engine) as claims:
 
         def claim(job: Job) -> Job | None:
             return claim_job(claims, engine, job, spec, force)
 
         for (cue, _fp, known), computed in _compute(
-            jobs, spec, force, workers, stop, audio_progress, claim
+            jobs, spec, force, workers, stop, audio_progress, claim, pool
         ):
             try:
                 if isinstance(computed, Elsewhere):
@@ -83,6 +89,7 @@ def _compute(
     stop: threading.Event,
     audio_progress: Callable[[float], None] | None,
     claim: Callable[[Job], Job | None],
+    pool: WorkerPool | None = None,
 ) -> Iterator[tuple[Job, Computed]]:
     """Yield each job (as ``claim`` returned it) with its outcome, in job order; exceptions are
     yielded, not raised. ``claim`` is called just before a job starts; a job it refuses (None)
@@ -116,24 +123,14 @@ def _compute(
             except Exception as exc:  # a bug or an unexpected failure fails only this cue
                 yield job, exc
         return
-    relays: list[threading.Thread] = []
-    done = threading.Event()
-
-    def new_queue() -> ProgressQueue | None:
-        if audio_progress is None:
-            return None
-        queue: ProgressQueue = multiprocessing.get_context().Queue()
-        relay = threading.Thread(target=_relay, args=(queue, audio_progress, done), daemon=True)
-        relay.start()
-        relays.append(relay)
-        return queue
-
+    if pool is not None:
+        yield from _compute_in_pool(jobs, spec, force, workers, stop, pool, claim)
+        return
+    own = start_pool(min(workers, _most_tasks(jobs)), audio_progress)
     try:
-        yield from _compute_in_pool(jobs, spec, force, workers, stop, new_queue, claim)
+        yield from _compute_in_pool(jobs, spec, force, workers, stop, own, claim)
     finally:
-        done.set()  # the pool has shut down: its workers flushed what they put
-        for relay in relays:
-            relay.join(timeout=5.0)
+        own.close()
 
 
 def _parallel(jobs: list[Job], spec: CueSpec, force: bool) -> bool:
@@ -145,13 +142,17 @@ def _parallel(jobs: list[Job], spec: CueSpec, force: bool) -> bool:
     return compute.splits_into_stems(cue, stored)
 
 
+def _most_tasks(jobs: list[Job]) -> int:
+    return sum(max(1, len(cue.groups)) for cue, *_ in jobs)
+
+
 def _compute_in_pool(
     jobs: list[Job],
     spec: CueSpec,
     force: bool,
     workers: int,
     stop: threading.Event,
-    new_queue: Callable[[], ProgressQueue | None],
+    pool: WorkerPool,
     claim: Callable[[Job], Job | None],
 ) -> Iterator[tuple[Job, Computed]]:
     """The process-pool part of :func:`_compute`.
@@ -168,36 +169,28 @@ def _compute_in_pool(
     takes over and computes again the tasks of the other cues that were in flight (their
     finished stems are kept; each job is yielded exactly once).
     """
-    # Task slots: per job, one per stem group and one more (its finish, or the whole cue). Each
-    # holds the pid of the worker running the task, negated once it is done (shared memory, so
-    # it survives the worker being killed; a queue's message could be lost with it).
-    first_slot = list(accumulate((len(cue.groups) + 1 for cue, *_ in jobs), initial=0))
-    slots = multiprocessing.get_context().RawArray("q", first_slot[-1])
-    most_tasks = sum(max(1, len(cue.groups)) for cue, *_ in jobs)
-    pool = _Pool(min(workers, most_tasks), slots, new_queue)
-    pending: Iterator[tuple[int, Job]] = iter(enumerate(jobs))
+    pending: Iterator[Job] = iter(jobs)
     window: deque[_Cue] = deque()
     limit = 2 * workers
     stopped = False
 
     def add_cues() -> None:
         while sum(c.started for c in window) < limit:
-            item = next(pending, None)
-            if item is None:
+            job = next(pending, None)
+            if job is None:
                 return
-            index, job = item
             try:
                 claimed = claim(job)
             except Exception as exc:
-                window.append(_Cue(job, first_slot[index], result=exc))
+                window.append(_Cue(job, pool, result=exc))
                 continue
             if claimed is None:
-                window.append(_Cue(job, first_slot[index], result=Elsewhere()))
+                window.append(_Cue(job, pool, result=Elsewhere()))
                 continue
             cue, _stat_fp, known = claimed
             stored = reusable_fingerprint(known, spec.sample_rate_hz, force)
             split = compute.splits_into_stems(cue, stored)
-            window.append(_Cue(claimed, first_slot[index], stems=len(cue.groups) if split else 0))
+            window.append(_Cue(claimed, pool, stems=len(cue.groups) if split else 0))
 
     try:
         add_cues()
@@ -212,12 +205,12 @@ def _compute_in_pool(
                 return
             head = window[0]
             if head.result is _PENDING:
-                outstanding = [f for c in window for _, f in c.tasks() if not f.done()]
+                outstanding = [f for c in window for *_, f in c.tasks() if not f.done()]
                 if outstanding:
                     wait(outstanding, return_when=FIRST_COMPLETED)
-                if _collect(window, slots, dead=None):
+                if _collect(window, pool, dead=None):
                     dead = pool.restart()
-                    _collect(window, slots, dead=dead)
+                    _collect(window, pool, dead=dead)
                     if stopped:  # what a worker held is done or dead; nothing more starts
                         window = deque(c for c in window if c.keep_after_restart())
                 continue
@@ -229,9 +222,7 @@ def _compute_in_pool(
             yield head.job, result
     finally:
         for c in window:
-            for _, future in c.tasks():
-                future.cancel()
-        pool.shutdown()
+            c.cancel()
 
 
 class _Pending:
@@ -239,165 +230,212 @@ class _Pending:
 
 
 _PENDING: Any = _Pending()
+_WHOLE = -1  # the task key of a whole cue, and of a split cue's finish; stems are 0, 1, …
 
 
 class _Cue:
     """A claimed job in the pool's window and the tasks computing it: one task for the whole
-    cue (``stems == 0``), or one per stem group and then its finish."""
+    cue (``stems == 0``), or one per stem group and then its finish (task key :data:`_WHOLE`).
+    """
 
-    def __init__(self, job: Job, slot: int, *, stems: int = 0, result: Any = _PENDING) -> None:
+    def __init__(
+        self, job: Job, pool: WorkerPool, *, stems: int = 0, result: Any = _PENDING
+    ) -> None:
         self.job = job
-        self.slot = slot  # the job's first task slot: stem k's is slot + k, the last its finish
+        self._pool = pool
         self.split = stems > 0
         self.result: Computed | _Pending = result
         self.started = result is _PENDING  # counts against the window's limit
-        self.whole: Future[CueResult | Unchanged] | None = None
-        self.stems: list[Future[StemOutcome] | StemOutcome | None] = [None] * stems
-        self.finish: Future[CueResult] | None = None
+        self.stems: list[StemOutcome | None] = [None] * stems
+        self.futures: dict[int, tuple[int, Future[Any]]] = {}  # task key → (slot, future)
 
-    @property
-    def finish_slot(self) -> int:
-        return self.slot + len(self.job[0].groups)
+    def tasks(self) -> Iterator[tuple[int, int, Future[Any]]]:
+        """``(key, slot, future)`` of each task handed to the pool and not yet collected."""
+        if self.result is _PENDING:
+            for key, (slot, future) in list(self.futures.items()):
+                yield key, slot, future
 
-    def tasks(self) -> Iterator[tuple[int, Future[Any]]]:
-        """``(slot, future)`` of each task handed to the pool and not yet collected."""
-        if self.result is not _PENDING:
-            return
-        if self.whole is not None:
-            yield self.slot, self.whole
-        for k, stem in enumerate(self.stems):
-            if isinstance(stem, Future):
-                yield self.slot + k, stem
-        if self.finish is not None:
-            yield self.finish_slot, self.finish
+    def todo(self) -> list[int]:
+        """The keys of the tasks to hand to the pool now (none while a finish waits for stems)."""
+        if self.result is not _PENDING or _WHOLE in self.futures:
+            return []
+        if not self.split:
+            return [_WHOLE]
+        missing = [k for k, s in enumerate(self.stems) if s is None and k not in self.futures]
+        if not missing and all(s is not None for s in self.stems):
+            return [_WHOLE]
+        return missing
+
+    def forget(self, key: int) -> None:
+        """Drop the task of ``key`` (done, cancelled, or on a broken pool); its slot is free
+        once its future is done."""
+        slot, future = self.futures.pop(key)
+        self._pool.release(slot, future)
+
+    def done(self, key: int, value: Any) -> None:
+        self.forget(key)
+        if key == _WHOLE:
+            self.result = value
+        else:
+            self.stems[key] = value
+
+    def cancel(self) -> None:
+        for key, _slot, future in self.tasks():
+            future.cancel()
+            self.forget(key)
+
+    def fail(self, exc: BaseException) -> None:
+        self.cancel()
+        self.result = exc
 
     def keep_on_stop(self) -> bool:
         """Cancel the tasks no worker has started; whether this cue stays (a worker holds or
         finished part of it, or its worker died)."""
         if self.result is not _PENDING:
             return self.started  # computed, or its worker died; not an Elsewhere or claim error
-        held = [not future.cancel() for _, future in self.tasks()]  # cancel every one
-        return any(held) or any(isinstance(s, StemOutcome) for s in self.stems)
+        held = [not future.cancel() for *_, future in self.tasks()]  # cancel every one
+        return any(held) or any(s is not None for s in self.stems)
 
     def keep_after_restart(self) -> bool:
-        return self.result is not _PENDING or any(isinstance(s, StemOutcome) for s in self.stems)
-
-    def reset(self, slot: int) -> None:
-        """Forget the task of ``slot`` (cancelled or on a broken pool): it is handed out again."""
-        if not self.split:
-            self.whole = None
-        elif slot == self.finish_slot:
-            self.finish = None
-        else:
-            self.stems[slot - self.slot] = None
-
-    def done(self, slot: int, value: Any) -> None:
-        if not self.split or slot == self.finish_slot:
-            self.result = value
-        else:
-            self.stems[slot - self.slot] = value
-
-    def fail(self, exc: BaseException) -> None:
-        for _, future in self.tasks():
-            future.cancel()
-        self.result = exc
+        return self.result is not _PENDING or any(s is not None for s in self.stems)
 
 
-def _submit_tasks(window: deque[_Cue], pool: _Pool, spec: CueSpec, force: bool, limit: int) -> None:
+def _submit_tasks(
+    window: deque[_Cue], pool: WorkerPool, spec: CueSpec, force: bool, limit: int
+) -> None:
     """Hand tasks to the pool until ``limit`` wait or run there, the earliest cue's first."""
-    busy = sum(1 for c in window for _, f in c.tasks() if not f.done())
+    busy = sum(1 for c in window for *_, f in c.tasks() if not f.done())
     for c in window:
-        if busy >= limit:
-            return
-        if c.result is not _PENDING:
-            continue
         cue, stat_fp, known = c.job
-        if not c.split:
-            if c.whole is None:
+        for key in c.todo():
+            if busy >= limit:
+                return
+            slot = pool.acquire()
+            if slot is None:  # every slot is held by a task still running: wait for one
+                return
+            future: Future[Any]
+            if not c.split:
                 stored = reusable_fingerprint(known, spec.sample_rate_hz, force)
-                c.whole = pool.submit(
-                    c.slot,
+                future = pool.submit(
+                    slot,
                     _process_cue_in_worker,
                     cue,
                     spec,
                     stat_fingerprint=stat_fp,
                     stored_content_fingerprint=stored,
                 )
-                busy += 1
-            continue
-        outcomes = [s for s in c.stems if isinstance(s, StemOutcome)]
-        if len(outcomes) == len(c.stems):
-            if c.finish is None:
-                c.finish = pool.submit(
-                    c.finish_slot, _finish_cue_in_worker, cue, spec, outcomes, stat_fp
-                )
-                busy += 1
-            continue
-        for k, stem in enumerate(c.stems):
-            if busy >= limit:
-                return
-            if stem is None:
-                c.stems[k] = pool.submit(c.slot + k, _stem_in_worker, cue, k, spec)
-                busy += 1
+            elif key == _WHOLE:
+                outcomes = [s for s in c.stems if s is not None]
+                future = pool.submit(slot, _finish_cue_in_worker, cue, spec, outcomes, stat_fp)
+            else:
+                future = pool.submit(slot, _stem_in_worker, cue, key, spec)
+            c.futures[key] = (slot, future)
+            busy += 1
 
 
-def _collect(window: deque[_Cue], slots: Any, *, dead: dict[int, int | None] | None) -> bool:
+def _collect(window: deque[_Cue], pool: WorkerPool, *, dead: dict[int, int | None] | None) -> bool:
     """Take the finished tasks' results into their cues; whether a task found the pool broken.
 
     ``dead``: None before the broken pool is replaced (its tasks are left as they are), else
-    the dead workers' exit codes by pid (from :meth:`_Pool.restart`): a task a dead worker had
-    started fails its cue with :class:`WorkerDied`, the other broken tasks are handed out again
-    (an empty ``dead``, exit codes unknown: every started one is taken for the dead worker's).
+    the dead workers' exit codes by pid (from :meth:`WorkerPool.restart`): a task a dead worker
+    had started fails its cue with :class:`WorkerDied`, the other broken tasks are handed out
+    again (an empty ``dead``, exit codes unknown: every started one is taken for the dead
+    worker's).
     """
     broken = False
     for c in window:
-        for slot, future in list(c.tasks()):
+        for key, slot, future in c.tasks():
             if not future.done():
                 continue
             if future.cancelled():
-                c.reset(slot)
+                c.forget(key)
                 continue
             exc = future.exception()
             if isinstance(exc, BrokenProcessPool):
                 if dead is None:
                     broken = True
-                elif slots[slot] > 0 and (not dead or slots[slot] in dead):
-                    exit_code = dead.get(slots[slot])
+                    continue
+                holder = pool.holder(slot)
+                if holder > 0 and (not dead or holder in dead):
+                    exit_code = dead.get(holder)
                     log.warning("worker died on %s (exit code %s)", c.job[0].rel_path, exit_code)
                     c.fail(WorkerDied.from_exit_code(exit_code))
                     break
-                else:
-                    c.reset(slot)
-                continue
-            if exc is not None:  # a bug or an unexpected failure fails only this cue
+                c.forget(key)
+            elif exc is not None:  # a bug or an unexpected failure fails only this cue
                 c.fail(exc)
                 break
-            c.done(slot, future.result())
+            else:
+                c.done(key, future.result())
     return broken
 
 
-class _Pool:
-    """A process pool that is replaced when one of its workers dies."""
+def start_pool(size: int, audio_progress: Callable[[float], None] | None = None) -> WorkerPool:
+    """A pool of ``size`` worker processes, started now: its workers load the libraries the
+    compute needs (scipy's FFT, sparse, optimize; soxr) while this process goes on, e.g. with
+    the database's migrations. ``audio_progress`` receives the seconds of audio the workers
+    decode (through a queue; see :meth:`WorkerPool.close`)."""
+    return WorkerPool(size, audio_progress)
 
-    def __init__(
-        self,
-        size: int,
-        slots: Any,
-        new_queue: Callable[[], ProgressQueue | None],
-    ) -> None:
-        self._size = size
-        self._slots = slots
-        self._new_queue = new_queue
+
+class WorkerPool:
+    """The local executor's process pool, replaced when one of its workers dies.
+
+    Each task runs in a slot of shared memory that holds the pid of the worker running it,
+    negated once it is done: it survives the worker being killed (a queue's message could be
+    lost with it), and tells which task a dead worker held.
+    """
+
+    def __init__(self, size: int, audio_progress: Callable[[float], None] | None) -> None:
+        self.size = size
+        self._audio_progress = audio_progress
+        self._relays: list[threading.Thread] = []
+        self._relays_done = threading.Event()
+        capacity = 4 * size + 4  # tasks in flight are at most 2 × workers, plus retired ones
+        self._slots = multiprocessing.get_context().RawArray("q", capacity)
+        self._free = list(range(capacity - 1, -1, -1))
+        self._retired: list[tuple[int, Future[Any]]] = []
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._executor = self._start()
+        for _ in range(size):
+            self._executor.submit(_warm_up)
 
     def _start(self) -> ProcessPoolExecutor:
         # A new progress queue too: a killed worker may have died holding the old one's lock.
-        return ProcessPoolExecutor(
-            max_workers=self._size,
+        executor = ProcessPoolExecutor(
+            max_workers=self.size,
             initializer=_init_worker,
             initargs=(os.getpid(), self._new_queue(), self._slots),
         )
+        return executor
+
+    def _new_queue(self) -> ProgressQueue | None:
+        if self._audio_progress is None:
+            return None
+        queue: ProgressQueue = multiprocessing.get_context().Queue()
+        relay = threading.Thread(
+            target=_relay, args=(queue, self._audio_progress, self._relays_done), daemon=True
+        )
+        relay.start()
+        self._relays.append(relay)
+        return queue
+
+    def acquire(self) -> int | None:
+        """A free task slot, or None when every one is held by a task not yet done."""
+        still = []
+        for slot, future in self._retired:
+            (still.append((slot, future)) if not future.done() else self._free.append(slot))
+        self._retired = still
+        return self._free.pop() if self._free else None
+
+    def release(self, slot: int, future: Future[Any]) -> None:
+        """Give ``slot`` back once ``future`` is done (a running task still writes to it)."""
+        self._retired.append((slot, future))
+
+    def holder(self, slot: int) -> int:
+        """The pid of the worker running the task of ``slot``; 0 before it starts, negative
+        once it is done."""
+        return int(self._slots[slot])
 
     def submit(self, slot: int, task: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``task(slot, *args, **kwargs)`` in a worker; a broken pool gives a future that
@@ -433,8 +471,31 @@ class _Pool:
         self._executor = self._start()
         return dead
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def close(self) -> None:
+        """Shut the pool down (tasks not started are cancelled) and pass on the last progress."""
+        try:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._relays_done.set()  # the workers have exited: they flushed what they put
+            for relay in self._relays:
+                relay.join(timeout=5.0)
+
+
+def _warm_up() -> None:
+    """Load what the compute loads on first use, in a worker that is otherwise idle."""
+    for name in _WARM_MODULES:
+        importlib.import_module(name)
+
+
+# Loaded by the compute on first use (each costs tenths of a second of CPU in a worker).
+_WARM_MODULES = (
+    "scipy.fft",
+    "scipy.sparse",
+    "scipy.optimize",
+    "scipy.special",
+    "scipy.ndimage",
+    "soxr",
+)
 
 
 _worker_progress: ProgressQueue | None = None  # in a pool worker: where audio seconds go

@@ -40,7 +40,7 @@ from .accounting import PROGRESS, account
 from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
 from .planning import Job, up_to_date
-from .pool import local_outcomes
+from .pool import WorkerPool, local_outcomes, start_pool
 from .reports import CueOutcome, IngestSummary, ProgressCallback, in_cue
 from .writer import llm_matcher
 
@@ -137,13 +137,20 @@ def ingest(
         spill_midi_bytes=spill_threshold(writer_memory_mb, worker_count),
     )
     root_path = Path(root)
-    tree = discover.scan(root_path, spec.options.rules)
-    cues = list(tree.cues)
-    stop = stop or threading.Event()
-
-    engine = make_engine(database_url)
+    # The pool starts first: its workers load their libraries while this process walks the
+    # tree and migrates the database.
+    pool = (
+        start_pool(worker_count, audio_progress)
+        if executor == "local" and worker_count > 1
+        else None
+    )
+    engine: Engine | None = None
     lock: RunLock | None = None
     try:
+        tree = discover.scan(root_path, spec.options.rules)
+        cues = list(tree.cues)
+        stop = stop or threading.Event()
+        engine = make_engine(database_url)
         _upgrade(engine)
         lock = RunLock(engine)
         aborted = store.abort_stale_runs(engine, lock)
@@ -199,6 +206,7 @@ def ingest(
                 audio_progress=audio_progress,
                 stop=stop,
                 llm=run_llm,
+                pool=pool,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -221,7 +229,10 @@ def ingest(
     finally:
         if lock is not None:
             lock.close()
-        engine.dispose()
+        if pool is not None:
+            pool.close()
+        if engine is not None:
+            engine.dispose()
 
 
 def _upgrade(engine: Engine) -> None:
@@ -299,6 +310,7 @@ def _run(
     audio_progress: Callable[[float], None] | None,
     stop: threading.Event,
     llm: LlmConfig | None = None,
+    pool: WorkerPool | None = None,
 ) -> None:
     stored = store.stored_cues(engine)
     jobs: list[Job] = []
@@ -319,7 +331,16 @@ def _run(
     else:
         matcher = None if llm is None else llm_matcher(llm, engine, spec)
         outcomes = local_outcomes(
-            engine, jobs, spec, force, workers, stop, audio_progress, run_id=run_id, llm=matcher
+            engine,
+            jobs,
+            spec,
+            force,
+            workers,
+            stop,
+            audio_progress,
+            run_id=run_id,
+            llm=matcher,
+            pool=pool,
         )
     for outcome in outcomes:
         account(summary, outcome)
