@@ -372,7 +372,7 @@ def _collect(window: deque[_Cue], pool: WorkerPool, *, dead: dict[int, int | Non
 
 def start_pool(size: int, audio_progress: Callable[[float], None] | None = None) -> WorkerPool:
     """A pool of ``size`` worker processes, started now: its workers load the libraries the
-    compute needs (scipy's FFT, sparse, optimize; soxr) while this process goes on, e.g. with
+    compute needs (scipy's FFT, sparse, optimize; soxr, blosc2) while this process goes on, e.g. with
     the database's migrations. ``audio_progress`` receives the seconds of audio the workers
     decode (through a queue; see :meth:`WorkerPool.close`)."""
     return WorkerPool(size, audio_progress)
@@ -495,6 +495,7 @@ _WARM_MODULES = (
     "scipy.special",
     "scipy.ndimage",
     "soxr",
+    "blosc2",
 )
 
 
@@ -506,6 +507,11 @@ def _init_worker(parent_pid: int, progress: ProgressQueue | None, slots: Any) ->
     global _worker_progress, _worker_slots
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One core per worker: numpy's BLAS (OpenBLAS) would run a thread per core in every worker,
+    # N workers × cores threads on N cores, whose spinning takes CPU from the other workers.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _worker_progress = progress
     _worker_slots = slots
