@@ -100,7 +100,8 @@ def _processes_running(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+            # bytes: another test's process may have a non-UTF-8 file name in its arguments
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -166,6 +167,7 @@ def test_a_killed_pool_worker_fails_only_its_cue_and_the_batch_goes_on(
 ):
     victim = "Reel 1/1M02 Cue 1"
     pid_file = tmp_path / "victim.pid"
+
     def hang_on_victim(real):
         def hang(cue, *args, **kwargs):  # runs in the forked pool workers
             if cue.rel_path == victim:

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -126,7 +126,7 @@ def _compute(
     if pool is not None:
         yield from _compute_in_pool(jobs, spec, force, workers, stop, pool, claim)
         return
-    own = start_pool(min(workers, _most_tasks(jobs)), audio_progress)
+    own = start_pool(min(workers, most_tasks(cue for cue, *_ in jobs)), audio_progress)
     try:
         yield from _compute_in_pool(jobs, spec, force, workers, stop, own, claim)
     finally:
@@ -142,8 +142,10 @@ def _parallel(jobs: list[Job], spec: CueSpec, force: bool) -> bool:
     return compute.splits_into_stems(cue, stored)
 
 
-def _most_tasks(jobs: list[Job]) -> int:
-    return sum(max(1, len(cue.groups)) for cue, *_ in jobs)
+def most_tasks(cues: Iterable[CueSource]) -> int:
+    """The most pool tasks that can run at once on ``cues``: one per stem group of each cue
+    (one for a cue without stems)."""
+    return sum(max(1, len(cue.groups)) for cue in cues)
 
 
 def _compute_in_pool(
@@ -247,6 +249,10 @@ class _Cue:
         self.result: Computed | _Pending = result
         self.started = result is _PENDING  # counts against the window's limit
         self.stems: list[StemOutcome | None] = [None] * stems
+        # Groups of more files first (a 5.1 mix before a mono stem): the cue's last stem to
+        # finish, which its finish waits for, is then a short one.
+        groups = job[0].groups
+        self._order = sorted(range(stems), key=lambda k: -len(groups[k].files))
         self.futures: dict[int, tuple[int, Future[Any]]] = {}  # task key → (slot, future)
 
     def tasks(self) -> Iterator[tuple[int, int, Future[Any]]]:
@@ -261,7 +267,7 @@ class _Cue:
             return []
         if not self.split:
             return [_WHOLE]
-        missing = [k for k, s in enumerate(self.stems) if s is None and k not in self.futures]
+        missing = [k for k in self._order if self.stems[k] is None and k not in self.futures]
         if not missing and all(s is not None for s in self.stems):
             return [_WHOLE]
         return missing

@@ -40,7 +40,7 @@ from .accounting import PROGRESS, account
 from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
 from .planning import Job, up_to_date
-from .pool import WorkerPool, local_outcomes, start_pool
+from .pool import WorkerPool, local_outcomes, most_tasks, start_pool
 from .reports import CueOutcome, IngestSummary, ProgressCallback, in_cue
 from .writer import llm_matcher
 
@@ -137,19 +137,16 @@ def ingest(
         spill_midi_bytes=spill_threshold(writer_memory_mb, worker_count),
     )
     root_path = Path(root)
-    # The pool starts first: its workers load their libraries while this process walks the
-    # tree and migrates the database.
-    pool = (
-        start_pool(worker_count, audio_progress)
-        if executor == "local" and worker_count > 1
-        else None
-    )
+    tree = discover.scan(root_path, spec.options.rules)
+    cues = list(tree.cues)
+    stop = stop or threading.Event()
+    # The pool starts before the migrations: its workers load their libraries meanwhile. It
+    # has no more workers than the tree has tasks (see pool.most_tasks).
+    pool_size = min(worker_count, most_tasks(cues))
+    pool = start_pool(pool_size, audio_progress) if executor == "local" and pool_size > 1 else None
     engine: Engine | None = None
     lock: RunLock | None = None
     try:
-        tree = discover.scan(root_path, spec.options.rules)
-        cues = list(tree.cues)
-        stop = stop or threading.Event()
         engine = make_engine(database_url)
         _upgrade(engine)
         lock = RunLock(engine)
