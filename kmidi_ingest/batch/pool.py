@@ -173,7 +173,7 @@ def _compute_in_pool(
     """
     pending: Iterator[Job] = iter(jobs)
     window: deque[_Cue] = deque()
-    limit = 2 * workers
+    limit = 2 * min(workers, pool.size)
     stopped = False
 
     def add_cues() -> None:
@@ -207,7 +207,14 @@ def _compute_in_pool(
                 return
             head = window[0]
             if head.result is _PENDING:
-                outstanding = [f for c in window for *_, f in c.tasks() if not f.done()]
+                futures = [f for c in window for *_, f in c.tasks()]
+                outstanding = [f for f in futures if not f.done()]
+                if not futures:
+                    # Nothing of the window in the pool: every slot is held by a task of a
+                    # failed cue still running; wait for one of those.
+                    outstanding = pool.retired()
+                    if not outstanding:
+                        raise AssertionError(f"nothing to wait for on {head.job[0].rel_path}")
                 if outstanding:
                     wait(outstanding, return_when=FIRST_COMPLETED)
                 if _collect(window, pool, dead=None):
@@ -397,7 +404,7 @@ class WorkerPool:
         self._audio_progress = audio_progress
         self._relays: list[threading.Thread] = []
         self._relays_done = threading.Event()
-        capacity = 4 * size + 4  # tasks in flight are at most 2 × workers, plus retired ones
+        capacity = 4 * size + 4  # tasks in flight: at most 2 × size, plus as many retired ones
         self._slots = multiprocessing.get_context().RawArray("q", capacity)
         self._free = list(range(capacity - 1, -1, -1))
         self._retired: list[tuple[int, Future[Any]]] = []
@@ -437,6 +444,10 @@ class WorkerPool:
     def release(self, slot: int, future: Future[Any]) -> None:
         """Give ``slot`` back once ``future`` is done (a running task still writes to it)."""
         self._retired.append((slot, future))
+
+    def retired(self) -> list[Future[Any]]:
+        """The futures of released slots whose tasks are still running."""
+        return [future for _slot, future in self._retired if not future.done()]
 
     def holder(self, slot: int) -> int:
         """The pid of the worker running the task of ``slot``; 0 before it starts, negative
