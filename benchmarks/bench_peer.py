@@ -153,6 +153,7 @@ def run(quick: bool) -> list[Row]:
             stem_counts=(QUICK.stems,) if quick else STEM_COUNTS,
         )
         before = os.environ.get(BEFORE_ENV)
+        load_before = os.getloadavg()
         theirs, ones, twos, old1, old2 = [], [], [], [], []
         for k in range(rounds):
             theirs.append(run_peer(peer, root, work / f"peer{k}.sqlite"))
@@ -174,6 +175,18 @@ def run(quick: bool) -> list[Row]:
     peer_s = min(t.wall_s for t in theirs)
     one_s = min(t.wall_s for t in ones)
     two_s = min(t.wall_s for t in twos)
+    # The three figures side by side, with the machine's load around them: 1 → 2 workers can
+    # only be judged on a quiet machine (2 cores: a loaded one gives the second worker nothing).
+    before_load, after_load = (
+        " ".join(f"{a:.1f}" for a in x) for x in (load_before, os.getloadavg())
+    )
+    print(
+        f"[peer: original {peer_s:.1f} s | 1 worker {one_s:.1f} s ({peer_s / one_s:.1f}x) | "
+        f"2 workers {two_s:.1f} s ({peer_s / two_s:.1f}x) | 1 -> 2 workers {one_s / two_s:.2f}x"
+        f" | load average (1, 5, 15 min) before {before_load}, after {after_load} on "
+        f"{os.cpu_count()} cores]",
+        file=sys.stderr,
+    )
     stems = sum((STEM_COUNTS if not quick else (QUICK.stems,) * shape.cues)[: shape.cues])
     label = f"{shape.cues} cues, {stems} stereo stems + 5.1 mixes, {shape.seconds:g} s"
     original = f"original tool {PEER_COMMIT}, own code, LLM stubbed (best of {rounds})"

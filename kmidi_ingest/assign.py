@@ -95,10 +95,12 @@ class Decision:
 
 def p_value(z: float) -> float:
     """One-sided Gaussian tail of ``z``, times the number of lags searched (Bonferroni)."""
-    from scipy.stats import norm
+    # ndtr(-z) is what scipy.stats.norm.sf(z) computes, bit for bit, without loading
+    # scipy.stats (~0.6 s of CPU in every process that matches a cue).
+    from scipy.special import ndtr
 
     lags = 2 * int(round(MAX_LAG_S * CURVE_RATE_HZ)) + 1
-    return float(min(1.0, lags * norm.sf(z)))
+    return float(min(1.0, lags * ndtr(-z)))
 
 
 def _finite(value: float) -> float | None:

@@ -100,7 +100,8 @@ def _processes_running(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+            # bytes: another test's process may have a non-UTF-8 file name in its arguments
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -166,16 +167,21 @@ def test_a_killed_pool_worker_fails_only_its_cue_and_the_batch_goes_on(
 ):
     victim = "Reel 1/1M02 Cue 1"
     pid_file = tmp_path / "victim.pid"
-    real = compute.process_cue
 
-    def hang_on_victim(cue, *args, **kwargs):  # runs in the forked pool workers
-        if cue.rel_path == victim:
-            (tmp_path / "pid.tmp").write_text(str(os.getpid()))
-            (tmp_path / "pid.tmp").rename(pid_file)
-            time.sleep(300)
-        return real(cue, *args, **kwargs)
+    def hang_on_victim(real):
+        def hang(cue, *args, **kwargs):  # runs in the forked pool workers
+            if cue.rel_path == victim:
+                (tmp_path / "pid.tmp").write_text(str(os.getpid()))
+                (tmp_path / "pid.tmp").rename(pid_file)
+                time.sleep(300)
+            return real(cue, *args, **kwargs)
 
-    monkeypatch.setattr(compute, "process_cue", hang_on_victim)
+        return hang
+
+    # A cue is computed whole or stem by stem (its stems on both workers, then its finish):
+    # the victim's first task to start hangs and its worker is killed.
+    for name in ("process_cue", "compute_stem", "finish_cue"):
+        monkeypatch.setattr(compute, name, hang_on_victim(getattr(compute, name)))
     killed: list[int] = []
 
     def kill_the_victim() -> None:
@@ -327,21 +333,29 @@ def test_concurrent_runs_on_postgresql_compute_each_cue_once(
     corpus, clean, pg_url, monkeypatch, workers
 ):
     computed: list[str] = []
-    real = compute.process_cue
 
-    def counting(cue, *args, **kwargs):
-        computed.append(cue.rel_path)
-        return real(cue, *args, **kwargs)
+    def counting(real):
+        def count(cue, *args, **kwargs):
+            computed.append(cue.rel_path)
+            return real(cue, *args, **kwargs)
+
+        return count
 
     # Counted where it is called: in this process (1 worker) or in the forked pool workers,
     # which report back through a pipe.
     reader, writer = os.pipe()
 
-    def counting_in_pool(cue, *args, **kwargs):
-        os.write(writer, (cue.rel_path + "\n").encode())
-        return real(cue, *args, **kwargs)
+    def counting_in_pool(real):
+        def count(cue, *args, **kwargs):
+            os.write(writer, (cue.rel_path + "\n").encode())
+            return real(cue, *args, **kwargs)
 
-    monkeypatch.setattr(compute, "process_cue", counting if workers == 1 else counting_in_pool)
+        return count
+
+    # A cue is computed whole (process_cue) or stem by stem, then finished (finish_cue): once.
+    for name in ("process_cue", "finish_cue"):
+        wrap = counting if workers == 1 else counting_in_pool
+        monkeypatch.setattr(compute, name, wrap(getattr(compute, name)))
     together = threading.Barrier(2)
     summaries = []
 

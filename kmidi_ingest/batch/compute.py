@@ -1,16 +1,20 @@
-"""Per-cue compute: hash, read the MIDI, decode the stems, match — pure, no database."""
+"""Per-cue compute: hash, read the MIDI, decode the stems, match — pure, no database.
+
+A cue is computed whole (:func:`process_cue`) or stem by stem (:func:`compute_stem` for each
+group, then :func:`finish_cue`), with the same result."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import discover, features, spill, staging
 from ..audio import MelParams, StemData, process_group
-from ..discover import CueSource, GroupingRules
+from ..discover import CueSource, GroupingRules, StemGroup
 from ..errors import KmidiError
 from ..midi import MidiData, read_midi
 from ..pairing import match_offline
@@ -65,58 +69,196 @@ def process_cue(
     Returns :class:`Unchanged` when the content hash equals ``stored_content_fingerprint``.
     Per-file failures become :class:`~kmidi_ingest.results.Problem` entries, never exceptions.
     ``progress`` is called with seconds of audio as they are decoded.
+
+    The same result comes from :func:`compute_stem` for each stem group and then
+    :func:`finish_cue` (how a process pool spreads one cue's stems over its workers).
     """
     started = time.perf_counter()
-    problems: list[Problem] = list(cue.problems)
     # Hashing comes first: it decides whether there is anything to compute, and it leaves the
     # files in the page cache for decoding. It runs in this thread, not beside it, so that a
     # worker keeps exactly one core busy: --workers N means N cores.
-    hashed = _hash_cue(cue)
+    hashes = _hash_files(cue, _cue_files(cue))
+    hashed = _combine(cue, hashes)
     if stored_content_fingerprint is not None and hashed[2] == stored_content_fingerprint:
         return Unchanged(rel_path=cue.rel_path, stat_fingerprint=stat_fingerprint)
-    return _compute_cue(cue, spec, stat_fingerprint, started, problems, hashed, progress)
+    stems = [_group_outcome(group, spec, progress) for group in cue.groups]
+    return _assemble(cue, spec, stat_fingerprint, hashed, stems, started=started)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileHash:
+    """The SHA-256 of one file of a cue, or the problem that kept it from being read."""
+
+    path: Path
+    rel: str  # relative to the cue's folder, POSIX separators
+    digest: str  # "unreadable" when ``problem`` is set
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StemOutcome:
+    """What :func:`compute_stem` returns for one stem group (picklable, no audio samples).
+
+    ``data`` is the stem (its log-mel encoded for storage) or ``None`` when its audio is not
+    sound; ``problems`` are its errors or warnings; ``hashes`` its files' hashes; ``elapsed_s``
+    the seconds it took.
+    """
+
+    data: StemData | None
+    problems: tuple[Problem, ...]
+    hashes: tuple[FileHash, ...] = ()
+    elapsed_s: float = 0.0
+
+
+def splits_into_stems(cue: CueSource, stored_content_fingerprint: str | None) -> bool:
+    """Whether ``cue`` can be computed as one task per stem group plus :func:`finish_cue`.
+
+    Only a cue with two groups or more, and only when no stored content fingerprint could make
+    it :class:`Unchanged` (that check hashes every file before anything is computed).
+    """
+    return stored_content_fingerprint is None and len(cue.groups) >= 2
+
+
+def compute_stem(
+    cue: CueSource,
+    index: int,
+    spec: CueSpec,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> StemOutcome:
+    """Hash the files of stem group ``cue.groups[index]`` and compute the stem (pure, no
+    database); a stem whose audio is not sound comes back with ``data=None`` and its problems."""
+    started = time.perf_counter()
+    group = cue.groups[index]
+    hashes = _hash_files(cue, [f.path for f in group.files])
+    data, problems = _group_outcome(group, spec, progress)
+    return StemOutcome(
+        data=data,
+        problems=problems,
+        hashes=tuple(hashes),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def finish_cue(
+    cue: CueSource,
+    spec: CueSpec,
+    stems: Sequence[StemOutcome],
+    *,
+    stat_fingerprint: str,
+) -> CueResult:
+    """The cue from the :func:`compute_stem` outcome of each of its groups, in group order:
+    the other files hashed, the MIDI read, tracks matched to stems (pure, no database).
+
+    Equal to :func:`process_cue` without a stored fingerprint; ``elapsed_s`` is the seconds of
+    the stems' tasks plus this one's.
+    """
+    started = time.perf_counter()
+    if len(stems) != len(cue.groups):
+        raise AssertionError(
+            f"{len(stems)} stem outcomes for the {len(cue.groups)} groups of {cue.path}"
+        )
+    done = {h.path for s in stems for h in s.hashes}
+    hashes = [h for s in stems for h in s.hashes]
+    hashes += _hash_files(cue, [p for p in _cue_files(cue) if p not in done])
+    hashed = _combine(cue, hashes)
+    outcomes = [(s.data, s.problems) for s in stems]
+    return _assemble(
+        cue,
+        spec,
+        stat_fingerprint,
+        hashed,
+        outcomes,
+        started=started - sum(s.elapsed_s for s in stems),
+    )
 
 
 _Hashed = tuple[dict[str, str], list[Problem], str]
+_GroupOutcome = tuple[StemData | None, tuple[Problem, ...]]
 
 
-def _hash_cue(cue: CueSource) -> _Hashed:
-    """SHA-256 of every file of ``cue``: ``(hashes by cue-relative path, problems, content fp)``."""
-    problems: list[Problem] = []
-    hashes: dict[str, str] = {}
-    for path in sorted(cue.midi_files + cue.audio_files):
+def _cue_files(cue: CueSource) -> list[Path]:
+    return sorted(cue.midi_files + cue.audio_files)
+
+
+def _hash_files(cue: CueSource, paths: Iterable[Path]) -> list[FileHash]:
+    """SHA-256 of each of ``paths`` (files of ``cue``), in order."""
+    out: list[FileHash] = []
+    for path in paths:
         rel = path.relative_to(cue.path).as_posix()
         try:
-            hashes[rel] = discover.sha256_file(path)
+            out.append(FileHash(path=path, rel=rel, digest=discover.sha256_file(path)))
         except OSError as exc:
-            hashes[rel] = "unreadable"
-            problems.append(
-                Problem(
-                    stage="discover",
-                    error_type="UnreadableFile",
-                    message=f"cannot read file: {exc.strerror}",
-                    path=discover.safe_text(str(path)),
-                )
+            problem = Problem(
+                stage="discover",
+                error_type="UnreadableFile",
+                message=f"cannot read file: {exc.strerror}",
+                path=discover.safe_text(str(path)),
             )
+            out.append(FileHash(path=path, rel=rel, digest="unreadable", problem=problem))
+    return out
+
+
+def _combine(cue: CueSource, hashes: Iterable[FileHash]) -> _Hashed:
+    """``(hashes by cue-relative path, problems, content fp)`` of the cue's files, from their
+    :class:`FileHash` in any order (a file hashed twice counts once)."""
+    wanted = set(_cue_files(cue))
+    by_path = {h.path: h for h in hashes if h.path in wanted}
+    ordered = [by_path[p] for p in sorted(by_path)]
+    digests = {h.rel: h.digest for h in ordered}
+    problems = [h.problem for h in ordered if h.problem is not None]
     content_fp = hashlib.sha256(
-        "".join(f"{rel}\0{digest}\n" for rel, digest in sorted(hashes.items())).encode(
+        "".join(f"{rel}\0{digest}\n" for rel, digest in sorted(digests.items())).encode(
             "utf-8", "surrogateescape"
         )
     ).hexdigest()
-    return hashes, problems, content_fp
+    return digests, problems, content_fp
 
 
-def _compute_cue(
+def _group_outcome(
+    group: StemGroup, spec: CueSpec, progress: Callable[[float], None] | None
+) -> _GroupOutcome:
+    """The stem of ``group`` (feature encoded) and its warnings, or ``None`` and its errors."""
+    try:
+        data = process_group(
+            group,
+            sample_rate_hz=spec.sample_rate_hz,
+            params=spec.options.mel,
+            rules=spec.options.rules,
+            progress=progress,
+        )
+    except KmidiError as exc:
+        # A stem with several bad files records one problem per file.
+        return None, tuple(
+            _problem(err, err.path or group.key) for err in getattr(exc, "errors", None) or (exc,)
+        )
+    warnings = tuple(
+        Problem(
+            stage="audio",
+            error_type="AudioWarning",
+            message=w,
+            path=str(group.files[0].path),
+            severity="warning",
+        )
+        for w in data.warnings
+    )
+    return _encode_feature(data), warnings
+
+
+def _assemble(
     cue: CueSource,
     spec: CueSpec,
     stat_fingerprint: str,
-    started: float,
-    problems: list[Problem],
     hashed: _Hashed,
-    progress: Callable[[float], None] | None = None,
+    groups: Sequence[_GroupOutcome],
+    *,
+    started: float,
 ) -> CueResult:
-    """The computing part of :func:`process_cue`."""
-    tree_problems = len(problems)
+    """Read the MIDI, match it to the stems and put the cue together (the computing part of
+    :func:`process_cue`, after the stems)."""
+    problems: list[Problem] = list(cue.problems)
+    hashes, hash_problems, content_fp = hashed
+    problems.extend(hash_problems)
     midi: list[MidiData] = []
     for path in cue.midi_files:
         try:
@@ -126,31 +268,10 @@ def _compute_cue(
 
     stems: list[StemData] = []
     mixes: list[StemData] = []
-    for group in cue.groups:
-        try:
-            data = process_group(
-                group,
-                sample_rate_hz=spec.sample_rate_hz,
-                params=spec.options.mel,
-                rules=spec.options.rules,
-                progress=progress,
-            )
-        except KmidiError as exc:
-            # A stem with several bad files records one problem per file.
-            for err in getattr(exc, "errors", None) or (exc,):
-                problems.append(_problem(err, err.path or group.key))
-            continue
-        problems.extend(
-            Problem(
-                stage="audio",
-                error_type="AudioWarning",
-                message=w,
-                path=str(group.files[0].path),
-                severity="warning",
-            )
-            for w in data.warnings
-        )
-        (mixes if data.is_final_mix else stems).append(_encode_feature(data))
+    for data, group_problems in groups:
+        problems.extend(group_problems)
+        if data is not None:
+            (mixes if data.is_final_mix else stems).append(data)
 
     for midi_data in midi:
         if midi_data.lenient:
@@ -168,8 +289,6 @@ def _compute_cue(
         midi, stems, threshold=spec.options.match_threshold, cue_path=str(cue.path)
     )
     problems.extend(matching.problems)
-    hashes, hash_problems, content_fp = hashed
-    problems[tree_problems:tree_problems] = hash_problems  # in the order they always had
     return CueResult(
         source=cue,
         stat_fingerprint=stat_fingerprint,

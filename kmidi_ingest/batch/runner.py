@@ -42,7 +42,7 @@ from .accounting import PROGRESS, account
 from .compute import CueOptions, CueSpec
 from .dask_executor import dask_outcomes
 from .planning import Job, up_to_date
-from .pool import local_outcomes
+from .pool import WorkerPool, local_outcomes, most_tasks, start_pool
 from .reports import CueOutcome, IngestSummary, ProgressCallback, in_cue
 from .writer import llm_matcher
 
@@ -144,11 +144,15 @@ def ingest(
     tree = discover.scan(root_path, spec.options.rules)
     cues = list(tree.cues)
     stop = stop or threading.Event()
-
-    engine = make_engine(database_url)
+    # The pool starts before the migrations: its workers load their libraries meanwhile. It
+    # has no more workers than the tree has tasks (see pool.most_tasks).
+    pool_size = min(worker_count, most_tasks(cues))
+    pool = start_pool(pool_size, audio_progress) if executor == "local" and pool_size > 1 else None
+    engine: Engine | None = None
     lock: RunLock | None = None
     stack = contextlib.ExitStack()
     try:
+        engine = make_engine(database_url)
         _upgrade(engine)
         lock = RunLock(engine)
         aborted = store.abort_stale_runs(engine, lock)
@@ -205,6 +209,7 @@ def ingest(
                 audio_progress=audio_progress,
                 stop=stop,
                 llm=run_llm,
+                pool=pool,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -228,7 +233,10 @@ def ingest(
         stack.close()  # the staging folder, with what a dead worker may have left in it
         if lock is not None:
             lock.close()
-        engine.dispose()
+        if pool is not None:
+            pool.close()
+        if engine is not None:
+            engine.dispose()
 
 
 @contextlib.contextmanager
@@ -245,6 +253,10 @@ def staging_folder(engine: Engine, executor: str, llm: LlmConfig | None) -> Iter
 
 
 def _upgrade(engine: Engine) -> None:
+    from ..schema_head import at_head
+
+    if at_head(engine):  # one query; Alembic is loaded only when there is something to do
+        return
     from ..migrate import upgrade
 
     upgrade(engine)
@@ -315,6 +327,7 @@ def _run(
     audio_progress: Callable[[float], None] | None,
     stop: threading.Event,
     llm: LlmConfig | None = None,
+    pool: WorkerPool | None = None,
 ) -> None:
     stored = store.stored_cues(engine)
     jobs: list[Job] = []
@@ -335,7 +348,16 @@ def _run(
     else:
         matcher = None if llm is None else llm_matcher(llm, engine, spec)
         outcomes = local_outcomes(
-            engine, jobs, spec, force, workers, stop, audio_progress, run_id=run_id, llm=matcher
+            engine,
+            jobs,
+            spec,
+            force,
+            workers,
+            stop,
+            audio_progress,
+            run_id=run_id,
+            llm=matcher,
+            pool=pool,
         )
     for outcome in outcomes:
         account(summary, outcome)
