@@ -246,26 +246,22 @@ class _Stem:
     pitch: dict[str, np.ndarray]
     drum_band: np.ndarray
     onset: np.ndarray
-    pitch_real: dict[str, np.ndarray]  # (128, n): templates @ observation, for the joint fit
-    drum_real: np.ndarray
     observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
     projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
     templates: np.ndarray
 
 
 def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
-    """Fill in ``stem.pitch[kind]`` and ``stem.pitch_real[kind]`` at ``rows`` (in place)."""
+    """Fill in ``stem.pitch[kind]`` at ``rows`` (in place)."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
     rows = rows[(rows >= 0) & (rows < 128)]
     missing = np.unique(rows[~stem.projected[kind][rows]])
     if not len(missing):
         return
-    sparse = csr_matrix(stem.templates[missing].astype(np.float32))
-    real = sparse @ stem.observed[kind]
-    stem.pitch_real[kind][missing] = real
-    stem.pitch[kind][missing] = rfft(real, axis=1)
+    stem.pitch[kind][missing] = rfft(
+        _sparse_rows(stem.templates, missing) @ stem.observed[kind], axis=1
+    )
     stem.projected[kind][missing] = True
 
 
@@ -313,21 +309,16 @@ def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
     return cached[1]
 
 
-def _projections(
-    templates: np.ndarray, values: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
+def _projections(templates: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rfft over time of ``templates[rows] @ values``, scattered into 128 rows."""
     from scipy.fft import rfft
 
-    real = np.zeros((128, values.shape[1]), dtype=np.float32)
     out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
         sparse = _sparse_rows(templates, rows)
-        projected = sparse @ values.astype(np.float32, copy=False)
-        real[rows] = projected
-        out[rows] = rfft(projected, axis=1)
-    return real, out
+        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), axis=1)
+    return out
 
 
 def _stem(
@@ -354,23 +345,21 @@ def _stem(
     spectral_obs = observed["spectral"]
     band = observed["band_onset"]
     assert spectral_obs is not None and band is not None
-    projected = {"spectral": _projections(templates, spectral_obs, pitched_rows)}
     n = band.shape[1]
-    for k in observed:
-        if k != "spectral":
-            projected[k] = (
-                np.zeros((128, n), dtype=np.float32),
-                np.zeros((128, n // 2 + 1), dtype=np.complex64),
-            )
-    drum_real, drums = _projections(drum_templates(**grid.template_key), band, drum_rows)
+    pitch = {
+        k: (
+            _projections(templates, spectral_obs, pitched_rows)
+            if k == "spectral"
+            else np.zeros((128, n // 2 + 1), dtype=np.complex64)
+        )
+        for k in observed
+    }
     done = np.zeros(128, dtype=bool)
     done[pitched_rows] = True
     return _Stem(
-        pitch={k: v[1] for k, v in projected.items()},
-        drum_band=drums,
+        pitch=pitch,
+        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows),
         onset=np.asarray(rfft(onset.astype(np.float32))),
-        pitch_real={k: v[0] for k, v in projected.items()},
-        drum_real=drum_real,
         observed={
             k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
         },
@@ -394,10 +383,13 @@ class _Track:
     distinct: int
     held_roll: Any  # scipy.sparse csr (k, n) float32: the used pitches' rows (notes are sparse)
     onsets_roll: Any
+    held_sums: np.ndarray  # (k,) row sums of the rolls
+    onsets_sums: np.ndarray
 
 
-def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]:
-    """Piano rolls on ``grid``: held ``(128, n)`` and starts ``(128, n)``; distinct starts."""
+def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Piano rolls on ``grid`` of the pitches used: held ``(k, n)`` (float32) and starts
+    ``(k, n)`` (float64), the pitches ``(k,)`` and the number of distinct starts."""
     n = grid.n_frames
     start = np.floor(notes["start_s"] * grid.rate_hz).astype(np.int64)
     inside = (start >= 0) & (start < n)
@@ -405,15 +397,17 @@ def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]
     held_s = np.clip(notes["end_s"] - notes["start_s"], 0.0, MAX_NOTE_S)
     stop = np.minimum(n, np.maximum(start + 1, np.ceil((notes["start_s"] + held_s) * grid.rate_hz)))
     pitch = np.clip(notes["pitch"], 0, 127).astype(np.int64)
+    used, row = np.unique(pitch, return_inverse=True)  # every note inside starts a used row
+    k = len(used)
     weight = np.clip(notes["velocity"], 1, 127) / 127.0
     # bincount sums in the notes' order, as np.add.at does, and much faster
-    onsets = np.bincount(pitch * n + start, weights=weight, minlength=128 * n).reshape(128, n)
-    cells = 128 * (n + 1)
-    delta = np.bincount(pitch * (n + 1) + start, minlength=cells) - np.bincount(
-        pitch * (n + 1) + stop.astype(np.int64), minlength=cells
+    onsets = np.bincount(row * n + start, weights=weight, minlength=k * n).reshape(k, n)
+    cells = k * (n + 1)
+    delta = np.bincount(row * (n + 1) + start, minlength=cells) - np.bincount(
+        row * (n + 1) + stop.astype(np.int64), minlength=cells
     )
-    held = np.minimum(np.cumsum(delta.reshape(128, n + 1), axis=1)[:, :n], 1).astype(np.float64)
-    return held, onsets, int(len(np.unique(start)))
+    held = np.minimum(np.cumsum(delta.reshape(k, n + 1), axis=1)[:, :n], 1)
+    return held.astype(np.float32), onsets, used, int(len(np.unique(start)))
 
 
 @lru_cache(maxsize=16)
@@ -450,24 +444,24 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     from scipy.fft import rfft
     from scipy.sparse import csr_matrix
 
-    held, onsets, distinct = _rolls(track.notes, grid)
-    broadband = _standardize(onsets.sum(axis=0))
+    held, onsets64, used, distinct = _rolls(track.notes, grid)
+    broadband = _standardize(onsets64.sum(axis=0))
     if distinct < MIN_NOTES or broadband is None:
         return distinct
-    used = np.flatnonzero(onsets.any(axis=1))
+    onsets = onsets64.astype(np.float32)
     shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
     gram = _template_gram("drum" if track.is_drum else "harmonic", **grid.template_key)
     size = grid.n_mels * grid.n_frames
-    held_roll = csr_matrix(held[used].astype(np.float32))
-    onsets_roll = csr_matrix(onsets[used].astype(np.float32))
+    held_roll = csr_matrix(held)
+    onsets_roll = csr_matrix(onsets)
     held_products = (held_roll @ held_roll.T).toarray()
     onset_products = (onsets_roll @ onsets_roll.T).toarray()
     held_sums = np.asarray(held_roll.sum(axis=1)).ravel()
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.conj(rfft(held[used].astype(np.float32), axis=1)),
-        onsets=np.conj(rfft(onsets[used].astype(np.float32), axis=1)),
+        held=np.conj(rfft(held, axis=1)),
+        onsets=np.conj(rfft(onsets, axis=1)),
         onset=np.asarray(rfft(broadband.astype(np.float32))),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
@@ -478,6 +472,8 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
         distinct=distinct,
         held_roll=held_roll,
         onsets_roll=onsets_roll,
+        held_sums=held_sums,
+        onsets_sums=onset_sums,
     )
 
 
@@ -498,22 +494,37 @@ def _z_curve(curve: np.ndarray, null: np.ndarray) -> np.ndarray:
     return (curve - mean) / (std if std > 1e-12 else 1e-12)
 
 
-def _pitch_curve(
-    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int, norm: float
+def _lag_products(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int
 ) -> np.ndarray | None:
-    """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation.
+    """``Σ_t (templates @ roll)[t] · x[t + lag]`` at every circular lag (None: no row inside).
 
-    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
-    circular lag of ``x`` sums to zero, the mean of the prediction drops out.
+    ``roll`` is the conjugated rfft of the track's rows (pitches ``pitches``, read ``shift``
+    semitones off); ``observed`` holds the rfft of ``templates @ x``, 128 rows.
     """
     from scipy.fft import irfft
 
     rows = pitches + shift
     ok = (rows >= 0) & (rows < 128)
-    if not ok.any() or norm <= 0:
+    if not ok.any():
         return None
     product = (roll if ok.all() else roll[ok]) * observed[rows[ok]]
     return np.asarray(irfft(product.sum(axis=0), n))
+
+
+def _pitch_curve(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int, norm: float
+) -> np.ndarray | None:
+    """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation,
+    times ``size · norm`` (the caller divides).
+
+    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of
+    ``templates @ x`` for a standardised ``x``; since every circular lag of ``x`` sums to zero,
+    the mean of the prediction drops out.
+    """
+    if norm <= 0:
+        return None
+    return _lag_products(roll, pitches, observed, shift, n)
 
 
 def _rows_needed(
@@ -573,9 +584,8 @@ def _roll_products(
 
 
 def _unique_shares(
-    stem: _Stem,
+    cross: np.ndarray,
     fitted: list[tuple[int, _Track]],
-    shift_frames: int,
     grid: _Grid,
     shift_of: dict[int, int],
     is_drum: list[bool],
@@ -591,7 +601,9 @@ def _unique_shares(
 
     Computed in pitch space: a prediction is ``templatesᵀ @ roll``, so its inner products with
     another prediction or with the stem go through ``T·Tᵀ`` and the stem's template projections,
-    never forming the ``(n_mels, n)`` predictions. The predictions' inner products depend on
+    never forming the ``(n_mels, n)`` predictions; ``cross`` holds each prediction's inner
+    product with the stem's observations at the stem's lag (read off the tracks' lag products,
+    :func:`_lag_products`). The predictions' inner products depend on
     the tracks and their octave readings only, not on the stem: ``gram_cache`` keeps them for
     the cue's other stems.
     """
@@ -601,32 +613,16 @@ def _unique_shares(
     size = 2 * grid.n_mels * grid.n_frames
     sums = {"h": harmonic_templates(**key).sum(axis=1), "d": drum_templates(**key).sum(axis=1)}
 
-    def rolled(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        # only the rows a track reads are shifted (the same values as shifting all 128)
-        return np.roll(values[rows], -shift_frames, axis=1)
-
     parts = []
-    cross = np.zeros(len(fitted))
     totals = np.zeros(len(fitted))
     for m, ((i, track), drum) in enumerate(zip(fitted, is_drum, strict=True)):
         rows = track.pitches + (0 if drum else shift_of.get(i, 0))
         ok = (rows >= 0) & (rows < 128)
         r = rows[ok]
-        if ok.all():
-            held, onsets = track.held_roll, track.onsets_roll
-        else:
-            held, onsets = track.held_roll[ok], track.onsets_roll[ok]
-        onset_rows = np.asarray(onsets.sum(axis=1)).ravel()
         if drum:
-            cross[m] = float(onsets.multiply(rolled(stem.drum_real, r)).sum())
-            totals[m] = float(sums["d"][r] @ onset_rows)
+            totals[m] = float(sums["d"][r] @ track.onsets_sums[ok])
         else:
-            held_rows = np.asarray(held.sum(axis=1)).ravel()
-            cross[m] = float(
-                onsets.multiply(rolled(stem.pitch_real["band_onset"], r)).sum()
-                + held.multiply(rolled(stem.pitch_real["spectral"], r)).sum()
-            )
-            totals[m] = float(sums["h"][r] @ (onset_rows + held_rows))
+            totals[m] = float(sums["h"][r] @ (track.onsets_sums[ok] + track.held_sums[ok]))
         parts.append(("d" if drum else "h", r, ok, i))
     gram = np.zeros((len(fitted), len(fitted)))
     for a, (kind_a, rows_a, ok_a, i_a) in enumerate(parts):
@@ -655,6 +651,49 @@ def _unique_shares(
         keep = [m for m in range(len(fitted)) if m != k]
         out.append(full - _nnls_r2(gram[np.ix_(keep, keep)], cross[keep], float(size)))
     return out
+
+
+def _best_reading(
+    name: str,
+    i: int,
+    roll: np.ndarray,
+    observed: np.ndarray,
+    norms: dict[int, float],
+    pitches: np.ndarray,
+    *,
+    n: int,
+    size: int,
+    null: np.ndarray,
+    window: np.ndarray,
+    curves: dict[str, np.ndarray],
+    raw: dict[str, np.ndarray],
+    shift_of: dict[int, int],
+    lag_products: dict[tuple[int, str, int], np.ndarray],
+) -> None:
+    """The curve ``name`` of track ``i`` at its best octave reading, into ``curves``/``raw``.
+
+    The spectral curve records its reading in ``shift_of``; the lag products of every reading
+    are kept in ``lag_products`` (the joint fit reads them at the stem's lag).
+    """
+    best_z: np.ndarray | None = None
+    best_r: np.ndarray | None = None
+    best_peak = -np.inf
+    for shift, norm in norms.items():
+        product = _pitch_curve(roll, pitches, observed, shift, n, norm)
+        if product is None:
+            continue
+        lag_products[(i, name, shift)] = product
+        r = product / (size * norm)
+        zc = _z_curve(r, null)
+        if shift != 0:
+            zc = zc - OCTAVE_PENALTY_Z
+        peak = zc[window].max()
+        if best_z is None or peak > best_peak:
+            best_z, best_r, best_peak = zc, r, peak
+            if name == "spectral":
+                shift_of[i] = shift
+    if best_z is not None and best_r is not None:
+        curves[name], raw[name] = best_z, best_r
 
 
 def content_evidence(
@@ -731,8 +770,12 @@ def content_evidence(
         size = grid.n_mels * n
         from scipy.fft import irfft
 
+        prepared = track_cache[grid]
         shift_of: dict[int, int] = {}
-        for i, track in enumerate(track_cache[grid]):
+        # (track, curve, octave reading) → unnormalised lag products
+        lag_products: dict[tuple[int, str, int], np.ndarray] = {}
+        curves_of: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+        for i, track in enumerate(prepared):
             if isinstance(track, int):
                 notes_in_audio[i, j] = track
                 reason[i][j] = f"{track} distinct note start(s) inside the audio (< {MIN_NOTES})"
@@ -742,11 +785,44 @@ def content_evidence(
             raw: dict[str, np.ndarray] = {}
             onset = np.asarray(irfft(np.conj(track.onset) * stem.onset, n)) / n
             raw["onset"], curves["onset"] = onset, _z_curve(onset, null)
+            if not tracks[i].is_drum:
+                # the spectral curve chooses the track's octave reading for the other curves
+                _best_reading(
+                    "spectral",
+                    i,
+                    track.held,
+                    stem.pitch["spectral"],
+                    track.held_norm,
+                    track.pitches,
+                    n=n,
+                    size=size,
+                    null=null,
+                    window=window,
+                    curves=curves,
+                    raw=raw,
+                    shift_of=shift_of,
+                    lag_products=lag_products,
+                )
+            curves_of[i] = (curves, raw)
+        # the other pitch observations are projected once per stem, on the rows read
+        for name in ("band_onset", "ownership"):
+            if name not in stem.pitch:
+                continue
+            wanted = [
+                track.pitches + s
+                for i, track in enumerate(prepared)
+                if not isinstance(track, int) and not tracks[i].is_drum
+                for s in ((shift_of[i],) if i in shift_of else OCTAVE_SHIFTS)
+            ]
+            if wanted:
+                _need_rows(stem, name, np.concatenate(wanted))
+        for i, (curves, raw) in curves_of.items():
+            track = prepared[i]
+            assert not isinstance(track, int)
             pitch_obs: dict[str, tuple[np.ndarray, np.ndarray, dict[int, float]]] = {}
             if tracks[i].is_drum:
                 pitch_obs["band_onset"] = (track.onsets, stem.drum_band, track.onsets_norm)
             else:
-                pitch_obs["spectral"] = (track.held, stem.pitch["spectral"], track.held_norm)
                 pitch_obs["band_onset"] = (
                     track.onsets,
                     stem.pitch["band_onset"],
@@ -755,28 +831,24 @@ def content_evidence(
                 if "ownership" in stem.pitch:
                     pitch_obs["ownership"] = (track.held, stem.pitch["ownership"], track.held_norm)
             for name, (roll, observed, norms) in pitch_obs.items():
-                best_z: np.ndarray | None = None
-                best_r: np.ndarray | None = None
-                best_peak = -np.inf
-                if name != "spectral" and i in shift_of:  # one octave reading per pair
+                if i in shift_of:  # one octave reading per pair
                     norms = {shift_of[i]: norms[shift_of[i]]}
-                if name != "spectral" and not tracks[i].is_drum:
-                    _need_rows(stem, name, np.concatenate([track.pitches + s for s in norms]))
-                for shift, norm in norms.items():
-                    product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
-                    if product is None:
-                        continue
-                    r = product / (size * norm)
-                    zc = _z_curve(r, null)
-                    if shift != 0:
-                        zc = zc - OCTAVE_PENALTY_Z
-                    peak = zc[window].max()
-                    if best_z is None or peak > best_peak:
-                        best_z, best_r, best_peak = zc, r, peak
-                        if name == "spectral":
-                            shift_of[i] = shift
-                if best_z is not None and best_r is not None:
-                    curves[name], raw[name] = best_z, best_r
+                _best_reading(
+                    name,
+                    i,
+                    roll,
+                    observed,
+                    norms,
+                    track.pitches,
+                    n=n,
+                    size=size,
+                    null=null,
+                    window=window,
+                    curves=curves,
+                    raw=raw,
+                    shift_of=shift_of,
+                    lag_products=lag_products,
+                )
             names = [c for c in CURVES if c in curves and weights.get(c, 1.0) > 0]
             names = names or [c for c in CURVES if c in curves]
             w = np.array([weights.get(c, 1.0) or 1.0 for c in names])
@@ -795,17 +867,28 @@ def content_evidence(
         if np.isfinite(column).any():
             lead = int(np.nanargmax(column))
             shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
-            fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
-            for i, t in fitted:
-                if not tracks[i].is_drum:
-                    _need_rows(stem, "band_onset", t.pitches + shift_of.get(i, 0))
+            fitted = [(i, t) for i, t in enumerate(prepared) if not isinstance(t, int)]
+            cross = np.zeros(len(fitted))
+            for m, (i, t) in enumerate(fitted):
+                kinds = ("band_onset",) if tracks[i].is_drum else ("band_onset", "spectral")
+                shift = 0 if tracks[i].is_drum else shift_of.get(i, 0)
+                for name in kinds:
+                    product = lag_products.get((i, name, shift))
+                    if product is None:  # a curve without variance: not among the lag products
+                        observed = stem.drum_band if tracks[i].is_drum else stem.pitch[name]
+                        roll = t.onsets if name == "band_onset" else t.held
+                        if name == "band_onset" and not tracks[i].is_drum:
+                            _need_rows(stem, name, t.pitches + shift)
+                        product = _lag_products(roll, t.pitches, observed, shift, n)
+                    if product is not None:
+                        # the prediction at the stem's lag: Σ roll[t]·x[t + shift_frames]
+                        cross[m] += float(product[shift_frames % n])
             if grid not in products:
-                products[grid] = _roll_products(track_cache[grid])
+                products[grid] = _roll_products(prepared)
                 gram_cache[grid] = {}
             shares_ij = _unique_shares(
-                stem,
+                cross,
                 fitted,
-                shift_frames,
                 grid,
                 shift_of,
                 [tracks[i].is_drum for i, _ in fitted],
