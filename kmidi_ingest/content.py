@@ -271,9 +271,8 @@ def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.nda
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing (numpy widens
-    # float16 to float64 about twice as fast as to float32; both are exact)
-    stored = np.asarray(feature.values).astype(np.float64).astype(np.float32)
+    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing
+    stored = np.asarray(feature.values).astype(np.float32)
     peak = float(stored.max())
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
