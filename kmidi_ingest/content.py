@@ -192,6 +192,7 @@ class _Grid:
     rate_hz: float
     pool: int
     n_frames: int
+    n_fft: int  # the lag circle: n_frames padded with silence to an FFT-friendly length
     sample_rate_hz: int
     n_mels: int
     fmin_hz: float
@@ -209,11 +210,15 @@ class _Grid:
 
 def _grid(feature: FeatureData) -> _Grid:
     rate = feature.sample_rate_hz / feature.hop_length
+    from scipy.fft import next_fast_len
+
     pool = max(1, int(round(rate / CURVE_RATE_HZ)))
+    n_frames = feature.values.shape[1] // pool
     return _Grid(
         rate_hz=rate / pool,
         pool=pool,
-        n_frames=feature.values.shape[1] // pool,
+        n_frames=n_frames,
+        n_fft=int(next_fast_len(max(n_frames, 1))),
         sample_rate_hz=feature.sample_rate_hz,
         n_mels=feature.n_mels,
         fmin_hz=feature.fmin_hz,
@@ -221,8 +226,13 @@ def _grid(feature: FeatureData) -> _Grid:
     )
 
 
-def _standardize(values: np.ndarray) -> np.ndarray | None:
-    centred = values - values.mean()
+def _standardize(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray | None:
+    """``(values − mean) / std`` (None when constant); ``overwrite``: in ``values``' own memory."""
+    if overwrite:
+        values -= values.mean()
+        centred = values
+    else:
+        centred = values - values.mean()
     # the centred values' own mean is zero up to rounding: two passes fewer than .std()
     std = np.sqrt(np.square(centred).mean())
     if not np.isfinite(std) or std < 1e-9:
@@ -251,6 +261,7 @@ class _Stem:
     observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
     projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
     templates: np.ndarray
+    n_fft: int
 
 
 def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
@@ -262,7 +273,7 @@ def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
     if not len(missing):
         return
     stem.pitch[kind][missing] = rfft(
-        _sparse_rows(stem.templates, missing) @ stem.observed[kind], axis=1
+        _sparse_rows(stem.templates, missing) @ stem.observed[kind], n=stem.n_fft, axis=1
     )
     stem.projected[kind][missing] = True
 
@@ -271,21 +282,28 @@ def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.nda
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing
-    stored = np.asarray(feature.values).astype(np.float32)
-    peak = float(stored.max())
-    if peak < SILENT_DB:
-        return f"stem silent (loudest band {peak:.0f} dB)"
+    # float16 arithmetic is emulated (slow): widen each value once, exactly, before reducing
+    values = np.asarray(feature.values)
     n = grid.n_frames * grid.pool
-    frames = stored[:, :n].reshape(stored.shape[0], grid.n_frames, grid.pool)
+    frames = values[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool)
     if grid.pool < 8:
-        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order
-        pooled = frames[:, :, 0].copy()
+        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order.
+        # Each frame of the pool is widened straight into the sum (no widened copy of it all).
+        pooled = frames[:, :, 0].astype(np.float32)
+        peak = float(pooled.max())
         for k in range(1, grid.pool):
-            pooled += frames[:, :, k]
+            frame = frames[:, :, k].astype(np.float32)
+            peak = max(peak, float(frame.max()))
+            pooled += frame
+        if values.shape[1] > n:
+            peak = max(peak, float(values[:, n:].astype(np.float32).max()))
         pooled /= np.float32(grid.pool)
     else:
-        pooled = frames.mean(axis=2)
+        stored = values.astype(np.float32)
+        peak = float(stored.max())
+        pooled = stored[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
+    if peak < SILENT_DB:
+        return f"stem silent (loudest band {peak:.0f} dB)"
     np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
     # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
     rise = np.empty_like(pooled)
@@ -314,15 +332,18 @@ def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
     return cached[1]
 
 
-def _projections(templates: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The rfft over time of ``templates[rows] @ values``, scattered into 128 rows."""
+def _projections(
+    templates: np.ndarray, values: np.ndarray, rows: np.ndarray, n_fft: int
+) -> np.ndarray:
+    """The rfft over time (``n_fft`` points) of ``templates[rows] @ values``, scattered into
+    128 rows."""
     from scipy.fft import rfft
 
-    out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
+    out = np.zeros((128, n_fft // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
         sparse = _sparse_rows(templates, rows)
-        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), axis=1)
+        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), n=n_fft, axis=1)
     return out
 
 
@@ -335,27 +356,34 @@ def _stem(
     pitched_rows: np.ndarray,
     drum_rows: np.ndarray,
 ) -> _Stem | str:
-    """The stem's observations, projected only on the pitch rows some track of the cue uses."""
+    """The stem's observations, projected only on the pitch rows some track of the cue uses.
+
+    ``rise`` and ``share`` are standardised in place (they are the caller's scratch).
+    """
     from scipy.fft import rfft
 
+    onset = _standardize(rise.mean(axis=0))
     spectral = pooled - pooled.mean(axis=1, keepdims=True)
     spectral -= spectral.mean(axis=0, keepdims=True)
-    observed = {"spectral": _standardize(spectral), "band_onset": _standardize(rise)}
+    observed = {
+        "spectral": _standardize(spectral, overwrite=True),
+        "band_onset": _standardize(rise, overwrite=True),
+    }
     if share is not None:
-        observed["ownership"] = _standardize(share - share.mean(axis=1, keepdims=True))
-    onset = _standardize(rise.mean(axis=0))
+        share -= share.mean(axis=1, keepdims=True)
+        observed["ownership"] = _standardize(share, overwrite=True)
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)
     spectral_obs = observed["spectral"]
     band = observed["band_onset"]
     assert spectral_obs is not None and band is not None
-    n = band.shape[1]
+    n_fft = grid.n_fft
     pitch = {
         k: (
-            _projections(templates, spectral_obs, pitched_rows)
+            _projections(templates, spectral_obs, pitched_rows, n_fft)
             if k == "spectral"
-            else np.zeros((128, n // 2 + 1), dtype=np.complex64)
+            else np.zeros((128, n_fft // 2 + 1), dtype=np.complex64)
         )
         for k in observed
     }
@@ -363,8 +391,8 @@ def _stem(
     done[pitched_rows] = True
     return _Stem(
         pitch=pitch,
-        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows),
-        onset=np.asarray(rfft(onset.astype(np.float32))),
+        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows, n_fft),
+        onset=np.asarray(rfft(onset.astype(np.float32), n=n_fft)),
         observed={
             k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
         },
@@ -372,6 +400,7 @@ def _stem(
             k: done.copy() if k == "spectral" else np.zeros(128, dtype=bool) for k in observed
         },
         templates=templates,
+        n_fft=n_fft,
     )
 
 
@@ -444,10 +473,20 @@ def _projected_std(
     return float(np.sqrt(max(square - mean * mean, 0.0)))
 
 
+def _csr(dense: np.ndarray) -> Any:
+    """``scipy.sparse.csr_matrix(dense)`` of a 2-D array, built from its flat nonzeros (the
+    same matrix, without the COO detour)."""
+    from scipy.sparse import csr_matrix
+
+    flat = np.flatnonzero(dense)
+    indptr = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(dense, axis=1), out=indptr[1:])
+    return csr_matrix((dense.ravel()[flat], flat % dense.shape[1], indptr), shape=dense.shape)
+
+
 def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     """The track's rolls on ``grid``, or its number of distinct starts when too few."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
     held, onsets64, used, distinct = _rolls(track.notes, grid)
     broadband = _standardize(onsets64.sum(axis=0))
@@ -457,17 +496,17 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
     gram = _template_gram("drum" if track.is_drum else "harmonic", **grid.template_key)
     size = grid.n_mels * grid.n_frames
-    held_roll = csr_matrix(held)
-    onsets_roll = csr_matrix(onsets)
+    held_roll = _csr(held)
+    onsets_roll = _csr(onsets)
     held_products = (held_roll @ held_roll.T).toarray()
     onset_products = (onsets_roll @ onsets_roll.T).toarray()
     held_sums = np.asarray(held_roll.sum(axis=1)).ravel()
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.conj(rfft(held, axis=1)),
-        onsets=np.conj(rfft(onsets, axis=1)),
-        onset=np.asarray(rfft(broadband.astype(np.float32))),
+        held=np.conj(rfft(held, n=grid.n_fft, axis=1)),
+        onsets=np.conj(rfft(onsets, n=grid.n_fft, axis=1)),
+        onset=np.asarray(rfft(broadband.astype(np.float32), n=grid.n_fft)),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
         },
@@ -483,12 +522,21 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
 
 
 def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = grid.n_frames
+    n = grid.n_fft
     lags = np.arange(n)
     lags = np.where(lags > n // 2, lags - n, lags)
     window = np.abs(lags) <= int(round(MAX_LAG_S * grid.rate_hz))
     null = np.abs(lags) >= int(round(NULL_GUARD_S * grid.rate_hz))
     return lags, window, null
+
+
+def _z_rows(curves: np.ndarray, null: slice) -> np.ndarray:
+    """:func:`_z_curve` of each row of ``curves`` ``(m, n)``."""
+    values = curves[:, null]
+    mean = values.mean(axis=1, keepdims=True)
+    centred = values - mean
+    std = np.sqrt(np.sum(centred * centred, axis=1, keepdims=True) / values.shape[1])
+    return (curves - mean) / np.maximum(std, 1e-12)
 
 
 def _z_curve(curve: np.ndarray, null: np.ndarray | slice) -> np.ndarray:
@@ -499,16 +547,10 @@ def _z_curve(curve: np.ndarray, null: np.ndarray | slice) -> np.ndarray:
     return (curve - mean) / (std if std > 1e-12 else 1e-12)
 
 
-def _lag_products(
-    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int
+def _lag_spectrum(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int
 ) -> np.ndarray | None:
-    """``Σ_t (templates @ roll)[t] · x[t + lag]`` at every circular lag (None: no row inside).
-
-    ``roll`` is the conjugated rfft of the track's rows (pitches ``pitches``, read ``shift``
-    semitones off); ``observed`` holds the rfft of ``templates @ x``, 128 rows.
-    """
-    from scipy.fft import irfft
-
+    """The rfft of :func:`_lag_products` (None: no row inside)."""
     rows = pitches + shift
     ok = (rows >= 0) & (rows < 128)
     if not ok.any():
@@ -519,22 +561,23 @@ def _lag_products(
         product = roll * observed[rows[0] : rows[-1] + 1]
     else:
         product = roll * observed[rows]
-    return np.asarray(irfft(product.sum(axis=0), n))
+    return np.asarray(product.sum(axis=0))
 
 
-def _pitch_curve(
-    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int, norm: float
+def _lag_products(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int
 ) -> np.ndarray | None:
-    """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation,
-    times ``size · norm`` (the caller divides).
+    """``Σ_t (templates @ roll)[t] · x[t + lag]`` at every circular lag (None: no row inside).
 
-    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of
-    ``templates @ x`` for a standardised ``x``; since every circular lag of ``x`` sums to zero,
-    the mean of the prediction drops out.
+    ``roll`` is the conjugated rfft of the track's rows (pitches ``pitches``, read ``shift``
+    semitones off); ``observed`` holds the rfft of ``templates @ x``, 128 rows. Since every
+    circular lag of a standardised ``x`` sums to zero, the mean of the prediction drops out:
+    divided by ``size · std(prediction)`` this is Pearson's r at every lag.
     """
-    if norm <= 0:
-        return None
-    return _lag_products(roll, pitches, observed, shift, n)
+    from scipy.fft import irfft
+
+    spectrum = _lag_spectrum(roll, pitches, observed, shift)
+    return None if spectrum is None else np.asarray(irfft(spectrum, n))
 
 
 def _rows_needed(
@@ -685,25 +728,27 @@ def _best_reading(
     The spectral curve records its reading in ``shift_of``; the lag products of every reading
     are kept in ``lag_products`` (the joint fit reads them at the stem's lag).
     """
-    best_z: np.ndarray | None = None
-    best_r: np.ndarray | None = None
-    best_peak = -np.inf
+    from scipy.fft import irfft
+
+    spectra, shifts, scale = [], [], []
     for shift, norm in norms.items():
-        product = _pitch_curve(roll, pitches, observed, shift, n, norm)
-        if product is None:
-            continue
+        spectrum = _lag_spectrum(roll, pitches, observed, shift) if norm > 0 else None
+        if spectrum is not None:
+            spectra.append(spectrum)
+            shifts.append(shift)
+            scale.append(size * norm)
+    if not spectra:
+        return
+    products = np.asarray(irfft(np.array(spectra), n, axis=1))  # one FFT call per reading set
+    r = products / np.array(scale, dtype=np.float32)[:, None]
+    zc = _z_rows(r, null)
+    zc[np.array(shifts) != 0] -= OCTAVE_PENALTY_Z
+    best = int(np.argmax(zc[:, window].max(axis=1)))  # the first of equal peaks, as written
+    for shift, product in zip(shifts, products, strict=True):
         lag_products[(i, name, shift)] = product
-        r = product / (size * norm)
-        zc = _z_curve(r, null)
-        if shift != 0:
-            zc = zc - OCTAVE_PENALTY_Z
-        peak = zc[window].max()
-        if best_z is None or peak > best_peak:
-            best_z, best_r, best_peak = zc, r, peak
-            if name == "spectral":
-                shift_of[i] = shift
-    if best_z is not None and best_r is not None:
-        curves[name], raw[name] = best_z, best_r
+    if name == "spectral":
+        shift_of[i] = shifts[best]
+    curves[name], raw[name] = zc[best], r[best]
 
 
 def content_evidence(
@@ -783,7 +828,7 @@ def content_evidence(
             for i in range(n_tracks):
                 reason[i][j] = stem
             continue
-        n = grid.n_frames
+        n, n_fft = grid.n_frames, grid.n_fft
         size = grid.n_mels * n
         from scipy.fft import irfft
 
@@ -800,7 +845,7 @@ def content_evidence(
             notes_in_audio[i, j] = track.distinct
             curves: dict[str, np.ndarray] = {}
             raw: dict[str, np.ndarray] = {}
-            onset = np.asarray(irfft(np.conj(track.onset) * stem.onset, n)) / n
+            onset = np.asarray(irfft(np.conj(track.onset) * stem.onset, n_fft)) / n
             raw["onset"], curves["onset"] = onset, _z_curve(onset, null)
             if not tracks[i].is_drum:
                 # the spectral curve chooses the track's octave reading for the other curves
@@ -811,7 +856,7 @@ def content_evidence(
                     stem.pitch["spectral"],
                     track.held_norm,
                     track.pitches,
-                    n=n,
+                    n=n_fft,
                     size=size,
                     null=null,
                     window=window,
@@ -857,7 +902,7 @@ def content_evidence(
                     observed,
                     norms,
                     track.pitches,
-                    n=n,
+                    n=n_fft,
                     size=size,
                     null=null,
                     window=window,
@@ -896,10 +941,10 @@ def content_evidence(
                         roll = t.onsets if name == "band_onset" else t.held
                         if name == "band_onset" and not tracks[i].is_drum:
                             _need_rows(stem, name, t.pitches + shift)
-                        product = _lag_products(roll, t.pitches, observed, shift, n)
+                        product = _lag_products(roll, t.pitches, observed, shift, n_fft)
                     if product is not None:
                         # the prediction at the stem's lag: Σ roll[t]·x[t + shift_frames]
-                        cross[m] += float(product[shift_frames % n])
+                        cross[m] += float(product[shift_frames % n_fft])
             if grid not in products:
                 products[grid] = _roll_products(prepared)
                 gram_cache[grid] = {}
