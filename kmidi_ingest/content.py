@@ -192,7 +192,6 @@ class _Grid:
     rate_hz: float
     pool: int
     n_frames: int
-    n_fft: int  # the lag circle: n_frames padded with silence to an FFT-friendly length
     sample_rate_hz: int
     n_mels: int
     fmin_hz: float
@@ -210,15 +209,11 @@ class _Grid:
 
 def _grid(feature: FeatureData) -> _Grid:
     rate = feature.sample_rate_hz / feature.hop_length
-    from scipy.fft import next_fast_len
-
     pool = max(1, int(round(rate / CURVE_RATE_HZ)))
-    n_frames = feature.values.shape[1] // pool
     return _Grid(
         rate_hz=rate / pool,
         pool=pool,
-        n_frames=n_frames,
-        n_fft=int(next_fast_len(max(n_frames, 1))),
+        n_frames=feature.values.shape[1] // pool,
         sample_rate_hz=feature.sample_rate_hz,
         n_mels=feature.n_mels,
         fmin_hz=feature.fmin_hz,
@@ -273,7 +268,7 @@ class _Stem:
     observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
     projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
     templates: np.ndarray
-    n_fft: int
+    n_frames: int
 
 
 def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
@@ -285,7 +280,7 @@ def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
     if not len(missing):
         return
     stem.pitch[kind][missing] = rfft(
-        _sparse_rows(stem.templates, missing) @ stem.observed[kind], n=stem.n_fft, axis=1
+        _sparse_rows(stem.templates, missing) @ stem.observed[kind], n=stem.n_frames, axis=1
     )
     stem.projected[kind][missing] = True
 
@@ -344,18 +339,16 @@ def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
     return cached[1]
 
 
-def _projections(
-    templates: np.ndarray, values: np.ndarray, rows: np.ndarray, n_fft: int
-) -> np.ndarray:
-    """The rfft over time (``n_fft`` points) of ``templates[rows] @ values``, scattered into
-    128 rows."""
+def _projections(templates: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rfft over time of ``templates[rows] @ values``, scattered into 128 rows."""
     from scipy.fft import rfft
 
-    out = np.zeros((128, n_fft // 2 + 1), dtype=np.complex64)
+    n = values.shape[1]
+    out = np.zeros((128, n // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
         sparse = _sparse_rows(templates, rows)
-        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), n=n_fft, axis=1)
+        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), axis=1)
     return out
 
 
@@ -390,12 +383,12 @@ def _stem(
     spectral_obs = observed["spectral"]
     band = observed["band_onset"]
     assert spectral_obs is not None and band is not None
-    n_fft = grid.n_fft
+    n = grid.n_frames
     pitch = {
         k: (
-            _projections(templates, spectral_obs, pitched_rows, n_fft)
+            _projections(templates, spectral_obs, pitched_rows)
             if k == "spectral"
-            else np.zeros((128, n_fft // 2 + 1), dtype=np.complex64)
+            else np.zeros((128, n // 2 + 1), dtype=np.complex64)
         )
         for k in observed
     }
@@ -403,8 +396,8 @@ def _stem(
     done[pitched_rows] = True
     return _Stem(
         pitch=pitch,
-        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows, n_fft),
-        onset=np.asarray(rfft(onset.astype(np.float32), n=n_fft)),
+        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows),
+        onset=np.asarray(rfft(onset.astype(np.float32))),
         observed={
             k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
         },
@@ -412,7 +405,7 @@ def _stem(
             k: done.copy() if k == "spectral" else np.zeros(128, dtype=bool) for k in observed
         },
         templates=templates,
-        n_fft=n_fft,
+        n_frames=n,
     )
 
 
@@ -516,9 +509,9 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.conj(rfft(held, n=grid.n_fft, axis=1)),
-        onsets=np.conj(rfft(onsets, n=grid.n_fft, axis=1)),
-        onset=np.asarray(rfft(broadband.astype(np.float32), n=grid.n_fft)),
+        held=np.conj(rfft(held, axis=1)),
+        onsets=np.conj(rfft(onsets, axis=1)),
+        onset=np.asarray(rfft(broadband.astype(np.float32))),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
         },
@@ -534,7 +527,7 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
 
 
 def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = grid.n_fft
+    n = grid.n_frames
     lags = np.arange(n)
     lags = np.where(lags > n // 2, lags - n, lags)
     window = np.abs(lags) <= int(round(MAX_LAG_S * grid.rate_hz))
@@ -842,7 +835,7 @@ def content_evidence(
             for i in range(n_tracks):
                 reason[i][j] = stem
             continue
-        n, n_fft = grid.n_frames, grid.n_fft
+        n = grid.n_frames
         size = grid.n_mels * n
         from scipy.fft import irfft
 
@@ -863,7 +856,7 @@ def content_evidence(
                 irfft(
                     np.array([np.conj(t.onset) for t in prepared if not isinstance(t, int)])
                     * stem.onset,
-                    n_fft,
+                    n,
                     axis=1,
                 )
             )
@@ -879,7 +872,7 @@ def content_evidence(
                 for i, t in enumerate(prepared)
                 if i in curves_of and not isinstance(t, int) and not tracks[i].is_drum
             ],
-            n=n_fft,
+            n=n,
             size=size,
             null=null,
             window=window,
@@ -923,7 +916,7 @@ def content_evidence(
             _best_readings(
                 name,
                 requests,
-                n=n_fft,
+                n=n,
                 size=size,
                 null=null,
                 window=window,
@@ -962,10 +955,10 @@ def content_evidence(
                         roll = t.onsets if name == "band_onset" else t.held
                         if name == "band_onset" and not tracks[i].is_drum:
                             _need_rows(stem, name, t.pitches + shift)
-                        product = _lag_products(roll, t.pitches, observed, shift, n_fft)
+                        product = _lag_products(roll, t.pitches, observed, shift, n)
                     if product is not None:
                         # the prediction at the stem's lag: Σ roll[t]·x[t + shift_frames]
-                        cross[m] += float(product[shift_frames % n_fft])
+                        cross[m] += float(product[shift_frames % n])
             if grid not in products:
                 products[grid] = _roll_products(prepared)
                 gram_cache[grid] = {}
