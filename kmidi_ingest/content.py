@@ -232,9 +232,15 @@ def _mean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
     return out[:, None] if axis == 1 else out[None, :]
 
 
-def _standardize(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray | None:
-    """``(values − mean) / std`` (None when constant); ``overwrite``: in ``values``' own memory."""
-    if overwrite:
+def _standardize(
+    values: np.ndarray, *, overwrite: bool = False, centred_rows: bool = False
+) -> np.ndarray | None:
+    """``(values − mean) / std`` (None when constant); ``overwrite``: in ``values``' own memory;
+    ``centred_rows``: each row of ``values`` already has zero mean (so has the whole), and only
+    the scale is applied."""
+    if overwrite and centred_rows:
+        centred = values
+    elif overwrite:
         values -= _mean(values)
         centred = values
     else:
@@ -285,6 +291,18 @@ def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
     stem.projected[kind][missing] = True
 
 
+def _peak(values: np.ndarray) -> float:
+    """``float(values.max())``; of float16 values through their bits (a SIMD integer max, where
+    numpy's float16 max is emulated): above zero the bits order like the values, below zero
+    (sign bit set, read as int16) the other way round."""
+    if values.dtype != np.float16 or not values.size:
+        return float(values.max())
+    bits = values.view(np.int16)
+    top = int(bits.max())
+    best = top if top >= 0 else int(bits.min())
+    return float(np.array([best], dtype=np.int16).view(np.float16)[0])
+
+
 def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
@@ -297,14 +315,10 @@ def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.nda
         # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order.
         # Each frame of the pool is widened straight into the sum (no widened copy of it all).
         pooled = frames[:, :, 0].astype(np.float32)
-        peak = float(pooled.max())
         for k in range(1, grid.pool):
-            frame = frames[:, :, k].astype(np.float32)
-            peak = max(peak, float(frame.max()))
-            pooled += frame
-        if values.shape[1] > n:
-            peak = max(peak, float(values[:, n:].astype(np.float32).max()))
+            pooled += frames[:, :, k].astype(np.float32)
         pooled /= np.float32(grid.pool)
+        peak = _peak(values)
     else:
         stored = values.astype(np.float32)
         peak = float(stored.max())
@@ -371,12 +385,12 @@ def _stem(
     spectral = pooled - _mean(pooled, axis=1)
     spectral -= _mean(spectral, axis=0)
     observed = {
-        "spectral": _standardize(spectral, overwrite=True),
+        "spectral": _standardize(spectral, overwrite=True, centred_rows=True),
         "band_onset": _standardize(rise, overwrite=True),
     }
     if share is not None:
         share -= _mean(share, axis=1)
-        observed["ownership"] = _standardize(share, overwrite=True)
+        observed["ownership"] = _standardize(share, overwrite=True, centred_rows=True)
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)

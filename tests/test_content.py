@@ -251,6 +251,9 @@ def test_fast_pooling_and_sparse_rows_equal_the_plain_computation():
     frames = stored[:, : 4 * 60].reshape(KERNEL_MELS, 60, 4)
     want = (((frames[:, :, 0] + frames[:, :, 1]) + frames[:, :, 2]) + frames[:, :, 3]) / 4
     np.testing.assert_array_equal(pooled, np.maximum(want, stored.max() - 80.0))
+    for peak_case in (values, values - 200.0, -values, np.array([[-0.0, -3.5], [-1e-4, -2.0]])):
+        half = np.asarray(peak_case, dtype=np.float16)
+        assert content._peak(half) == float(half.astype(np.float32).max())
     dense = np.where(rng.random((20, 50)) < 0.1, rng.random((20, 50)), 0.0).astype(np.float32)
     from scipy.sparse import csr_matrix
 
