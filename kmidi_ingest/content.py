@@ -459,7 +459,8 @@ def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.n
     delta = np.bincount(row * (n + 1) + start, minlength=cells) - np.bincount(
         row * (n + 1) + stop.astype(np.int64), minlength=cells
     )
-    held = np.minimum(np.cumsum(delta.reshape(k, n + 1), axis=1)[:, :n], 1)
+    # every note's stop lies after its start: the running counts never drop below zero
+    held = np.cumsum(delta.reshape(k, n + 1), axis=1)[:, :n] > 0
     return held.astype(np.float32), onsets, used, int(len(np.unique(start)))
 
 
