@@ -284,8 +284,10 @@ def _batch_cost_row(quick: bool) -> list[Row]:
     shape = replace(QUICK if quick else FULL, cues=1)
     work = Path(tempfile.mkdtemp(prefix="kmidi-bench-match-"))
     try:
-        # a worker imports scipy's solvers and builds the templates once, not per cue: warm up
-        make_corpus(work / "warm", replace(QUICK, cues=1, seconds=3.0))
+        # a worker imports scipy's solvers and builds the templates once, not per cue: warm up.
+        # The warm-up cue must be long enough for a null distribution (content.MIN_NULL_S of
+        # lags beyond the guard), or the content evidence stops before it reaches any of that.
+        make_corpus(work / "warm", replace(QUICK, cues=1, seconds=8.0))
         (warm,) = (p.parent for p in (work / "warm").rglob("MIDI"))
         _compute(warm)
         make_corpus(work / "timed", shape)

@@ -221,12 +221,37 @@ def _grid(feature: FeatureData) -> _Grid:
     )
 
 
-def _standardize(values: np.ndarray) -> np.ndarray | None:
-    centred = values - values.mean()
-    std = centred.std()
+def _mean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """``values.mean(axis)`` of a 1-D or 2-D array (keeping dimensions), through ``einsum``:
+    numpy's pairwise reductions run about 3x slower on these shapes."""
+    if axis is None:
+        flat = values.reshape(-1)
+        return np.asarray(np.einsum("i->", flat) / flat.size)
+    spec = "ij->i" if axis == 1 else "ij->j"
+    out = np.einsum(spec, values) / values.shape[axis]
+    return out[:, None] if axis == 1 else out[None, :]
+
+
+def _standardize(
+    values: np.ndarray, *, overwrite: bool = False, centred_rows: bool = False
+) -> np.ndarray | None:
+    """``(values − mean) / std`` (None when constant); ``overwrite``: in ``values``' own memory;
+    ``centred_rows``: each row of ``values`` already has zero mean (so has the whole), and only
+    the scale is applied."""
+    if overwrite and centred_rows:
+        centred = values
+    elif overwrite:
+        values -= _mean(values)
+        centred = values
+    else:
+        centred = values - _mean(values)
+    flat = centred.reshape(-1)
+    # the centred values' own mean is zero up to rounding: two passes fewer than .std()
+    std = np.sqrt(np.einsum("i,i->", flat, flat) / flat.size)
     if not np.isfinite(std) or std < 1e-9:
         return None
-    return centred / std
+    centred /= std
+    return centred
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,51 +271,66 @@ class _Stem:
     pitch: dict[str, np.ndarray]
     drum_band: np.ndarray
     onset: np.ndarray
-    pitch_real: dict[str, np.ndarray]  # (128, n): templates @ observation, for the joint fit
-    drum_real: np.ndarray
     observed: dict[str, np.ndarray]  # the standardised observations (n_mels, n)
     projected: dict[str, np.ndarray]  # (128,) bool: rows of ``pitch[kind]`` filled in
     templates: np.ndarray
+    n_frames: int
 
 
 def _need_rows(stem: _Stem, kind: str, rows: np.ndarray) -> None:
-    """Fill in ``stem.pitch[kind]`` and ``stem.pitch_real[kind]`` at ``rows`` (in place)."""
+    """Fill in ``stem.pitch[kind]`` at ``rows`` (in place)."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
     rows = rows[(rows >= 0) & (rows < 128)]
     missing = np.unique(rows[~stem.projected[kind][rows]])
     if not len(missing):
         return
-    sparse = csr_matrix(stem.templates[missing].astype(np.float32))
-    real = sparse @ stem.observed[kind]
-    stem.pitch_real[kind][missing] = real
-    stem.pitch[kind][missing] = rfft(real, axis=1)
+    stem.pitch[kind][missing] = rfft(
+        _sparse_rows(stem.templates, missing) @ stem.observed[kind], n=stem.n_frames, axis=1
+    )
     stem.projected[kind][missing] = True
+
+
+def _peak(values: np.ndarray) -> float:
+    """``float(values.max())``; of float16 values through their bits (a SIMD integer max, where
+    numpy's float16 max is emulated): above zero the bits order like the values, below zero
+    (sign bit set, read as int16) the other way round."""
+    if values.dtype != np.float16 or not values.size:
+        return float(values.max())
+    bits = values.view(np.int16)
+    top = int(bits.max())
+    best = top if top >= 0 else int(bits.min())
+    return float(np.array([best], dtype=np.int16).view(np.float16)[0])
 
 
 def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.ndarray] | str:
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    # float16 arithmetic is emulated (slow): widen once, exactly, before reducing
-    stored = np.asarray(feature.values).astype(np.float32)
-    peak = float(stored.max())
+    # float16 arithmetic is emulated (slow): widen each value once, exactly, before reducing
+    values = np.asarray(feature.values)
+    n = grid.n_frames * grid.pool
+    frames = values[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool)
+    if grid.pool < 8:
+        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order.
+        # Each frame of the pool is widened straight into the sum (no widened copy of it all).
+        pooled = frames[:, :, 0].astype(np.float32)
+        for k in range(1, grid.pool):
+            pooled += frames[:, :, k].astype(np.float32)
+        pooled /= np.float32(grid.pool)
+        peak = _peak(values)
+    else:
+        stored = values.astype(np.float32)
+        peak = float(stored.max())
+        pooled = stored[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
-    n = grid.n_frames * grid.pool
-    frames = stored[:, :n].reshape(stored.shape[0], grid.n_frames, grid.pool)
-    if grid.pool < 8:
-        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order
-        pooled = frames[:, :, 0].copy()
-        for k in range(1, grid.pool):
-            pooled += frames[:, :, k]
-        pooled /= np.float32(grid.pool)
-    else:
-        pooled = frames.mean(axis=2)
     np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
     # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
-    rise = np.maximum(np.diff(pooled, axis=1, prepend=pooled[:, :1]), 0.0)
+    rise = np.empty_like(pooled)
+    rise[:, 0] = 0.0
+    np.subtract(pooled[:, 1:], pooled[:, :-1], out=rise[:, 1:])
+    np.maximum(rise, 0.0, out=rise)
     return pooled, rise
 
 
@@ -313,21 +353,17 @@ def _sparse_rows(templates: np.ndarray, rows: np.ndarray) -> Any:
     return cached[1]
 
 
-def _projections(
-    templates: np.ndarray, values: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``templates[rows] @ values`` and its rfft over time, scattered into 128 rows."""
+def _projections(templates: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rfft over time of ``templates[rows] @ values``, scattered into 128 rows."""
     from scipy.fft import rfft
 
-    real = np.zeros((128, values.shape[1]), dtype=np.float32)
-    out = np.zeros((128, values.shape[1] // 2 + 1), dtype=np.complex64)
+    n = values.shape[1]
+    out = np.zeros((128, n // 2 + 1), dtype=np.complex64)
     if len(rows):
         # a template lights a few bands per harmonic: sparse, 5-10x fewer products than dense
         sparse = _sparse_rows(templates, rows)
-        projected = sparse @ values.astype(np.float32, copy=False)
-        real[rows] = projected
-        out[rows] = rfft(projected, axis=1)
-    return real, out
+        out[rows] = rfft(sparse @ values.astype(np.float32, copy=False), axis=1)
+    return out
 
 
 def _stem(
@@ -339,38 +375,43 @@ def _stem(
     pitched_rows: np.ndarray,
     drum_rows: np.ndarray,
 ) -> _Stem | str:
-    """The stem's observations, projected only on the pitch rows some track of the cue uses."""
+    """The stem's observations, projected only on the pitch rows some track of the cue uses.
+
+    ``rise`` and ``share`` are standardised in place (they are the caller's scratch).
+    """
     from scipy.fft import rfft
 
-    spectral = pooled - pooled.mean(axis=1, keepdims=True)
-    spectral -= spectral.mean(axis=0, keepdims=True)
-    observed = {"spectral": _standardize(spectral), "band_onset": _standardize(rise)}
+    onset = _standardize(_mean(rise, axis=0)[0])
+    spectral = pooled - _mean(pooled, axis=1)
+    spectral -= _mean(spectral, axis=0)
+    observed = {
+        "spectral": _standardize(spectral, overwrite=True, centred_rows=True),
+        "band_onset": _standardize(rise, overwrite=True),
+    }
     if share is not None:
-        observed["ownership"] = _standardize(share - share.mean(axis=1, keepdims=True))
-    onset = _standardize(rise.mean(axis=0))
+        share -= _mean(share, axis=1)
+        observed["ownership"] = _standardize(share, overwrite=True, centred_rows=True)
     if onset is None or any(v is None for v in observed.values()):
         return "stem has no variation (constant spectrum)"
     templates = harmonic_templates(**grid.template_key)
     spectral_obs = observed["spectral"]
     band = observed["band_onset"]
     assert spectral_obs is not None and band is not None
-    projected = {"spectral": _projections(templates, spectral_obs, pitched_rows)}
-    n = band.shape[1]
-    for k in observed:
-        if k != "spectral":
-            projected[k] = (
-                np.zeros((128, n), dtype=np.float32),
-                np.zeros((128, n // 2 + 1), dtype=np.complex64),
-            )
-    drum_real, drums = _projections(drum_templates(**grid.template_key), band, drum_rows)
+    n = grid.n_frames
+    pitch = {
+        k: (
+            _projections(templates, spectral_obs, pitched_rows)
+            if k == "spectral"
+            else np.zeros((128, n // 2 + 1), dtype=np.complex64)
+        )
+        for k in observed
+    }
     done = np.zeros(128, dtype=bool)
     done[pitched_rows] = True
     return _Stem(
-        pitch={k: v[1] for k, v in projected.items()},
-        drum_band=drums,
+        pitch=pitch,
+        drum_band=_projections(drum_templates(**grid.template_key), band, drum_rows),
         onset=np.asarray(rfft(onset.astype(np.float32))),
-        pitch_real={k: v[0] for k, v in projected.items()},
-        drum_real=drum_real,
         observed={
             k: v.astype(np.float32, copy=False) for k, v in observed.items() if v is not None
         },
@@ -378,6 +419,7 @@ def _stem(
             k: done.copy() if k == "spectral" else np.zeros(128, dtype=bool) for k in observed
         },
         templates=templates,
+        n_frames=n,
     )
 
 
@@ -394,10 +436,13 @@ class _Track:
     distinct: int
     held_roll: Any  # scipy.sparse csr (k, n) float32: the used pitches' rows (notes are sparse)
     onsets_roll: Any
+    held_sums: np.ndarray  # (k,) row sums of the rolls
+    onsets_sums: np.ndarray
 
 
-def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]:
-    """Piano rolls on ``grid``: held ``(128, n)`` and starts ``(128, n)``; distinct starts."""
+def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Piano rolls on ``grid`` of the pitches used: held ``(k, n)`` (float32) and starts
+    ``(k, n)`` (float64), the pitches ``(k,)`` and the number of distinct starts."""
     n = grid.n_frames
     start = np.floor(notes["start_s"] * grid.rate_hz).astype(np.int64)
     inside = (start >= 0) & (start < n)
@@ -405,15 +450,18 @@ def _rolls(notes: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, int]
     held_s = np.clip(notes["end_s"] - notes["start_s"], 0.0, MAX_NOTE_S)
     stop = np.minimum(n, np.maximum(start + 1, np.ceil((notes["start_s"] + held_s) * grid.rate_hz)))
     pitch = np.clip(notes["pitch"], 0, 127).astype(np.int64)
+    used, row = np.unique(pitch, return_inverse=True)  # every note inside starts a used row
+    k = len(used)
     weight = np.clip(notes["velocity"], 1, 127) / 127.0
     # bincount sums in the notes' order, as np.add.at does, and much faster
-    onsets = np.bincount(pitch * n + start, weights=weight, minlength=128 * n).reshape(128, n)
-    cells = 128 * (n + 1)
-    delta = np.bincount(pitch * (n + 1) + start, minlength=cells) - np.bincount(
-        pitch * (n + 1) + stop.astype(np.int64), minlength=cells
+    onsets = np.bincount(row * n + start, weights=weight, minlength=k * n).reshape(k, n)
+    cells = k * (n + 1)
+    delta = np.bincount(row * (n + 1) + start, minlength=cells) - np.bincount(
+        row * (n + 1) + stop.astype(np.int64), minlength=cells
     )
-    held = np.minimum(np.cumsum(delta.reshape(128, n + 1), axis=1)[:, :n], 1).astype(np.float64)
-    return held, onsets, int(len(np.unique(start)))
+    # every note's stop lies after its start: the running counts never drop below zero
+    held = np.cumsum(delta.reshape(k, n + 1), axis=1)[:, :n] > 0
+    return held.astype(np.float32), onsets, used, int(len(np.unique(start)))
 
 
 @lru_cache(maxsize=16)
@@ -445,29 +493,39 @@ def _projected_std(
     return float(np.sqrt(max(square - mean * mean, 0.0)))
 
 
+def _csr(dense: np.ndarray) -> Any:
+    """``scipy.sparse.csr_matrix(dense)`` of a 2-D array, built from its flat nonzeros (the
+    same matrix, without the COO detour)."""
+    from scipy.sparse import csr_matrix
+
+    flat = np.flatnonzero(dense)
+    indptr = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(dense, axis=1), out=indptr[1:])
+    return csr_matrix((dense.ravel()[flat], flat % dense.shape[1], indptr), shape=dense.shape)
+
+
 def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
     """The track's rolls on ``grid``, or its number of distinct starts when too few."""
     from scipy.fft import rfft
-    from scipy.sparse import csr_matrix
 
-    held, onsets, distinct = _rolls(track.notes, grid)
-    broadband = _standardize(onsets.sum(axis=0))
+    held, onsets64, used, distinct = _rolls(track.notes, grid)
+    broadband = _standardize(onsets64.sum(axis=0))
     if distinct < MIN_NOTES or broadband is None:
         return distinct
-    used = np.flatnonzero(onsets.any(axis=1))
+    onsets = onsets64.astype(np.float32)
     shifts = (0,) if track.is_drum else OCTAVE_SHIFTS
     gram = _template_gram("drum" if track.is_drum else "harmonic", **grid.template_key)
     size = grid.n_mels * grid.n_frames
-    held_roll = csr_matrix(held[used].astype(np.float32))
-    onsets_roll = csr_matrix(onsets[used].astype(np.float32))
+    held_roll = _csr(held)
+    onsets_roll = _csr(onsets)
     held_products = (held_roll @ held_roll.T).toarray()
     onset_products = (onsets_roll @ onsets_roll.T).toarray()
     held_sums = np.asarray(held_roll.sum(axis=1)).ravel()
     onset_sums = np.asarray(onsets_roll.sum(axis=1)).ravel()
     return _Track(
         pitches=used,
-        held=np.conj(rfft(held[used].astype(np.float32), axis=1)),
-        onsets=np.conj(rfft(onsets[used].astype(np.float32), axis=1)),
+        held=np.conj(rfft(held, axis=1)),
+        onsets=np.conj(rfft(onsets, axis=1)),
         onset=np.asarray(rfft(broadband.astype(np.float32))),
         held_norm={
             s: _projected_std(gram, held_products, held_sums, used, s, size) for s in shifts
@@ -478,6 +536,8 @@ def _track(track: TrackNotes, grid: _Grid) -> _Track | int:
         distinct=distinct,
         held_roll=held_roll,
         onsets_roll=onsets_roll,
+        held_sums=held_sums,
+        onsets_sums=onset_sums,
     )
 
 
@@ -490,30 +550,52 @@ def _lag_masks(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lags, window, null
 
 
-def _z_curve(curve: np.ndarray, null: np.ndarray) -> np.ndarray:
-    values = curve[null]
-    mean = values.mean()
+def _z_rows(curves: np.ndarray, null: slice) -> np.ndarray:
+    """Each row of ``curves`` ``(m, n)`` in z-scores against its own null lags."""
+    values = curves[:, null]
+    count = values.shape[1]
+    mean = np.einsum("ij->i", values)[:, None] / count  # einsum: ~3x numpy's pairwise sums
     centred = values - mean
-    std = np.sqrt(np.sum(centred * centred) / len(values))  # values.std(), one pass fewer
-    return (curve - mean) / (std if std > 1e-12 else 1e-12)
+    std = np.sqrt(np.einsum("ij,ij->i", centred, centred)[:, None] / count)
+    return (curves - mean) / np.maximum(std, 1e-12)
 
 
-def _pitch_curve(
-    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int, norm: float
+def _z_curve(curve: np.ndarray, null: slice) -> np.ndarray:
+    """``curve`` in z-scores against its null lags."""
+    return _z_rows(curve[None, :], null)[0]
+
+
+def _lag_spectrum(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int
 ) -> np.ndarray | None:
-    """Pearson r at every lag of ``templates @ roll`` (shifted) with the stem's observation.
+    """The rfft of :func:`_lag_products` (None: no row inside)."""
+    rows = pitches + shift
+    ok = (rows >= 0) & (rows < 128)
+    if not ok.any():
+        return None
+    if not ok.all():
+        roll, rows = roll[ok], rows[ok]
+    if rows[-1] - rows[0] + 1 == len(rows):  # consecutive pitches: a view, no gathered copy
+        product = roll * observed[rows[0] : rows[-1] + 1]
+    else:
+        product = roll * observed[rows]
+    return np.asarray(product.sum(axis=0))
 
-    ``roll`` is the conjugated rfft of the track's rows; ``observed`` holds the rfft of ``templates @ x`` for a standardised ``x``; since every
-    circular lag of ``x`` sums to zero, the mean of the prediction drops out.
+
+def _lag_products(
+    roll: np.ndarray, pitches: np.ndarray, observed: np.ndarray, shift: int, n: int
+) -> np.ndarray | None:
+    """``Σ_t (templates @ roll)[t] · x[t + lag]`` at every circular lag (None: no row inside).
+
+    ``roll`` is the conjugated rfft of the track's rows (pitches ``pitches``, read ``shift``
+    semitones off); ``observed`` holds the rfft of ``templates @ x``, 128 rows. Since every
+    circular lag of a standardised ``x`` sums to zero, the mean of the prediction drops out:
+    divided by ``size · std(prediction)`` this is Pearson's r at every lag.
     """
     from scipy.fft import irfft
 
-    rows = pitches + shift
-    ok = (rows >= 0) & (rows < 128)
-    if not ok.any() or norm <= 0:
-        return None
-    product = (roll if ok.all() else roll[ok]) * observed[rows[ok]]
-    return np.asarray(irfft(product.sum(axis=0), n))
+    spectrum = _lag_spectrum(roll, pitches, observed, shift)
+    return None if spectrum is None else np.asarray(irfft(spectrum, n))
 
 
 def _rows_needed(
@@ -573,9 +655,8 @@ def _roll_products(
 
 
 def _unique_shares(
-    stem: _Stem,
+    cross: np.ndarray,
     fitted: list[tuple[int, _Track]],
-    shift_frames: int,
     grid: _Grid,
     shift_of: dict[int, int],
     is_drum: list[bool],
@@ -591,7 +672,9 @@ def _unique_shares(
 
     Computed in pitch space: a prediction is ``templatesᵀ @ roll``, so its inner products with
     another prediction or with the stem go through ``T·Tᵀ`` and the stem's template projections,
-    never forming the ``(n_mels, n)`` predictions. The predictions' inner products depend on
+    never forming the ``(n_mels, n)`` predictions; ``cross`` holds each prediction's inner
+    product with the stem's observations at the stem's lag (read off the tracks' lag products,
+    :func:`_lag_products`). The predictions' inner products depend on
     the tracks and their octave readings only, not on the stem: ``gram_cache`` keeps them for
     the cue's other stems.
     """
@@ -601,32 +684,16 @@ def _unique_shares(
     size = 2 * grid.n_mels * grid.n_frames
     sums = {"h": harmonic_templates(**key).sum(axis=1), "d": drum_templates(**key).sum(axis=1)}
 
-    def rolled(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        # only the rows a track reads are shifted (the same values as shifting all 128)
-        return np.roll(values[rows], -shift_frames, axis=1)
-
     parts = []
-    cross = np.zeros(len(fitted))
     totals = np.zeros(len(fitted))
     for m, ((i, track), drum) in enumerate(zip(fitted, is_drum, strict=True)):
         rows = track.pitches + (0 if drum else shift_of.get(i, 0))
         ok = (rows >= 0) & (rows < 128)
         r = rows[ok]
-        if ok.all():
-            held, onsets = track.held_roll, track.onsets_roll
-        else:
-            held, onsets = track.held_roll[ok], track.onsets_roll[ok]
-        onset_rows = np.asarray(onsets.sum(axis=1)).ravel()
         if drum:
-            cross[m] = float(onsets.multiply(rolled(stem.drum_real, r)).sum())
-            totals[m] = float(sums["d"][r] @ onset_rows)
+            totals[m] = float(sums["d"][r] @ track.onsets_sums[ok])
         else:
-            held_rows = np.asarray(held.sum(axis=1)).ravel()
-            cross[m] = float(
-                onsets.multiply(rolled(stem.pitch_real["band_onset"], r)).sum()
-                + held.multiply(rolled(stem.pitch_real["spectral"], r)).sum()
-            )
-            totals[m] = float(sums["h"][r] @ (onset_rows + held_rows))
+            totals[m] = float(sums["h"][r] @ (track.onsets_sums[ok] + track.held_sums[ok]))
         parts.append(("d" if drum else "h", r, ok, i))
     gram = np.zeros((len(fitted), len(fitted)))
     for a, (kind_a, rows_a, ok_a, i_a) in enumerate(parts):
@@ -655,6 +722,55 @@ def _unique_shares(
         keep = [m for m in range(len(fitted)) if m != k]
         out.append(full - _nnls_r2(gram[np.ix_(keep, keep)], cross[keep], float(size)))
     return out
+
+
+def _best_readings(
+    name: str,
+    requests: list[tuple[int, np.ndarray, np.ndarray, dict[int, float], np.ndarray]],
+    *,
+    n: int,
+    size: int,
+    null: slice,
+    window: np.ndarray,
+    curves_of: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
+    shift_of: dict[int, int],
+    lag_products: dict[tuple[int, str, int], np.ndarray],
+) -> None:
+    """The curve ``name`` of each requested track at its best octave reading, into
+    ``curves_of[i]`` (z, raw r); all the readings of one stem go through one inverse FFT.
+
+    A request is ``(track, roll, observed, norms by octave shift, pitches)``. The spectral
+    curve records each track's reading in ``shift_of``; the lag products of every reading are
+    kept in ``lag_products`` (the joint fit reads them at the stem's lag).
+    """
+    from scipy.fft import irfft
+
+    spectra, owners, shifts, scale = [], [], [], []
+    for i, roll, observed, norms, pitches in requests:
+        for shift, norm in norms.items():
+            spectrum = _lag_spectrum(roll, pitches, observed, shift) if norm > 0 else None
+            if spectrum is not None:
+                spectra.append(spectrum)
+                owners.append(i)
+                shifts.append(shift)
+                scale.append(size * norm)
+    if not spectra:
+        return
+    products = np.asarray(irfft(np.array(spectra), n, axis=1))
+    r = products / np.array(scale, dtype=np.float32)[:, None]
+    zc = _z_rows(r, null)
+    zc[np.array(shifts) != 0] -= OCTAVE_PENALTY_Z
+    peaks = zc[:, window].max(axis=1)
+    best: dict[int, int] = {}
+    for row, (i, shift) in enumerate(zip(owners, shifts, strict=True)):
+        lag_products[(i, name, shift)] = products[row]
+        if i not in best or peaks[row] > peaks[best[i]]:  # the first of equal peaks
+            best[i] = row
+    for i, row in best.items():
+        if name == "spectral":
+            shift_of[i] = shifts[row]
+        curves, raw = curves_of[i]
+        curves[name], raw[name] = zc[row], r[row]
 
 
 def content_evidence(
@@ -696,8 +812,10 @@ def content_evidence(
         for j in members:
             obs_j = observations[j]
             assert not isinstance(obs_j, str)
-            power[j] = np.power(10.0, obs_j[0] / 10.0)
-        total = np.sum(list(power.values()), axis=0) + 1e-12
+            power[j] = np.exp(obs_j[0] * np.float32(np.log(10.0) / 10.0))  # 10^(dB/10)
+        total = np.full_like(power[members[0]], 1e-12)
+        for j in members:
+            total += power[j]
         for j in members:
             shares[j] = power[j] / total
 
@@ -710,13 +828,18 @@ def content_evidence(
             for i in range(n_tracks):
                 reason[i][j] = obs
             continue
-        lags, window, null = _lag_masks(grid)
-        if null.sum() < MIN_NULL_S * grid.rate_hz:
+        lags, window_mask, null_mask = _lag_masks(grid)
+        if null_mask.sum() < MIN_NULL_S * grid.rate_hz:
             for i in range(n_tracks):
                 reason[i][j] = (
                     f"audio too short for a null distribution ({grid.n_frames / grid.rate_hz:.1f} s)"
                 )
             continue
+        # the null lags are one run of the circle (|lag| ≥ the guard): a slice reads them in place
+        null_at = np.flatnonzero(null_mask)
+        null = slice(int(null_at[0]), int(null_at[-1]) + 1)
+        assert len(null_at) == null.stop - null.start
+        window = np.flatnonzero(window_mask)
         if grid not in track_cache:
             track_cache[grid] = [_track(t, grid) for t in tracks]
         pitched_rows, drum_rows = _rows_needed(track_cache[grid], tracks)
@@ -731,52 +854,92 @@ def content_evidence(
         size = grid.n_mels * n
         from scipy.fft import irfft
 
+        prepared = track_cache[grid]
         shift_of: dict[int, int] = {}
-        for i, track in enumerate(track_cache[grid]):
+        # (track, curve, octave reading) → unnormalised lag products
+        lag_products: dict[tuple[int, str, int], np.ndarray] = {}
+        curves_of: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+        for i, track in enumerate(prepared):
             if isinstance(track, int):
                 notes_in_audio[i, j] = track
                 reason[i][j] = f"{track} distinct note start(s) inside the audio (< {MIN_NOTES})"
                 continue
             notes_in_audio[i, j] = track.distinct
-            curves: dict[str, np.ndarray] = {}
-            raw: dict[str, np.ndarray] = {}
-            onset = np.asarray(irfft(np.conj(track.onset) * stem.onset, n)) / n
-            raw["onset"], curves["onset"] = onset, _z_curve(onset, null)
-            pitch_obs: dict[str, tuple[np.ndarray, np.ndarray, dict[int, float]]] = {}
-            if tracks[i].is_drum:
-                pitch_obs["band_onset"] = (track.onsets, stem.drum_band, track.onsets_norm)
-            else:
-                pitch_obs["spectral"] = (track.held, stem.pitch["spectral"], track.held_norm)
-                pitch_obs["band_onset"] = (
-                    track.onsets,
-                    stem.pitch["band_onset"],
-                    track.onsets_norm,
+            curves_of[i] = ({}, {})
+        if curves_of:
+            onsets = np.asarray(
+                irfft(
+                    np.array([np.conj(t.onset) for t in prepared if not isinstance(t, int)])
+                    * stem.onset,
+                    n,
+                    axis=1,
                 )
-                if "ownership" in stem.pitch:
-                    pitch_obs["ownership"] = (track.held, stem.pitch["ownership"], track.held_norm)
-            for name, (roll, observed, norms) in pitch_obs.items():
-                best_z: np.ndarray | None = None
-                best_r: np.ndarray | None = None
-                best_peak = -np.inf
-                if name != "spectral" and i in shift_of:  # one octave reading per pair
+            )
+            onsets /= n
+            onset_z = _z_rows(onsets, null)
+            for row, (curves, raw) in enumerate(curves_of.values()):
+                raw["onset"], curves["onset"] = onsets[row], onset_z[row]
+        # the spectral curve chooses each track's octave reading for the other curves
+        _best_readings(
+            "spectral",
+            [
+                (i, t.held, stem.pitch["spectral"], t.held_norm, t.pitches)
+                for i, t in enumerate(prepared)
+                if i in curves_of and not isinstance(t, int) and not tracks[i].is_drum
+            ],
+            n=n,
+            size=size,
+            null=null,
+            window=window,
+            curves_of=curves_of,
+            shift_of=shift_of,
+            lag_products=lag_products,
+        )
+        # the other pitch observations are projected once per stem, on the rows read
+        for name in ("band_onset", "ownership"):
+            if name not in stem.pitch:
+                continue
+            wanted = [
+                track.pitches + s
+                for i, track in enumerate(prepared)
+                if not isinstance(track, int) and not tracks[i].is_drum
+                for s in ((shift_of[i],) if i in shift_of else OCTAVE_SHIFTS)
+            ]
+            if wanted:
+                _need_rows(stem, name, np.concatenate(wanted))
+        for name in ("band_onset", "ownership"):
+            requests = []
+            for i in curves_of:
+                track = prepared[i]
+                assert not isinstance(track, int)
+                if tracks[i].is_drum:
+                    if name == "band_onset":
+                        requests.append(
+                            (i, track.onsets, stem.drum_band, track.onsets_norm, track.pitches)
+                        )
+                    continue
+                if name not in stem.pitch:
+                    continue
+                roll, norms = (
+                    (track.onsets, track.onsets_norm)
+                    if name == "band_onset"
+                    else (track.held, track.held_norm)
+                )
+                if i in shift_of:  # one octave reading per pair
                     norms = {shift_of[i]: norms[shift_of[i]]}
-                if name != "spectral" and not tracks[i].is_drum:
-                    _need_rows(stem, name, np.concatenate([track.pitches + s for s in norms]))
-                for shift, norm in norms.items():
-                    product = _pitch_curve(roll, track.pitches, observed, shift, n, norm)
-                    if product is None:
-                        continue
-                    r = product / (size * norm)
-                    zc = _z_curve(r, null)
-                    if shift != 0:
-                        zc = zc - OCTAVE_PENALTY_Z
-                    peak = zc[window].max()
-                    if best_z is None or peak > best_peak:
-                        best_z, best_r, best_peak = zc, r, peak
-                        if name == "spectral":
-                            shift_of[i] = shift
-                if best_z is not None and best_r is not None:
-                    curves[name], raw[name] = best_z, best_r
+                requests.append((i, roll, stem.pitch[name], norms, track.pitches))
+            _best_readings(
+                name,
+                requests,
+                n=n,
+                size=size,
+                null=null,
+                window=window,
+                curves_of=curves_of,
+                shift_of=shift_of,
+                lag_products=lag_products,
+            )
+        for i, (curves, raw) in curves_of.items():
             names = [c for c in CURVES if c in curves and weights.get(c, 1.0) > 0]
             names = names or [c for c in CURVES if c in curves]
             w = np.array([weights.get(c, 1.0) or 1.0 for c in names])
@@ -784,7 +947,7 @@ def content_evidence(
             # the curves follow one another (the same note times), so their sum is standardised
             # against its own null again rather than divided by sqrt(k)
             combined = _z_curve(combined, null)
-            pick = np.flatnonzero(window)[int(np.argmax(combined[window]))]
+            pick = window[int(np.argmax(combined[window]))]
             z[i, j] = float(combined[pick])
             score[i, j] = float(np.mean([raw[c][pick] for c in names]))
             lag_s[i, j] = float(lags[pick]) / grid.rate_hz
@@ -795,17 +958,28 @@ def content_evidence(
         if np.isfinite(column).any():
             lead = int(np.nanargmax(column))
             shift_frames = int(round(lag_s[lead, j] * grid.rate_hz))
-            fitted = [(i, t) for i, t in enumerate(track_cache[grid]) if not isinstance(t, int)]
-            for i, t in fitted:
-                if not tracks[i].is_drum:
-                    _need_rows(stem, "band_onset", t.pitches + shift_of.get(i, 0))
+            fitted = [(i, t) for i, t in enumerate(prepared) if not isinstance(t, int)]
+            cross = np.zeros(len(fitted))
+            for m, (i, t) in enumerate(fitted):
+                kinds = ("band_onset",) if tracks[i].is_drum else ("band_onset", "spectral")
+                shift = 0 if tracks[i].is_drum else shift_of.get(i, 0)
+                for name in kinds:
+                    product = lag_products.get((i, name, shift))
+                    if product is None:  # a curve without variance: not among the lag products
+                        observed = stem.drum_band if tracks[i].is_drum else stem.pitch[name]
+                        roll = t.onsets if name == "band_onset" else t.held
+                        if name == "band_onset" and not tracks[i].is_drum:
+                            _need_rows(stem, name, t.pitches + shift)
+                        product = _lag_products(roll, t.pitches, observed, shift, n)
+                    if product is not None:
+                        # the prediction at the stem's lag: Σ roll[t]·x[t + shift_frames]
+                        cross[m] += float(product[shift_frames % n])
             if grid not in products:
-                products[grid] = _roll_products(track_cache[grid])
+                products[grid] = _roll_products(prepared)
                 gram_cache[grid] = {}
             shares_ij = _unique_shares(
-                stem,
+                cross,
                 fitted,
-                shift_frames,
                 grid,
                 shift_of,
                 [tracks[i].is_drum for i, _ in fitted],

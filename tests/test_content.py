@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from kmidi_ingest import content, discover
-from kmidi_ingest.audio import MelParams, StemData, process_group
+from kmidi_ingest.audio import FeatureData, MelParams, StemData, process_group
 from kmidi_ingest.midi import NOTE_DTYPE
 from tests.synth import write_stem
 
@@ -141,3 +143,153 @@ def test_drum_notes_use_the_kit_regions():
     drums = content.drum_templates(sample_rate_hz=SR, n_mels=128, fmin_hz=0.0, fmax_hz=SR / 2)
     kick, hat = np.flatnonzero(drums[36]), np.flatnonzero(drums[42])
     assert kick.max() < hat.min()  # the kick lights low bands, the hats high ones
+
+
+# --- the computational kernel against a direct computation ---------------------------------
+
+KERNEL_SR, KERNEL_HOP, KERNEL_MELS = 16000, 640, 64  # 25 frames/s: the curves' grid, pool 1
+
+
+def feature_of(values: np.ndarray) -> FeatureData:
+    return FeatureData(
+        kind="logmel",
+        sample_rate_hz=KERNEL_SR,
+        n_fft=2048,
+        hop_length=KERNEL_HOP,
+        n_mels=KERNEL_MELS,
+        fmin_hz=0.0,
+        fmax_hz=KERNEL_SR / 2,
+        db_ref=1.0,
+        db_amin=1e-10,
+        centered=True,
+        values=values.astype(np.float16),
+    )
+
+
+def random_notes(rng: np.random.Generator, *, seconds: float, pitches: range) -> np.ndarray:
+    starts = np.sort(rng.uniform(0.1, seconds - 0.5, 40))
+    return notes_of([(float(s), int(rng.choice(pitches))) for s in starts], length_s=0.25)
+
+
+def dense_roll(notes: np.ndarray, n: int, rate_hz: float, *, held: bool) -> np.ndarray:
+    """The (128, n) piano roll written out note by note (the reference for the kernel)."""
+    out = np.zeros((128, n))
+    for note in notes:
+        start = int(np.floor(note["start_s"] * rate_hz))
+        if not 0 <= start < n:
+            continue
+        if held:
+            end_s = note["start_s"] + min(note["end_s"] - note["start_s"], content.MAX_NOTE_S)
+            stop = min(n, max(start + 1, int(np.ceil(end_s * rate_hz))))
+            out[note["pitch"], start:stop] = 1.0
+        else:
+            out[note["pitch"], start] += note["velocity"] / 127.0
+    return out
+
+
+def circular_products(prediction: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``Σ_{b,t} prediction[b, t] · observed[b, (t + lag) mod n]``, lag by lag."""
+    lags = range(observed.shape[1])
+    return np.array([np.sum(prediction * np.roll(observed, -lag, axis=1)) for lag in lags])
+
+
+@pytest.fixture(scope="module")
+def kernel_case():
+    rng = np.random.default_rng(15)
+    n_frames = 251  # prime: the FFTs' slowest case
+    values = rng.uniform(-70.0, -10.0, (KERNEL_MELS, n_frames))
+    feature = feature_of(values)
+    grid = content._grid(feature)
+    assert (grid.pool, grid.n_frames) == (1, n_frames)
+    notes = random_notes(rng, seconds=n_frames / grid.rate_hz, pitches=range(48, 72))
+    return feature, grid, notes
+
+
+def test_the_lag_products_equal_the_direct_correlation_on_the_circle(kernel_case):
+    feature, grid, notes = kernel_case
+    track = content._track(content.TrackNotes(notes=notes), grid)
+    assert not isinstance(track, int)
+    pooled, rise = content._observations(feature, grid)
+    stem = content._stem(
+        pooled, rise.copy(), None, grid, pitched_rows=np.arange(128), drum_rows=np.zeros(0, int)
+    )
+    assert isinstance(stem, content._Stem)
+    content._need_rows(stem, "band_onset", np.arange(128))
+    templates = content.harmonic_templates(**grid.template_key)
+    # the reference observations, from the stored values directly
+    stored = feature.values.astype(np.float64)
+    db = np.maximum(stored, stored.max() - content.DYNAMIC_RANGE_DB)
+    spectral = db - db.mean(axis=1, keepdims=True)
+    spectral -= spectral.mean(axis=0, keepdims=True)
+    spectral /= spectral.std()
+    band = np.maximum(np.diff(db, axis=1, prepend=db[:, :1]), 0.0)
+    band = (band - band.mean()) / band.std()
+    for name, roll, observed, held in (
+        ("spectral", track.held, spectral, True),
+        ("band_onset", track.onsets, band, False),
+    ):
+        dense = dense_roll(notes, grid.n_frames, grid.rate_hz, held=held)
+        for shift in content.OCTAVE_SHIFTS:
+            prediction = np.zeros((KERNEL_MELS, grid.n_frames))
+            for pitch in np.flatnonzero(dense.any(axis=1)):
+                if 0 <= pitch + shift < 128:
+                    prediction += np.outer(templates[pitch + shift], dense[pitch])
+            want = circular_products(prediction, observed)
+            got = content._lag_products(roll, track.pitches, stem.pitch[name], shift, grid.n_frames)
+            assert got is not None
+            np.testing.assert_allclose(got, want, atol=2e-4 * np.abs(want).max())
+
+
+def test_fast_pooling_and_sparse_rows_equal_the_plain_computation():
+    rng = np.random.default_rng(4)
+    values = rng.uniform(-90.0, 0.0, (KERNEL_MELS, 4 * 60 + 3))
+    feature = dataclasses.replace(feature_of(values), hop_length=KERNEL_HOP // 4)
+    grid = content._grid(feature)
+    assert grid.pool == 4
+    pooled, _ = content._observations(feature, grid)
+    stored = feature.values.astype(np.float32)
+    frames = stored[:, : 4 * 60].reshape(KERNEL_MELS, 60, 4)
+    want = (((frames[:, :, 0] + frames[:, :, 1]) + frames[:, :, 2]) + frames[:, :, 3]) / 4
+    np.testing.assert_array_equal(pooled, np.maximum(want, stored.max() - 80.0))
+    for peak_case in (values, values - 200.0, -values, np.array([[-0.0, -3.5], [-1e-4, -2.0]])):
+        half = np.asarray(peak_case, dtype=np.float16)
+        assert content._peak(half) == float(half.astype(np.float32).max())
+    dense = np.where(rng.random((20, 50)) < 0.1, rng.random((20, 50)), 0.0).astype(np.float32)
+    from scipy.sparse import csr_matrix
+
+    assert (content._csr(dense) != csr_matrix(dense)).nnz == 0
+
+
+def test_the_evidence_values_are_pinned():
+    """A fixed case: two parts, each printed to its own stem, and a stem of noise. The values
+    pin the whole computation (a faster kernel must give the same evidence)."""
+    rng = np.random.default_rng(7)
+    n_frames = 301
+    seconds = n_frames * KERNEL_HOP / KERNEL_SR
+    parts = [
+        random_notes(rng, seconds=seconds, pitches=range(60, 80)),
+        random_notes(rng, seconds=seconds, pitches=range(36, 52)),
+    ]
+    templates = content.harmonic_templates(
+        sample_rate_hz=KERNEL_SR, n_mels=KERNEL_MELS, fmin_hz=0.0, fmax_hz=KERNEL_SR / 2
+    )
+    stems = []
+    for lag_frames, notes in zip((0, 5), parts, strict=True):
+        held = np.roll(dense_roll(notes, n_frames, 25.0, held=True), lag_frames, axis=1)
+        stems.append(
+            -70.0 + 40.0 * templates.T @ held + rng.normal(0, 3.0, (KERNEL_MELS, n_frames))
+        )
+    stems.append(-50.0 + rng.normal(0, 3.0, (KERNEL_MELS, n_frames)))
+    got = content.content_evidence(
+        [content.TrackNotes(notes=n) for n in parts], [feature_of(v) for v in stems]
+    )
+    assert got.lag_s[0, 0] == pytest.approx(0.0) and got.lag_s[1, 1] == pytest.approx(0.2)
+    np.testing.assert_allclose(got.z, PINNED_Z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.score, PINNED_SCORE, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.unique, PINNED_UNIQUE, rtol=1e-4, atol=1e-6)
+
+
+# computed by the code before the cost work (main at da333a7); the faster kernel agrees to 1e-5
+PINNED_Z = np.array([[38.192413, 2.471313, 1.193129], [2.545008, 16.416619, 2.512062]])
+PINNED_SCORE = np.array([[0.74352, 0.018879, 0.033085], [0.029748, 0.625735, 0.035717]])
+PINNED_UNIQUE = np.array([[0.3713729, 0.0, 0.0], [0.0, 0.3101709, 5.145155e-05]])
