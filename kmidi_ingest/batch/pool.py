@@ -562,6 +562,7 @@ def _process_cue_in_worker(
         )
         return compute.hand_off(result, spec)
 
+
 def _stem_in_worker(slot: int, cue: CueSource, index: int, spec: CueSpec) -> StemOutcome:
     with _in_slot(slot):
         return compute.compute_stem(
