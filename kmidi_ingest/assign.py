@@ -34,6 +34,12 @@ one stem). With several tracks, the content's picks are made jointly (:func:`con
 
 Pairs made that way (family or doubling) are never verified: ``verify_reason`` says why.
 
+A drum track's content evidence also follows the kick and bass of pitched stems. Its *kit*
+evidence (:mod:`kmidi_ingest.kit`: its hits against each stem's rise in the hat and cymbal
+bands) overrules a pick the content made but did not verify, or fills in a missing one, when its
+best stem's kit ``z`` reaches :data:`Z_PLAUSIBLE` and lies :data:`KIT_MARGIN` above every other
+stem's; a name's proposal is never overruled by it, and such a pair is never verified.
+
 ``verified`` (identity): ``True`` when the chosen stem's ``z`` ≥ :data:`Z_VERIFY` **and** it beats
 every other stem: a lone track by at least :data:`MARGIN` in z; beside other tracks by its unique
 share (≥ :data:`U_VERIFY`, twice the runner-up's) with no other stem more than :data:`MARGIN`
@@ -66,6 +72,7 @@ U_AGREE = 0.0001  # any share beyond the fit's noise picks where the best z (≥
 MARGIN_AGREE = 1.0  # ... and that z is this far above every other stem's
 Z_DOUBLED = 5.0  # a track with no unique share anywhere may take its best stem by z from here
 DOUBLED_SHARE = 0.8  # share of note starts two tracks play both (each way): a doubled part
+KIT_MARGIN = 3.0  # a drum track's kit z this far above every other stem's moves an unverified pick
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +254,7 @@ def decide(
     name_source: str = "name",
     families: Sequence[str | None] | None = None,
     doubled: np.ndarray | None = None,
+    kit: np.ndarray | None = None,
 ) -> list[Decision]:
     """One :class:`Decision` per track (see the module docstring).
 
@@ -264,6 +272,8 @@ def decide(
         Each track's instrument family (its category; ``None`` where unknown).
     doubled : numpy.ndarray, optional
         :func:`kmidi_ingest.doubling.doubled_shares` of the tracks, shape ``(n, n)``.
+    kit : numpy.ndarray, optional
+        :func:`kmidi_ingest.kit.kit_evidence` of the tracks × stems (NaN for pitched tracks).
     """
     out: list[Decision] = []
     # With one track there is nothing to share the credit with: its z must decide alone. With
@@ -285,8 +295,26 @@ def decide(
         else:
             stem, by = proposed, name_source
         filled = note if stem == chosen and by == "content" else None
-        out.append(_verdict(i, stem, by, content, stem_names, alone=alone, filled=filled))
+        verdict = _verdict(i, stem, by, content, stem_names, alone=alone, filled=filled)
+        row = None if kit is None or by not in ("content", "none") else kit[i]
+        hit = None if row is None else _kit_choice(row)
+        if row is not None and hit is not None and hit != stem and verdict.verified is not True:
+            note = f"the kit's hats and cymbals are in this stem (kit z {row[hit]:.1f})"
+            verdict = _verdict(i, hit, "content", content, stem_names, alone=alone, filled=note)
+        out.append(verdict)
     return out
+
+
+def _kit_choice(row: np.ndarray) -> int | None:
+    """The stem a drum track's kit evidence clearly picks (``Z_PLAUSIBLE``, ``KIT_MARGIN``)."""
+    values = np.where(np.isfinite(row), row, -np.inf)
+    if not len(values) or not np.isfinite(values).any():
+        return None
+    best = int(np.argmax(values))
+    others = np.delete(values, best)
+    if values[best] < Z_PLAUSIBLE or (len(others) and values[best] - others.max() < KIT_MARGIN):
+        return None
+    return best
 
 
 def _holds_too(z: np.ndarray, u: np.ndarray, proposed: int, chosen: int) -> bool:

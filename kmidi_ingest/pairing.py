@@ -29,6 +29,7 @@ from .audio import StemData
 from .categories import CategoryGuess, categorize
 from .content import ContentEvidence, TrackNotes, content_evidence
 from .doubling import doubled_shares
+from .kit import kit_evidence
 from .match import (
     CueMatch,
     FuzzyMatcher,
@@ -90,7 +91,8 @@ def evidence_of(instruments: list[tuple[int, Track]], stems: Sequence[StemData])
         [TrackNotes(notes=t.notes, is_drum=t.is_drum) for _, t in instruments],
         [s.feature for s in stems],
     )
-    return dataclasses.replace(onsets, content=content)
+    kit = kit_evidence([(t.notes, t.is_drum) for _, t in instruments], [s.feature for s in stems])
+    return dataclasses.replace(onsets, content=content, kit=kit)
 
 
 def match_offline(
@@ -337,6 +339,7 @@ def _assemble(
         name_source="llm" if by_llm else "name",
         families=families,
         doubled=doubled_shares([t.notes for _, t in instruments], until_s=audio_s),
+        kit=evidence.kit,
     )
     decisions = _drop_alternates(decisions, request, content)
     decisions, extras = desk_stems(

@@ -49,6 +49,7 @@ class OnsetEvidence:
     lag_s: np.ndarray
     frame_rate_hz: float
     content: ContentEvidence | None = None  # the pitch-aware evidence of the same pairs
+    kit: np.ndarray | None = None  # kmidi_ingest.kit.kit_evidence of the same pairs (drum tracks)
 
 
 def note_onset_envelope(
