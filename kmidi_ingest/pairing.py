@@ -19,6 +19,7 @@ and a cached answer is read and written by the single writer only.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,13 +87,20 @@ def _request(
 
 def evidence_of(instruments: list[tuple[int, Track]], stems: Sequence[StemData]) -> OnsetEvidence:
     """Onset and content evidence of every instrument track × stem (computed from the features)."""
+    started, started_cpu = time.perf_counter(), time.process_time()
     onsets = onset_evidence([t.notes for _, t in instruments], [s.feature for s in stems])
     content = content_evidence(
         [TrackNotes(notes=t.notes, is_drum=t.is_drum) for _, t in instruments],
         [s.feature for s in stems],
     )
     kit = kit_evidence([(t.notes, t.is_drum) for _, t in instruments], [s.feature for s in stems])
-    return dataclasses.replace(onsets, content=content, kit=kit)
+    return dataclasses.replace(
+        onsets,
+        content=content,
+        kit=kit,
+        compute_s=time.perf_counter() - started,
+        compute_cpu_s=time.process_time() - started_cpu,
+    )
 
 
 def match_offline(

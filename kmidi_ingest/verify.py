@@ -43,6 +43,8 @@ class OnsetEvidence:
 
     ``correlation`` and ``lag_s`` have shape ``(n_tracks, n_stems)``; NaN where a track has fewer
     than :data:`MIN_ONSETS` distinct note starts or a stem no onsets (nothing to compare).
+    ``compute_s`` and ``compute_cpu_s`` are the wall and CPU seconds of all of a cue's evidence
+    from the audio (onsets, note templates, kit bands), for the cost figure.
     """
 
     correlation: np.ndarray
@@ -50,6 +52,8 @@ class OnsetEvidence:
     frame_rate_hz: float
     content: ContentEvidence | None = None  # the pitch-aware evidence of the same pairs
     kit: np.ndarray | None = None  # kmidi_ingest.kit.kit_evidence of the same pairs (drum tracks)
+    compute_s: float = 0.0
+    compute_cpu_s: float = 0.0
 
 
 def note_onset_envelope(
