@@ -1,8 +1,9 @@
 """The MIDI rows of a cue: files, parts, notes and channel events, written in bulk.
 
-Parent rows (files, parts) go through ``INSERT … RETURNING`` in batches; the event tables go in
-bulk (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL: :mod:`.store_pg`), never row by
-row through the ORM. Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
+Parent rows (files, parts) go through ``INSERT … RETURNING`` in batches (on PostgreSQL: ids
+reserved from the sequences, then ``INSERT … SELECT FROM unnest``: :mod:`.store_pg`); the event
+tables go in bulk (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL), never row by row
+through the ORM. Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
 """
 
 from __future__ import annotations

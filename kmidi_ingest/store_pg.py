@@ -169,9 +169,7 @@ def _unnest_sql(table: str, columns: tuple[str, ...]) -> str:
         if cast is None:
             raise StoreError(f"no array type for column type {column_type!r}", path=table)
         casts.append(f"%s::{cast}")
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})"
-    )
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})"
 
 
 @functools.cache

@@ -329,7 +329,9 @@ def test_file_level_tables_and_parents_store_the_text_of_the_previous_path(
         assert content(urls["new"], MIDI_TABLES) == content(sqlite, MIDI_TABLES)
         engine = make_engine(urls["new"])
         with engine.connect() as conn:
-            files = dict(conn.execute(text("SELECT file_name, ticks_per_beat FROM midi_files")).all())
+            files = dict(
+                conn.execute(text("SELECT file_name, ticks_per_beat FROM midi_files")).all()
+            )
             names = {r[0] for r in conn.execute(text("SELECT name FROM midi_tracks"))}
             markers = {r[0] for r in conn.execute(text("SELECT text FROM markers"))}
             keys = [r[0] for r in conn.execute(text("SELECT key FROM key_signatures ORDER BY id"))]
