@@ -1,8 +1,9 @@
 """The MIDI rows of a cue: files, parts, notes and channel events, written in bulk.
 
-Parent rows (files, parts) go through ``INSERT … RETURNING`` in batches; the event tables go in
-bulk (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL: :mod:`.store_pg`), never row by
-row through the ORM. Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
+Parent rows (files, parts) go through ``INSERT … RETURNING`` in batches (on PostgreSQL: ids
+reserved from the sequences, then ``INSERT … SELECT FROM unnest``: :mod:`.store_pg`); the event
+tables go in bulk (``executemany`` on SQLite, binary ``COPY`` on PostgreSQL), never row by row
+through the ORM. Called by :mod:`kmidi_ingest.store` inside the cue's transaction.
 """
 
 from __future__ import annotations
@@ -60,16 +61,17 @@ def write_midi(conn: Connection, cue_id: int, result: CueResult) -> dict[tuple[i
     """
     track_ids: dict[tuple[int, int], int] = {}
     events = _event_batches(conn)
+    write_batch = _midi_batch_writer(conn)
     batch: list[tuple[int, MidiData]] = []
     rows = 0
     for midi_index, midi in enumerate(result.midi):
         batch.append((midi_index, midi))
         rows += _event_count(midi)
         if rows >= EVENT_BATCH_ROWS:
-            _write_midi_batch(conn, cue_id, result, batch, events, track_ids)
+            write_batch(conn, cue_id, result, batch, events, track_ids)
             batch, rows = [], 0
     if batch:
-        _write_midi_batch(conn, cue_id, result, batch, events, track_ids)
+        write_batch(conn, cue_id, result, batch, events, track_ids)
     return track_ids
 
 
@@ -86,6 +88,30 @@ def _event_batches(conn: Connection) -> _Batches:
 
         return PgEventBatches(conn)
     return _EventBatches(conn)
+
+
+class _BatchWriter(Protocol):
+    def __call__(
+        self,
+        conn: Connection,
+        cue_id: int,
+        result: CueResult,
+        batch: list[tuple[int, MidiData]],
+        events: _Batches,
+        track_ids: dict[tuple[int, int], int],
+    ) -> None: ...
+
+
+def _midi_batch_writer(conn: Connection) -> _BatchWriter:
+    """How ``conn``'s backend writes a batch of files, their parts and file-level rows: ids
+    reserved from the sequences and one round trip of ``INSERT … SELECT FROM unnest`` on
+    PostgreSQL (:func:`~kmidi_ingest.store_pg.write_midi_batch`), ``INSERT … RETURNING``
+    elsewhere (DSQL included)."""
+    if conn.dialect.name == "postgresql" and not is_dsql(conn):
+        from .store_pg import write_midi_batch  # deferred: store_pg imports this module
+
+        return write_midi_batch
+    return _write_midi_batch
 
 
 def _event_count(midi: MidiData) -> int:

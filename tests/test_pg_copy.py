@@ -3,21 +3,24 @@ against the old CSV ``COPY`` path and against SQLite, on a real server."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 from sqlalchemy import insert, text
 
-from kmidi_ingest import ingest, migrate, store, store_midi
+from kmidi_ingest import ingest, migrate, store, store_midi, store_pg
 from kmidi_ingest import models as m
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.errors import StoreError
 from kmidi_ingest.midi import BEND_DTYPE, CC_DTYPE, NOTE_DTYPE, PROGRAM_DTYPE, TOUCH_DTYPE, Track
 from kmidi_ingest.pg_copy import HEADER, TRAILER, Column, copy_buffer
 from kmidi_ingest.store_pg import PgEventBatches
-from tests.conftest import SHARED_MIDI
+from tests.conftest import SHARED_MIDI, note_track, write_midi
 from tests.dbutil import content
 from tests.fixtures.make_midi_fixtures import HERE
 
@@ -165,6 +168,36 @@ def test_binary_copy_stores_exactly_what_the_csv_copy_stored(pg_url):
     assert [(r[5], r[6]) for r in touch] == [(None, 100), (60, 0)]
 
 
+def test_few_events_sent_as_array_literals_store_what_the_binary_copy_stored(pg_url):
+    engine = make_engine(pg_url)
+    migrate.upgrade(engine)
+    track = _extreme_track(0)
+    with engine.begin() as conn:
+        copy_part, literal_part = _part(conn, "copy"), _part(conn, "literal")
+        copied = PgEventBatches(conn)
+        copied.add(copy_part, track)
+        copied.flush()
+        literal = PgEventBatches(conn)
+        literal.add(literal_part, track)
+        small = literal.take_small(store_pg.SMALL_EVENT_ROWS)
+        assert sorted(t for t, _ in small) == sorted(EVENT_TABLES)
+        cursor = conn.connection.dbapi_connection.cursor()
+        for table, columns in small:
+            statement, names = store_pg._unnest_sql, tuple(c.name for c in columns)
+            cursor.execute(statement(table, names), [store_pg.array_literal(c) for c in columns])
+        literal.flush()  # nothing left to COPY
+    with engine.connect() as conn:
+        for table in EVENT_TABLES:
+            stored = _rows(conn, table, literal_part)
+            assert stored == _rows(conn, table, copy_part), table
+            assert stored, table
+    engine.dispose()
+    notes = store_pg.note_columns(np.array([1, 2]), track.notes[:2])
+    assert store_pg.array_literal(notes[4]) == "{NULL,0}"  # release velocity -1: NULL
+    assert store_pg.array_literal(notes[-1]) == "{t,f}"
+    assert store_pg.array_literal(Column("x", np.array([0.1, 1e-300]))) == "{0.1,1e-300}"
+
+
 def _collection(tmp_path):
     """Real MIDI files (a sample of ``../shared/data/midi``, one cue per source folder) and the
     edge-case fixtures (SMPTE: no bars; aftertouch, pitch bends; unreleased notes)."""
@@ -188,6 +221,13 @@ def _collection(tmp_path):
     return root
 
 
+def _previous_path(patch) -> None:
+    """The previous PostgreSQL path: ``INSERT … RETURNING`` of files and parts, multi-row
+    ``INSERT``s of the file-level tables through SQLAlchemy, rows and CSV ``COPY`` of events."""
+    patch.setattr(store_midi, "_event_batches", store_midi._EventBatches)
+    patch.setattr(store_midi, "_midi_batch_writer", lambda conn: store_midi._write_midi_batch)
+
+
 def _all_rows(url: str) -> dict[str, list[tuple]]:
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -207,8 +247,8 @@ def test_a_collection_on_postgresql_gives_the_rows_of_sqlite_and_of_the_csv_path
     try:
         binary = ingest(root, 16000, database_url=urls["binary"], workers=1)
         ingest(root, 16000, database_url=sqlite, workers=1)
-        with monkeypatch.context() as patch:  # the previous PostgreSQL path: rows, CSV COPY
-            patch.setattr(store_midi, "_event_batches", store_midi._EventBatches)
+        with monkeypatch.context() as patch:
+            _previous_path(patch)
             ingest(root, 16000, database_url=urls["csv"], workers=1)
         assert binary.cues_ingested >= 5 and binary.notes > 10_000
         new, old = _all_rows(urls["binary"]), _all_rows(urls["csv"])
@@ -228,6 +268,87 @@ def test_a_collection_on_postgresql_gives_the_rows_of_sqlite_and_of_the_csv_path
             assert conn.execute(text("SELECT MIN(value) FROM midi_pitch_bends")).scalar_one() < 0
         engine.dispose()
         assert content(urls["binary"], MIDI_TABLES) == content(sqlite, MIDI_TABLES)
+    finally:
+        for url in urls.values():
+            pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+def _latin1(text: str) -> str:
+    """``text``'s UTF-8 bytes as mido's latin-1 meta text: the file holds UTF-8."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def _text_collection(root):
+    """Cues whose names and MIDI text hold what the text columns must keep: a non-UTF-8 folder
+    and file name (escaped to ``\\xNN`` at the database edge), unicode, control characters, quotes
+    and backslashes, SMPTE timing (NULL ticks per beat), tempo, meter and key changes."""
+    odd = os.fsencode(root) + b"/caf\xe9 cue/MIDI"
+    os.makedirs(odd)
+    texts = ["Violon I \u2014 \u00e9t\u00e9 \u65e5\u672c", "bell\x07 esc\x1b[31m tab\tnl\n",
+             "quote ' \" back\\slash {braces}, NULL", "\U0001f3bb emoji", ""]  # fmt: skip
+    tracks = []
+    for i, name in enumerate(texts):
+        track = note_track(_latin1(name), [(0, 240, 60 + i), (480, 960, 62 + i)], channel=i)
+        track.insert(0, mido.MetaMessage("marker", text=_latin1(texts[-1 - i]), time=0))
+        tracks.append(track)
+    tracks[0][:0] = [
+        mido.MetaMessage("set_tempo", tempo=500_000, time=0),
+        mido.MetaMessage("time_signature", numerator=7, denominator=8, time=0),
+        mido.MetaMessage("key_signature", key="F#m", time=0),
+        mido.MetaMessage("text", text=_latin1("\u00a9 2026 \u00c5ngstr\u00f6m"), time=0),
+        mido.MetaMessage("set_tempo", tempo=333_333, time=720),
+        mido.MetaMessage("key_signature", key="Bb", time=0),
+        mido.MetaMessage("cue_marker", text="", time=0),
+    ]
+    write_midi(Path(os.fsdecode(odd + b"/m\xf6\xff.mid")), tracks)
+    write_midi(root / "\u00c9t\u00e9 \u00e0 Paris" / "MIDI" / "\u65e5\u672c.mid", tracks[1:3])
+    smpte = root / "smpte" / "MIDI"
+    smpte.mkdir(parents=True)
+    shutil.copy(HERE / "smpte_25fps.mid", smpte / "a.mid")
+    shutil.copy(HERE / "marker_track_only.mid", smpte / "b.mid")
+
+
+def test_file_level_tables_and_parents_store_the_text_of_the_previous_path(
+    tmp_path, pg_server, monkeypatch
+):
+    root = tmp_path / "cues"
+    _text_collection(root)
+    urls = {name: pg_server.create_database(f"t_text_{name}_{tmp_path.name[-8:]}".lower())
+            for name in ("new", "old")}  # fmt: skip
+    sqlite = f"sqlite:///{tmp_path}/db.sqlite"
+    try:
+        assert ingest(root, 16000, database_url=urls["new"], workers=1).cues_ingested == 3
+        ingest(root, 16000, database_url=sqlite, workers=1)
+        with monkeypatch.context() as patch:
+            _previous_path(patch)
+            ingest(root, 16000, database_url=urls["old"], workers=1)
+        new, old = _all_rows(urls["new"]), _all_rows(urls["old"])
+        for table in MIDI_TABLES:
+            assert new[table] == old[table], table
+            assert new[table] or table in EVENT_TABLES[1:], table
+        assert content(urls["new"], MIDI_TABLES) == content(sqlite, MIDI_TABLES)
+        engine = make_engine(urls["new"])
+        with engine.connect() as conn:
+            files = dict(
+                conn.execute(text("SELECT file_name, ticks_per_beat FROM midi_files")).all()
+            )
+            names = {r[0] for r in conn.execute(text("SELECT name FROM midi_tracks"))}
+            markers = {r[0] for r in conn.execute(text("SELECT text FROM markers"))}
+            keys = [r[0] for r in conn.execute(text("SELECT key FROM key_signatures ORDER BY id"))]
+            tempos = conn.execute(text("SELECT tempo_us, bar FROM tempo_changes ORDER BY id")).all()
+            meter = conn.execute(text("SELECT numerator, denominator FROM time_signatures")).all()
+            cues = {r[0] for r in conn.execute(text("SELECT rel_path FROM cues"))}
+            file_paths = {r[0] for r in conn.execute(text("SELECT rel_path FROM midi_files"))}
+        engine.dispose()
+        assert "m\\xf6\\xff.mid" in files and "caf\\xe9 cue" in cues
+        assert "MIDI/m\\xf6\\xff.mid" in file_paths
+        assert files["a.mid"] is None and files["m\\xf6\\xff.mid"] == 480  # SMPTE: no PPQ
+        assert "\u65e5\u672c.mid" in files and "\u00c9t\u00e9 \u00e0 Paris" in cues
+        assert {"Violon I \u2014 \u00e9t\u00e9 \u65e5\u672c", "bell\x07 esc\x1b[31m tab\tnl\n",
+                "quote ' \" back\\slash {braces}, NULL", "\U0001f3bb emoji"} <= names  # fmt: skip
+        assert {"\u00a9 2026 \u00c5ngstr\u00f6m", "bell\x07 esc\x1b[31m tab\tnl\n", ""} <= markers
+        assert keys[:2] == ["F#m", "Bb"] and (7, 8) in meter
+        assert (500_000, 1) in tempos and (333_333, 1) in tempos
     finally:
         for url in urls.values():
             pg_server.drop_database(url.rsplit("/", 1)[1])
