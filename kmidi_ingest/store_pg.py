@@ -32,10 +32,10 @@ from .results import CueResult
 from .store_midi import (  # store_midi imports this module lazily
     _EVENT_TABLES,
     _Batches,
-    _file_event_rows,
-    _midi_file_row,
-    _track_row,
+    file_event_rows,
     microseconds,
+    midi_file_row,
+    track_row,
 )
 from .text import safe_text
 
@@ -241,7 +241,7 @@ def write_midi_batch(
         add(
             "midi_files",
             [
-                {"id": file_id, **_midi_file_row(cue_id, midi, result)}
+                {"id": file_id, **midi_file_row(cue_id, midi, result)}
                 for (_, midi), file_id in zip(batch, file_ids, strict=True)
             ],
         )
@@ -251,7 +251,7 @@ def write_midi_batch(
             [
                 {
                     "id": part_id,
-                    **_track_row(
+                    **track_row(
                         file_of[i], track, result.track_categories.get((i, track.part_index))
                     ),
                 }
@@ -263,7 +263,7 @@ def write_midi_batch(
             events.add(part_id, track)
         file_rows: dict[str, list[dict[str, Any]]] = {}
         for (_, midi), file_id in zip(batch, file_ids, strict=True):
-            for model, rows in _file_event_rows(file_id, midi):
+            for model, rows in file_event_rows(file_id, midi):
                 file_rows.setdefault(model.__tablename__, []).extend(rows)
         for table, rows in file_rows.items():
             add(table, rows)
