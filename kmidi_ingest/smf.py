@@ -20,6 +20,7 @@ of unknown type are skipped; status bytes 0xF1–0xF6 and 0xF8–0xFE are not al
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,16 @@ def _as_rows(flat: list[int]) -> np.ndarray:
     return np.array(flat, dtype=np.int64).reshape(-1, 4)
 
 
-def parse_smf(raw: bytes, *, compiled: bool = True) -> SmfFile:
+# Loading numba and the cached kernel costs a process about 1 s of CPU, the time the Python scan
+# takes for some 400 typical files: a process scans in Python until its scans have cost that
+# much, then loads the kernel (rent, then buy: never more than about twice the better choice,
+# and a short run or a test process never pays the load).
+COMPILE_AFTER_S = 1.0
+_python_scan_s = 0.0
+_kernel_loaded = False
+
+
+def parse_smf(raw: bytes, *, compiled: bool | None = None) -> SmfFile:
     """Decode an SMF.
 
     Data bytes above 127 in channel messages are clipped to 127 (as ``mido``'s ``clip=True``) and
@@ -121,11 +131,23 @@ def parse_smf(raw: bytes, *, compiled: bool = True) -> SmfFile:
         running status without a preceding status, an undefined status byte, or a variable-length
         quantity longer than 4 bytes.
 
-    ``compiled=False`` scans the tracks with the pure-Python reference instead of the numba
-    kernel of :mod:`kmidi_ingest.smf_scan` (same result, same errors; the tests compare them).
+    ``compiled`` chooses the track scan: ``True`` the numba kernel of :mod:`kmidi_ingest.smf_scan`,
+    ``False`` the pure-Python reference (same result, same errors; the tests compare them),
+    ``None`` the reference until this process has spent :data:`COMPILE_AFTER_S` seconds in it,
+    then the kernel.
     """
+    global _python_scan_s
+    if compiled is None and _python_scan_s < COMPILE_AFTER_S and not _kernel_loaded:
+        started = time.perf_counter()
+        try:
+            return _parse(raw, _parse_track_py)
+        finally:
+            _python_scan_s += time.perf_counter() - started
+    return _parse(raw, _parse_track_py if compiled is False else _compiled_parser(raw))
+
+
+def _parse(raw: bytes, parse_track: Callable[[bytes, int, int, int], SmfTrack]) -> SmfFile:
     size = len(raw)
-    parse_track = _compiled_parser(raw) if compiled else _parse_track_py
     if size < 8 or raw[:4] != b"MThd":
         if size >= 4 and raw[:4] == b"RIFF" and b"MThd" in raw[:64]:
             raise SmfError("RIFF-wrapped MIDI (RMID) is not supported: MThd not found at byte 0")
@@ -177,8 +199,10 @@ def parse_smf(raw: bytes, *, compiled: bool = True) -> SmfFile:
 
 
 def _compiled_parser(raw: bytes) -> Callable[[bytes, int, int, int], SmfTrack]:
-    from . import smf_scan  # imported on first use: numba costs ~0.3 s to import
+    global _kernel_loaded
+    from . import smf_scan  # imported on first use: numba costs ~0.5 s to import
 
+    _kernel_loaded = True
     data = np.frombuffer(raw, dtype=np.uint8)
 
     def parse_track(raw: bytes, pos: int, end: int, index: int) -> SmfTrack:

@@ -115,3 +115,35 @@ def test_compiled_scan_returns_plain_python_values(tmp_path: Path) -> None:
     ]
     assert all(type(v) is int for e in track.events for v in e[:4])
     assert type(track.end_tick) is int and type(track.has_end_of_track) is bool
+
+
+def test_auto_mode_rents_the_python_scan_then_buys_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kmidi_ingest.smf as smf
+
+    raw = _real_bytes()[0]
+    reference = _outcome(raw, compiled=False)
+    monkeypatch.setattr(smf, "_python_scan_s", 0.0)
+    monkeypatch.setattr(smf, "_kernel_loaded", False)
+    monkeypatch.setattr(smf, "COMPILE_AFTER_S", 1e9)
+    assert _auto(raw) == reference
+    assert smf._python_scan_s > 0.0  # the Python scan ran and was charged
+    monkeypatch.setattr(smf, "COMPILE_AFTER_S", 0.0)
+    charged = smf._python_scan_s
+    assert _auto(raw) == reference
+    assert smf._python_scan_s == charged  # the kernel ran: nothing more charged
+
+
+def _auto(raw: bytes) -> Outcome:
+    smf = parse_smf(raw)
+    return (
+        "ok",
+        smf.midi_format,
+        smf.declared_tracks,
+        smf.division,
+        [
+            (t.channel.tolist(), t.other, t.end_tick, t.clipped_data_bytes, t.has_end_of_track)
+            for t in smf.tracks
+        ],
+    )
