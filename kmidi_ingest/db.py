@@ -101,9 +101,6 @@ def _query(url: URL) -> dict[str, str]:
     return {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
 
 
-SQLITE_CACHE_KIB = 64 * 1024
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -111,9 +108,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # 64 MiB of page cache (default 2 MiB): the writer's index inserts land on pages all over a
-    # growing database; the cache only grows as pages are read.
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
