@@ -109,10 +109,11 @@ def _as_rows(flat: list[int]) -> np.ndarray:
     return np.array(flat, dtype=np.int64).reshape(-1, 4)
 
 
-# Loading numba and the cached kernel costs a process about 1 s of CPU, the time the Python scan
+# Loading numba and the cached kernel costs a process about 1 s of CPU, what the Python scan
 # takes for some 400 typical files: a process scans in Python until its scans have cost that
-# much, then loads the kernel (rent, then buy: never more than about twice the better choice,
-# and a short run or a test process never pays the load).
+# much CPU time (process time: wall time on a loaded machine would switch too early), then loads
+# the kernel (rent, then buy: never more than about twice the better choice, and a short run or
+# a test process never pays the load).
 COMPILE_AFTER_S = 1.0
 _python_scan_s = 0.0
 _kernel_loaded = False
@@ -138,11 +139,11 @@ def parse_smf(raw: bytes, *, compiled: bool | None = None) -> SmfFile:
     """
     global _python_scan_s
     if compiled is None and _python_scan_s < COMPILE_AFTER_S and not _kernel_loaded:
-        started = time.perf_counter()
+        started = time.process_time()
         try:
             return _parse(raw, _parse_track_py)
         finally:
-            _python_scan_s += time.perf_counter() - started
+            _python_scan_s += time.process_time() - started
     return _parse(raw, _parse_track_py if compiled is False else _compiled_parser(raw))
 
 
