@@ -442,7 +442,7 @@ def _bar_beat_function(meter_map: MeterMap | None) -> BarBeat:
 def _scan_track(track: SmfTrack, *, index: int) -> _RawTrack:
     """Channel messages as one int64 array; meta and sysex events by kind."""
     raw = _RawTrack(
-        channel=np.array(track.channel, dtype=np.int64).reshape(-1, 4), end_tick=track.end_tick
+        channel=np.asarray(track.channel, dtype=np.int64).reshape(-1, 4), end_tick=track.end_tick
     )
     order_base = index << 32
     for position, (tick, status, a, _b, payload) in track.other:

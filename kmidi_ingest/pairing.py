@@ -304,6 +304,17 @@ def _row(
     )
 
 
+def _doubled(
+    instruments: list[tuple[int, Track]], content: ContentEvidence, audio_s: float | None
+) -> np.ndarray | None:
+    """The doubled shares of the tracks where the joint content picks read them: only when two
+    or more tracks have content evidence (else, as for a cue without stems, none is needed and
+    comparing every pair of tracks' notes would cost as much as reading the MIDI)."""
+    if int(np.isfinite(content.z).any(axis=1).sum()) <= 1:
+        return None
+    return doubled_shares([t.notes for _, t in instruments], until_s=audio_s)
+
+
 def _assemble(
     instruments: list[tuple[int, Track]],
     stems: Sequence[StemData],
@@ -346,7 +357,7 @@ def _assemble(
         stem_names=request.stem_names,
         name_source="llm" if by_llm else "name",
         families=families,
-        doubled=doubled_shares([t.notes for _, t in instruments], until_s=audio_s),
+        doubled=_doubled(instruments, content, audio_s),
         kit=evidence.kit,
     )
     decisions = _drop_alternates(decisions, request, content)

@@ -20,8 +20,12 @@ of unknown type are skipped; status bytes 0xF1–0xF6 and 0xF8–0xFE are not al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 Event = tuple[int, int, int, int, bytes | None]
 
@@ -38,12 +42,13 @@ class SmfError(Exception):
 class SmfTrack:
     """One MTrk chunk, stored for speed as two streams.
 
-    ``channel`` holds the channel messages flat, four ints each: ``tick, status, a, b``.
+    ``channel`` holds the channel messages as an int64 array of shape ``(n, 4)``: ``tick, status,
+    a, b`` per row.
     ``other`` holds the meta and sysex events with their position among all events of the track.
     :attr:`events` merges them back into the event tuples of this module.
     """
 
-    channel: list[int]
+    channel: np.ndarray
     other: list[tuple[int, Event]]
     end_tick: int
     clipped_data_bytes: int = 0
@@ -52,17 +57,17 @@ class SmfTrack:
     @property
     def events(self) -> list[Event]:
         """All events in file order as ``(tick, status, a, b, payload)`` tuples."""
-        flat = self.channel
+        rows = self.channel.tolist()
         out: list[Event] = []
         at = 0
         for position, event in self.other:
             while len(out) < position:
-                out.append((flat[at], flat[at + 1], flat[at + 2], flat[at + 3], None))
-                at += 4
+                tick, status, a, b = rows[at]
+                out.append((tick, status, a, b, None))
+                at += 1
             out.append(event)
-        while at < len(flat):
-            out.append((flat[at], flat[at + 1], flat[at + 2], flat[at + 3], None))
-            at += 4
+        for tick, status, a, b in rows[at:]:
+            out.append((tick, status, a, b, None))
         return out
 
     @classmethod
@@ -77,7 +82,9 @@ class SmfTrack:
                 other.append((position, event))
         end_tick = events[-1][0] if events else 0
         has_eot = any(e[1] == META and e[2] == END_OF_TRACK for _, e in other)
-        return cls(channel=channel, other=other, end_tick=end_tick, has_end_of_track=has_eot)
+        return cls(
+            channel=_as_rows(channel), other=other, end_tick=end_tick, has_end_of_track=has_eot
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +105,21 @@ class SmfFile:
         return sum(track.clipped_data_bytes for track in self.tracks)
 
 
-def parse_smf(raw: bytes) -> SmfFile:
+def _as_rows(flat: list[int]) -> np.ndarray:
+    return np.array(flat, dtype=np.int64).reshape(-1, 4)
+
+
+# Loading numba and the cached kernel costs a process about 1 s of CPU, what the Python scan
+# takes for some 400 typical files: a process scans in Python until its scans have cost that
+# much CPU time (process time: wall time on a loaded machine would switch too early), then loads
+# the kernel (rent, then buy: never more than about twice the better choice, and a short run or
+# a test process never pays the load).
+COMPILE_AFTER_S = 1.0
+_python_scan_s = 0.0
+_kernel_loaded = False
+
+
+def parse_smf(raw: bytes, *, compiled: bool | None = None) -> SmfFile:
     """Decode an SMF.
 
     Data bytes above 127 in channel messages are clipped to 127 (as ``mido``'s ``clip=True``) and
@@ -110,7 +131,23 @@ def parse_smf(raw: bytes) -> SmfFile:
         Not a MIDI file, unknown format, truncated, a chunk length that does not match its content,
         running status without a preceding status, an undefined status byte, or a variable-length
         quantity longer than 4 bytes.
+
+    ``compiled`` chooses the track scan: ``True`` the numba kernel of :mod:`kmidi_ingest.smf_scan`,
+    ``False`` the pure-Python reference (same result, same errors; the tests compare them),
+    ``None`` the reference until this process has spent :data:`COMPILE_AFTER_S` seconds in it,
+    then the kernel.
     """
+    global _python_scan_s
+    if compiled is None and _python_scan_s < COMPILE_AFTER_S and not _kernel_loaded:
+        started = time.process_time()
+        try:
+            return _parse(raw, _parse_track_py)
+        finally:
+            _python_scan_s += time.process_time() - started
+    return _parse(raw, _parse_track_py if compiled is False else _compiled_parser(raw))
+
+
+def _parse(raw: bytes, parse_track: Callable[[bytes, int, int, int], SmfTrack]) -> SmfFile:
     size = len(raw)
     if size < 8 or raw[:4] != b"MThd":
         if size >= 4 and raw[:4] == b"RIFF" and b"MThd" in raw[:64]:
@@ -152,7 +189,7 @@ def parse_smf(raw: bytes) -> SmfFile:
                 f"truncated: track {len(tracks)} declares {length} bytes, only {size - body}"
                 " remain in the file"
             )
-        tracks.append(_parse_track(raw, body, body + length, len(tracks)))
+        tracks.append(parse_track(raw, body, body + length, len(tracks)))
         pos = body + length
     return SmfFile(
         midi_format=midi_format,
@@ -162,7 +199,64 @@ def parse_smf(raw: bytes) -> SmfFile:
     )
 
 
-def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
+def _compiled_parser(raw: bytes) -> Callable[[bytes, int, int, int], SmfTrack]:
+    global _kernel_loaded
+    from . import smf_scan  # imported on first use: numba costs ~0.5 s to import
+
+    _kernel_loaded = True
+    data = np.frombuffer(raw, dtype=np.uint8)
+
+    def parse_track(raw: bytes, pos: int, end: int, index: int) -> SmfTrack:
+        result: tuple[Any, ...] = smf_scan.scan_track(data, pos, end)
+        channel, other_rows, end_tick, clipped, has_eot, code, x, y = result
+        if code != smf_scan.OK:
+            raise SmfError(_scan_error(code, x, y, index, pos, end, len(raw)))
+        other: list[tuple[int, Event]] = []
+        for position, tick, status, meta_type, at, length in other_rows.tolist():
+            other.append((position, (tick, status, meta_type, 0, raw[at : at + length])))
+        return SmfTrack(
+            channel=channel,
+            other=other,
+            end_tick=int(end_tick),
+            clipped_data_bytes=int(clipped),
+            has_end_of_track=bool(has_eot),
+        )
+
+    return parse_track
+
+
+def _scan_error(code: int, x: int, y: int, index: int, start: int, end: int, size: int) -> str:
+    """The reference scan's message for an error code of :func:`smf_scan.scan_track`."""
+    from . import smf_scan
+
+    if code == smf_scan.ERR_DELTA_VLQ:
+        return (
+            f"absurd delta time in track {index} at byte {x}: "
+            f"variable-length quantity longer than {MAX_VLQ_BYTES} bytes"
+        )
+    if code == smf_scan.ERR_RUNNING:
+        return (
+            f"running status without a status in track {index} at byte {x}: "
+            f"data byte 0x{y:02X} with no preceding status byte"
+        )
+    if code == smf_scan.ERR_EOT_LENGTH:
+        return (
+            f"wrong chunk length: track {index} declares {end - start} bytes but"
+            f" its End of Track event ends at byte {x}"
+        )
+    if code == smf_scan.ERR_UNDEFINED:
+        return f"undefined status byte 0x{x:02X} in track {index} at byte {y}"
+    if code == smf_scan.ERR_LENGTH_VLQ:
+        return (
+            f"absurd length in track {index} at byte {x}: "
+            f"variable-length quantity longer than {MAX_VLQ_BYTES} bytes"
+        )
+    # ERR_OVERRUN (x: the event) and ERR_SHORT (x: the read that fell off the file)
+    return _overrun(index, x, start, end, size)
+
+
+def _parse_track_py(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
+    """The pure-Python reference scan (the compiled kernel must match it exactly)."""
     channel: list[int] = []
     extend = channel.extend
     other: list[tuple[int, Event]] = []
@@ -253,7 +347,7 @@ def _parse_track(data: bytes, pos: int, end: int, index: int) -> SmfTrack:
     except IndexError:
         raise SmfError(_overrun(index, pos, start, end, len(data))) from None
     return SmfTrack(
-        channel=channel,
+        channel=_as_rows(channel),
         other=other,
         end_tick=tick,
         clipped_data_bytes=clipped,
