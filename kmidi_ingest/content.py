@@ -174,10 +174,9 @@ def drum_templates(
     *, sample_rate_hz: int, n_mels: int, fmin_hz: float, fmax_hz: float
 ) -> np.ndarray:
     """Mel bands lit by each GM percussion key, shape ``(128, n_mels)``, rows of unit norm."""
-    from .audio import hz_to_mel, mel_to_hz
+    from .mel import band_centres_hz
 
-    low, high = hz_to_mel(np.array([fmin_hz, fmax_hz], dtype=np.float64))
-    centres = mel_to_hz(np.linspace(low, high, n_mels + 2))[1:-1]
+    centres = band_centres_hz(n_mels=n_mels, fmin_hz=fmin_hz, fmax_hz=fmax_hz)
     out = np.zeros((128, n_mels))
     regions = {k: (lo, hi) for keys, lo, hi in DRUM_REGIONS_HZ.values() for k in keys}
     for key in range(128):

@@ -26,22 +26,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from .audio import FeatureData
-from .content import CURVE_RATE_HZ, MAX_LAG_S, MIN_NOTES, MIN_NULL_S, NULL_GUARD_S, SILENT_DB
-from .mel import hz_to_mel, mel_to_hz
+from .content import MAX_LAG_S, MIN_NOTES, MIN_NULL_S, NULL_GUARD_S, SILENT_DB, _grid
+from .mel import band_centres_hz
 
 HIGH_HZ = 7000.0  # hats and cymbals: the bands from here up
 LOW_WEIGHT = 0.5  # share of the rise below HIGH_HZ taken off the rise above it
 DYNAMIC_RANGE_DB = 80.0
 
 
-def _band_centres_hz(feature: FeatureData) -> np.ndarray:
-    low, high = hz_to_mel(np.array([feature.fmin_hz, feature.fmax_hz], dtype=np.float64))
-    return np.asarray(mel_to_hz(np.linspace(low, high, feature.n_mels + 2))[1:-1])
-
-
 def _high_rise(feature: FeatureData, pool: int, n_frames: int) -> np.ndarray | None:
     """Standardised (high-band rise − ``LOW_WEIGHT`` × low-band rise) per pooled frame, or ``None``."""
-    centres = _band_centres_hz(feature)
+    centres = band_centres_hz(
+        n_mels=feature.n_mels, fmin_hz=feature.fmin_hz, fmax_hz=feature.fmax_hz
+    )
     high = centres >= HIGH_HZ
     if high.sum() < 2 or (~high).sum() < 2:
         return None
@@ -83,10 +80,8 @@ def kit_evidence(
     if not drums:
         return out
     for j, feature in enumerate(features):
-        rate = feature.sample_rate_hz / feature.hop_length
-        pool = max(1, int(round(rate / CURVE_RATE_HZ)))
-        n = feature.values.shape[1] // pool
-        grid_hz = rate / pool
+        grid = _grid(feature)  # the content evidence's pooled frames
+        pool, n, grid_hz = grid.pool, grid.n_frames, grid.rate_hz
         lags = np.arange(n)
         signed = np.where(lags > n // 2, lags - n, lags) / grid_hz
         window = np.abs(signed) <= MAX_LAG_S

@@ -55,6 +55,13 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return hz
 
 
+def band_centres_hz(*, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """The centre frequency (Hz) of each of ``n_mels`` mel filters between ``fmin_hz`` and
+    ``fmax_hz`` (the peaks of :func:`mel_filter_bank`'s triangles), shape ``(n_mels,)``."""
+    low, high = hz_to_mel(np.array([fmin_hz, fmax_hz], dtype=np.float64))
+    return mel_to_hz(np.linspace(low, high, n_mels + 2))[1:-1]
+
+
 def mel_filter_bank(
     *, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
 ) -> np.ndarray:
