@@ -86,15 +86,24 @@ print(wall, cpu.ru_utime + cpu.ru_stime, cpu.ru_maxrss * 1024, workers.ru_utime 
 def _ingest(
     root: Path, database: Path, env: dict[str, str] | None = None
 ) -> tuple[float, float, float, float]:
-    """Wall clock (s), CPU (s) and peak RSS (bytes) of the writing process of one run, and the
-    CPU (s) of its pool workers."""
+    """:func:`ingest_run` into a new SQLite database at ``database``."""
     database.unlink(missing_ok=True)
+    return ingest_run(root, f"sqlite:///{database}", env)
+
+
+def ingest_run(
+    root: Path, url: str, env: dict[str, str] | None = None
+) -> tuple[float, float, float, float]:
+    """Wall clock (s), CPU (s) and peak RSS (bytes) of the writing process of one ingest of
+    ``root`` into ``url`` with 2 workers, in a process of its own, and its pool workers' CPU (s)."""
     done = subprocess.run(
         [sys.executable, "-c", _INGEST, str(root), "22050", "--workers", "2", "--quiet",
-         "--database-url", f"sqlite:///{database}"],
+         "--database-url", url],
         capture_output=True, text=True, check=False,
         env={**os.environ, "KMIDI_MATCHER": "fuzzy", **(env or {})},
     )  # fmt: skip
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"ingest failed: {done.stderr[-2000:]}")
     wall, writer_cpu, rss, workers_cpu, _code = done.stdout.strip().splitlines()[-1].split()
     return float(wall), float(writer_cpu), float(rss), float(workers_cpu)
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import io
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -33,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
-from benchmarks.bench_collection import make_collection
+from benchmarks.bench_collection import ingest_run, make_collection
 from benchmarks.common import Row
 from kmidi_ingest import migrate, store, store_midi
 from kmidi_ingest import models as m
@@ -46,30 +44,6 @@ _EVENT_TABLES = ("midi_notes", "midi_cc", "midi_program_changes", "midi_pitch_be
                  "midi_aftertouch")  # fmt: skip
 
 _ATTRIBUTES = ("notes", "cc", "program_changes", "pitch_bends", "aftertouch")
-
-_INGEST = """
-import resource, sys, time
-from kmidi_ingest.cli import main
-started = time.perf_counter()
-code = main(sys.argv[1:])
-wall = time.perf_counter() - started
-cpu = resource.getrusage(resource.RUSAGE_SELF)
-print(wall, cpu.ru_utime + cpu.ru_stime, code)
-"""
-
-
-def _ingest(root: Path, url: str) -> tuple[float, float]:
-    """Wall clock (s) and CPU (s) of the writing process of one ingest into ``url``."""
-    done = subprocess.run(
-        [sys.executable, "-c", _INGEST, str(root), "22050", "--workers", "2", "--quiet",
-         "--database-url", url],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "KMIDI_MATCHER": "fuzzy"},
-    )  # fmt: skip
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"ingest failed: {done.stderr[-2000:]}")
-    wall, cpu, _code = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu)
 
 
 def _dbapi(engine: Engine) -> Any:
@@ -281,7 +255,7 @@ def run(quick: bool) -> list[Row]:
                 name = f"bench_i_{uuid.uuid4().hex[:8]}"
                 url = server.create_database(name)
                 server_0, clients_0 = _settled(server), _children_cpu()
-                wall, cpu = _ingest(root, url)
+                wall, cpu, _rss, _workers = ingest_run(root, url)
                 ingest_cpu.append(_settled(server) - server_0 + _children_cpu() - clients_0)
                 ingest_s.append(wall)
                 writer_s.append(cpu)
