@@ -11,8 +11,10 @@
     tuning ever looked at. Baseline: the names alone (what main did).
 (c) Real recordings (``../shared/data/real/cues``): true pairs verified, and swapped / cross /
     other-stem pairs wrongly verified, beside the old rule (onset r ≥ 0.45 on the named pair).
-(d) Cost: the content evidence's share (onsets, note templates and kit bands together) of a cue's compute CPU time (MIDI + audio + match; wall time beside it), on one cue
-    shaped like the batch benchmark's (10 stereo stems + a 5.1 mix, 90 s at 48 kHz) and on the
+(d) Cost: the content evidence's share (onsets, note templates and kit bands together) of a
+    whole cue's ingest, CPU time (as the batch benchmark ingests it: one worker, hashing, MIDI,
+    audio, match, write), median of several runs in fresh processes, on one cue shaped like the
+    batch benchmark's (10 stereo stems + a 5.1 mix, 90 s at 48 kHz); and of the compute of the
     short rendered cues (25 s at 22.05 kHz, where it is a far larger share).
 """
 
@@ -282,58 +284,110 @@ def _real_rows() -> list[Row]:
     ]
 
 
-def _batch_cost_row(quick: bool) -> list[Row]:
-    """Content evidence against the whole compute of one cue shaped like the batch benchmark's."""
-    from dataclasses import replace
+COST_REPEATS = 5  # whole-cue ingests per allocator setting (one cue, interleaved)
 
-    from benchmarks.bench_batch import FULL, QUICK, SR, make_corpus
-    from kmidi_ingest import discover
-    from kmidi_ingest.audio import MelParams, process_group
-    from kmidi_ingest.midi import read_midi
-    from kmidi_ingest.pairing import match_offline
 
-    def _compute(cue: Path):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        midi = [read_midi(p) for p in sorted((cue / "MIDI").iterdir())]
-        files = sorted((cue / "Audio Files").iterdir())
-        groups = discover.group_channels([(p, p.name) for p in files])
-        processed = [process_group(g, sample_rate_hz=SR, params=MelParams()) for g in groups]
-        stems = [s for s in processed if not s.is_final_mix]
-        matching = match_offline(midi, stems, threshold=DEFAULT_THRESHOLD)
-        return time.perf_counter() - started, time.process_time() - started_cpu, matching
+def _cost_samples(cue_root: str, warm_root: str, repeats: int, tuned: bool) -> list[dict]:
+    """In a fresh process: ingest the cue ``repeats`` times as the batch benchmark does (one
+    worker, a new SQLite database each time) and time its evidence (runs via ``-c``)."""
 
-    shape = replace(QUICK if quick else FULL, cues=1)
-    work = Path(tempfile.mkdtemp(prefix="kmidi-bench-match-"))
+    from benchmarks.bench_batch import SR
+    from kmidi_ingest import allocator, ingest, pairing
+    from kmidi_ingest.db import make_engine
+    from kmidi_ingest.migrate import upgrade
+
+    if tuned:  # what the command line and the pool's workers do for themselves
+        assert allocator.keep_freed_memory()
+    spent: list[tuple[float, float]] = []
+    evidence_of = pairing.evidence_of
+
+    def timed_evidence(*args, **kwargs):
+        evidence = evidence_of(*args, **kwargs)
+        spent.append((evidence.compute_cpu_s, evidence.compute_s))
+        return evidence
+
+    pairing.evidence_of = timed_evidence
+    work = Path(tempfile.mkdtemp(prefix="kmidi-bench-cost-"))
     try:
-        # a worker imports scipy's solvers and builds the templates once, not per cue: warm up.
-        # The warm-up cue must be long enough for a null distribution (content.MIN_NULL_S of
-        # lags beyond the guard), or the content evidence stops before it reaches any of that.
-        make_corpus(work / "warm", replace(QUICK, cues=1, seconds=8.0))
-        (warm,) = (p.parent for p in (work / "warm").rglob("MIDI"))
-        _compute(warm)
-        make_corpus(work / "timed", shape)
-        (cue,) = (p.parent for p in (work / "timed").rglob("MIDI"))
-        total, total_cpu, matching = _compute(cue)
+        ingest(Path(warm_root), SR, database_url=f"sqlite:///{work / 'warm.sqlite'}", workers=1)
+        out = []
+        for k in range(repeats):
+            url = f"sqlite:///{work / f'cue{k}.sqlite'}"
+            upgrade(make_engine(url))  # the schema is made once per database, not per cue
+            spent.clear()
+            started, started_cpu = time.perf_counter(), time.process_time()
+            summary = ingest(Path(cue_root), SR, database_url=url, workers=1)
+            wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+            if not summary.ok or len(spent) != 1:
+                raise RuntimeError(f"cost cue: {summary.problems[:3]}, {len(spent)} evidence")
+            out.append({"cpu": cpu, "wall": wall, "ev_cpu": spent[0][0], "ev_wall": spent[0][1]})
+        return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    # all of the matching's evidence from the audio: onsets, note templates and kit bands
-    spent, spent_cpu = matching.evidence.compute_s, matching.evidence.compute_cpu_s
-    content = matching.evidence.content
-    templates_cpu = content.compute_cpu_s if content is not None else 0.0
-    label = f"{shape.stems} stereo stems + 5.1 mix, {shape.seconds:g} s at 48 kHz"
-    wall = (
-        f"wall {100 * spent / total:.1f} %, {spent:.2f} s; "
-        f"note templates alone {100 * templates_cpu / total_cpu:.1f} % CPU"
+
+
+def _cost_in_subprocess(cue: Path, warm: Path, repeats: int, tuned: bool) -> list[dict]:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from benchmarks.bench_match import _cost_samples; "
+        "print(json.dumps(_cost_samples(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+        "sys.argv[4] == '1')))"
     )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(cue), str(warm), str(repeats), "1" if tuned else "0"],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _batch_cost_row(quick: bool) -> list[Row]:
+    """Content evidence against a whole cue's ingest, on one cue shaped like the batch
+    benchmark's, in fresh processes: as the command line and the pool's workers run it
+    (allocator tuned) and as a program that imports the library runs it (glibc's defaults)."""
+    import statistics
+    from dataclasses import replace
+
+    from benchmarks.bench_batch import FULL, QUICK, make_corpus
+
+    shape = replace(QUICK if quick else FULL, cues=1)
+    repeats = 2 if quick else COST_REPEATS
+    work = Path(tempfile.mkdtemp(prefix="kmidi-bench-match-"))
+    try:
+        # the warm-up cue must be long enough for a null distribution (content.MIN_NULL_S of
+        # lags beyond the guard), or the content evidence stops before it reaches any of that
+        warm = make_corpus(work / "warm", replace(QUICK, cues=1, seconds=8.0))
+        cue = make_corpus(work / "timed", shape)
+        samples: dict[bool, list[dict]] = {True: [], False: []}
+        for _round in range(2):  # interleaved: each setting's runs see the same machine
+            for tuned in (True, False):
+                samples[tuned] += _cost_in_subprocess(cue, warm, (repeats + 1) // 2, tuned)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    label = f"{shape.stems} stereo stems + 5.1 mix, {shape.seconds:g} s at 48 kHz"
+
+    def share(rows: list[dict], key: str, total: str) -> float:
+        return 100 * statistics.median(r[key] / r[total] for r in rows)
+
+    tuned, plain = samples[True], samples[False]
+    evidence_s = statistics.median(r["ev_cpu"] for r in tuned)
+    ingest_s = statistics.median(r["cpu"] for r in tuned)
     return [
         Row(
             section="match",
             figure=(
-                f"(d) content evidence (onsets, templates, kit) share of a batch cue's compute, "
-                f"CPU time ({label}; "
-                f"{spent_cpu:.2f} s; {wall})"
+                f"(d) content evidence (onsets, templates, kit) share of a whole cue's ingest, "
+                f"CPU time, median of {len(tuned)} ({label}; evidence {evidence_s:.2f} s of "
+                f"{ingest_s:.2f} s; wall {share(tuned, 'ev_wall', 'wall'):.1f} %; glibc's "
+                f"allocator tuned as the CLI and the workers run; with its defaults, as in a "
+                f"program importing the library: {share(plain, 'ev_cpu', 'cpu'):.1f} %)"
             ),
-            value=100 * spent_cpu / total_cpu,
+            value=share(tuned, "ev_cpu", "cpu"),
             unit="%",
             baseline="target 10 %",
             baseline_value=10.0,

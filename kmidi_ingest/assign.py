@@ -57,7 +57,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .content import CURVE_RATE_HZ, CURVES, MAX_LAG_S, ContentEvidence
+from .content import CURVES, MAX_LAG_S, ContentEvidence
+from .mel import CURVE_RATE_HZ
 
 Z_VERIFY = 4.0  # identity: the notes explain the stem this far beyond shifted copies
 Z_PLAUSIBLE = 3.0

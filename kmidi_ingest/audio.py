@@ -37,6 +37,7 @@ from .discover import ChannelFile, GroupingRules, StemGroup
 from .errors import AudioError
 from .features import Encoded
 from .mel import BLOCK_FRAMES as BLOCK_FRAMES
+from .mel import CurveFrames, curve_pool
 from .mel import MelParams as MelParams
 from .mel import MelStream as MelStream
 from .mel import hann_window as hann_window
@@ -93,6 +94,9 @@ class FeatureData:
     # Spectral flux of ``values`` as stored (see verify.stem_onset_envelope), shape (n_frames,),
     # float32; computed while streaming, where the frames are at hand, or None.
     onset_strength: np.ndarray | None = None
+    # ``values`` pooled for the content evidence while the audio streamed (transient, never
+    # stored), or None: the evidence then pools ``values`` itself, to the same numbers.
+    curve: CurveFrames | None = None
     # ``values`` encoded for storage (codec, chunks, sha256), set by the worker that computed
     # them (kmidi_ingest.batch.compute), or None: the writer then encodes them itself.
     encoded: Encoded | None = None
@@ -421,7 +425,10 @@ def _stream(
     )
     total = max(src.frames for src in sources)
     mel = MelStream(
-        sample_rate_hz, params, expected_samples=-(-total * sample_rate_hz // source_rate)
+        sample_rate_hz,
+        params,
+        expected_samples=-(-total * sample_rate_hz // source_rate),
+        curve_pool=curve_pool(sample_rate_hz, params.hop_length),
     )
     # The mono mix is summed in units of the finest read scale and scaled once per block: for
     # 16-bit stems the sum of integers is exact, and the other scales are powers of two of it.
@@ -499,6 +506,7 @@ def _stream(
             centered=True,
             values=values,
             onset_strength=mel.onset_strength,
+            curve=mel.curve,
         ),
     )
 

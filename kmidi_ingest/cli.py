@@ -263,6 +263,10 @@ def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process computes the cues itself with one worker
+
     bars: list[Any] = []
     show = not args.quiet and not args.json and sys.stderr.isatty()
     stop = threading.Event()

@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from .audio import FeatureData, mel_filter_bank
+from .mel import curve_pool, pool_frames, widen
 
-CURVE_RATE_HZ = 25.0  # the spectrogram frames are pooled to about this rate
 MAX_LAG_S = 0.5  # a stem may sit this far from its MIDI (constant print offsets)
 NULL_GUARD_S = 1.0  # lags nearer than this to 0 are neither the window nor the null
 MIN_NULL_S = 1.5  # fewer seconds of null lags: no z (the audio is too short to judge)
@@ -208,7 +208,7 @@ class _Grid:
 
 def _grid(feature: FeatureData) -> _Grid:
     rate = feature.sample_rate_hz / feature.hop_length
-    pool = max(1, int(round(rate / CURVE_RATE_HZ)))
+    pool = curve_pool(feature.sample_rate_hz, feature.hop_length)
     return _Grid(
         rate_hz=rate / pool,
         pool=pool,
@@ -306,25 +306,19 @@ def _observations(feature: FeatureData, grid: _Grid) -> tuple[np.ndarray, np.nda
     """Pooled dB values ``(n_mels, n)`` and pooled per-band rise, or why there are none."""
     if grid.n_frames < 4:
         return "stem shorter than 4 feature frames"
-    # float16 arithmetic is emulated (slow): widen each value once, exactly, before reducing
-    values = np.asarray(feature.values)
-    n = grid.n_frames * grid.pool
-    frames = values[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool)
-    if grid.pool < 8:
-        # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order.
-        # Each frame of the pool is widened straight into the sum (no widened copy of it all).
-        pooled = frames[:, :, 0].astype(np.float32)
-        for k in range(1, grid.pool):
-            pooled += frames[:, :, k].astype(np.float32)
-        pooled /= np.float32(grid.pool)
-        peak = _peak(values)
+    curve = feature.curve
+    if curve is not None and curve.pool == grid.pool and curve.values.shape[1] >= grid.n_frames:
+        peak = curve.peak_db  # pooled while the audio streamed: the same numbers, already there
+        pooled = curve.values[:, : grid.n_frames]
     else:
-        stored = values.astype(np.float32)
-        peak = float(stored.max())
-        pooled = stored[:, :n].reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
+        # float16 arithmetic is emulated (slow): widen each value once, exactly, before reducing
+        values = np.asarray(feature.values)
+        n = grid.n_frames * grid.pool
+        pooled = pool_frames(widen(values[:, :n]).reshape(values.shape[0], grid.n_frames, -1))
+        peak = _peak(values)
     if peak < SILENT_DB:
         return f"stem silent (loudest band {peak:.0f} dB)"
-    np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
+    pooled = np.maximum(pooled, np.float32(peak - DYNAMIC_RANGE_DB))
     # the rise between pooled frames: on the curves' grid, an onset is a rise like any other
     rise = np.empty_like(pooled)
     rise[:, 0] = 0.0

@@ -27,7 +27,7 @@ import numpy as np
 
 from .audio import FeatureData
 from .content import MAX_LAG_S, MIN_NOTES, MIN_NULL_S, NULL_GUARD_S, SILENT_DB, _grid
-from .mel import band_centres_hz
+from .mel import band_centres_hz, widen
 
 HIGH_HZ = 7000.0  # hats and cymbals: the bands from here up
 LOW_WEIGHT = 0.5  # share of the rise below HIGH_HZ taken off the rise above it
@@ -42,7 +42,7 @@ def _high_rise(feature: FeatureData, pool: int, n_frames: int) -> np.ndarray | N
     high = centres >= HIGH_HZ
     if high.sum() < 2 or (~high).sum() < 2:
         return None
-    stored = np.asarray(feature.values[:, : n_frames * pool]).astype(np.float32)
+    stored = widen(feature.values[:, : n_frames * pool])
     peak = float(stored.max())
     if peak < SILENT_DB:
         return None

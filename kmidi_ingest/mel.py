@@ -24,6 +24,56 @@ F32_BIN_ERROR = 32.0
 F32_REL_TOL = 1e-3
 
 
+CURVE_RATE_HZ = 25.0  # the content evidence pools spectrogram frames to about this rate
+
+
+def curve_pool(sample_rate_hz: int, hop_length: int) -> int:
+    """Spectrogram frames per frame of the content evidence's grid (see kmidi_ingest.content)."""
+    return max(1, int(round(sample_rate_hz / hop_length / CURVE_RATE_HZ)))
+
+
+def pool_frames(wide: np.ndarray) -> np.ndarray:
+    """The mean of each group of frames, ``(bands, groups, pool)`` float32 → ``(bands, groups)``.
+
+    Each group is reduced on its own, so pooling a spectrogram block by block gives the very
+    same values as pooling it whole."""
+    pool = wide.shape[2]
+    if pool >= 8:
+        return np.asarray(wide.mean(axis=2))
+    # numpy reduces a short last axis slowly; below 8 terms its sum runs in this very order
+    pooled = wide[:, :, 0].copy()
+    for k in range(1, pool):
+        pooled += wide[:, :, k]
+    pooled /= np.float32(pool)
+    return pooled
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurveFrames:
+    """A stored log-mel spectrogram pooled for the content evidence, computed while the audio
+    streamed (where the widened frames are at hand): ``values`` ``(n_mels, frames // pool)``
+    float32, ``peak_db`` the loudest stored value of all frames. Transient: never stored."""
+
+    pool: int
+    values: np.ndarray
+    peak_db: float
+
+
+_FLOAT16_TABLE: np.ndarray | None = None
+
+
+def widen(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32, exactly. Stored float16 values go through a table of all 65,536
+    bit patterns: numpy's own float16 cast is emulated here, about 2x slower than the lookup."""
+    global _FLOAT16_TABLE
+    values = np.asarray(values)
+    if values.dtype != np.float16:
+        return values.astype(np.float32, copy=False)
+    if _FLOAT16_TABLE is None:
+        _FLOAT16_TABLE = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    return np.take(_FLOAT16_TABLE, values.view(np.uint16))
+
+
 @dataclass(frozen=True, kw_only=True)
 class MelParams:
     """Log-mel parameters; ``fmax_hz=None`` means Nyquist of the requested rate."""
@@ -115,7 +165,12 @@ class MelStream:
     """
 
     def __init__(
-        self, sample_rate_hz: int, params: MelParams, *, expected_samples: int = 0
+        self,
+        sample_rate_hz: int,
+        params: MelParams,
+        *,
+        expected_samples: int = 0,
+        curve_pool: int | None = None,
     ) -> None:
         import scipy.sparse
 
@@ -155,6 +210,15 @@ class MelStream:
         floor = np.float32(10.0 * np.log10(params.db_amin / params.db_ref))
         self._last = np.full(params.n_mels, floor, dtype=np.float32)
         self.onset_strength: np.ndarray | None = None  # set by finish
+        # The stored frames pooled by ``curve_pool`` (see CurveFrames), set by finish.
+        self._curve_pool = curve_pool
+        self._pooled = np.empty(
+            (params.n_mels, self._out.shape[1] // (curve_pool or 1)), dtype=np.float32
+        )
+        self._pooled_n = 0
+        self._carry = np.empty((params.n_mels, 0), dtype=np.float32)
+        self._peak = -np.inf
+        self.curve: CurveFrames | None = None
         self._frames = 0
         self.samples_in = 0
         self.precise_frames = 0  # frames transformed again in float64
@@ -180,6 +244,12 @@ class MelStream:
             values = values.copy()
         self._out = values
         self.onset_strength = self._onset[: self._frames]
+        if self._curve_pool is not None and self._frames:
+            self.curve = CurveFrames(
+                pool=self._curve_pool,
+                values=self._pooled[:, : self._pooled_n],
+                peak_db=self._peak,
+            )
         expected = 1 + self.samples_in // self.params.hop_length
         if values.shape[1] != expected:
             raise AssertionError(f"mel frame count {values.shape[1]} != {expected}")
@@ -208,6 +278,29 @@ class MelStream:
         self._onset[start:end] = rise.mean(axis=0)
         self._last = stored[:, -1].copy()
         self._frames = end
+        if self._curve_pool is not None:
+            self._pool_block(stored)
+
+    def _pool_block(self, stored: np.ndarray) -> None:
+        """Pool the widened stored frames of one block (with the previous block's remainder)."""
+        assert self._curve_pool is not None
+        self._peak = max(self._peak, float(stored.max()))
+        joined = np.concatenate([self._carry, stored], axis=1) if self._carry.shape[1] else stored
+        pool = self._curve_pool
+        groups = joined.shape[1] // pool
+        self._carry = joined[:, groups * pool :].copy()
+        if not groups:
+            return
+        pooled = pool_frames(joined[:, : groups * pool].reshape(joined.shape[0], groups, pool))
+        start, end = self._pooled_n, self._pooled_n + groups
+        if end > self._pooled.shape[1]:
+            grown = np.empty(
+                (self._pooled.shape[0], max(end, 2 * self._pooled.shape[1])), dtype=np.float32
+            )
+            grown[:, :start] = self._pooled[:, :start]
+            self._pooled = grown
+        self._pooled[:, start:end] = pooled
+        self._pooled_n = end
 
     def _mel_power(self, frames: np.ndarray) -> np.ndarray:
         """Mel power of ``frames`` (float32 samples), floored at ``db_amin``, float32, shape

@@ -29,6 +29,7 @@ import numpy as np
 
 from .audio import FeatureData
 from .content import ContentEvidence
+from .mel import widen
 
 ONSET_SMOOTH_S = 0.03
 DEFAULT_MAX_LAG_S = 2.0
@@ -77,7 +78,7 @@ def stem_onset_envelope(feature: FeatureData) -> np.ndarray:
     """
     if feature.onset_strength is not None:  # computed the same way while the audio streamed
         return np.log1p(np.asarray(feature.onset_strength, dtype=np.float64))
-    values = np.asarray(feature.values, dtype=np.float32)
+    values = widen(feature.values)
     if values.shape[1] == 0:
         return np.zeros(0, dtype=np.float64)
     # A silent frame before the first one, so a note at 0 s is a rise like any other.

@@ -293,3 +293,62 @@ def test_the_evidence_values_are_pinned():
 PINNED_Z = np.array([[38.192413, 2.471313, 1.193129], [2.545008, 16.416619, 2.512062]])
 PINNED_SCORE = np.array([[0.74352, 0.018879, 0.033085], [0.029748, 0.625735, 0.035717]])
 PINNED_UNIQUE = np.array([[0.3713729, 0.0, 0.0], [0.0, 0.3101709, 5.145155e-05]])
+
+
+@pytest.mark.parametrize(
+    ("sample_rate_hz", "hop", "push"),
+    [(16000, 512, 7919), (48000, 512, 1 << 17), (48000, 128, 4099)],
+)
+def test_the_curve_pooled_while_streaming_is_the_one_pooled_from_the_stored_values(
+    sample_rate_hz, hop, push
+):
+    """Pools of 1, 4 and 15 frames (the last through numpy's mean), pushed in odd blocks: the
+    streamed curve, its peak and so every evidence value equal those from the stored values."""
+    from kmidi_ingest.mel import MelStream, curve_pool
+
+    rng = np.random.default_rng(3)
+    samples = (0.1 * rng.standard_normal(int(2.3 * sample_rate_hz))).astype(np.float32)
+    samples[: sample_rate_hz // 3] *= 0.01  # quiet, then loud: the peak is not in the first block
+    params = MelParams(hop_length=hop)
+    stream = MelStream(sample_rate_hz, params, curve_pool=curve_pool(sample_rate_hz, hop))
+    for start in range(0, len(samples), push):
+        stream.push(samples[start : start + push])
+    values = stream.finish()
+    assert stream.curve is not None
+    assert (
+        stream.curve.pool
+        == {(16000, 512): 1, (48000, 512): 4, (48000, 128): 15}[(sample_rate_hz, hop)]
+    )
+    feature = FeatureData(
+        kind="log_mel",
+        sample_rate_hz=sample_rate_hz,
+        n_fft=params.n_fft,
+        hop_length=hop,
+        n_mels=params.n_mels,
+        fmin_hz=0.0,
+        fmax_hz=sample_rate_hz / 2,
+        db_ref=1.0,
+        db_amin=1e-10,
+        centered=True,
+        values=values,
+    )
+    grid = content._grid(feature)
+    assert stream.curve.peak_db == float(values.astype(np.float32).max())
+    from_values = content._observations(feature, grid)
+    streamed = content._observations(dataclasses.replace(feature, curve=stream.curve), grid)
+    assert not isinstance(from_values, str) and not isinstance(streamed, str)
+    for a, b in zip(from_values, streamed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and the pooling itself is the mean of each group of stored frames
+    wide = values.astype(np.float64)[:, : grid.n_frames * grid.pool]
+    want = wide.reshape(values.shape[0], grid.n_frames, grid.pool).mean(axis=2)
+    np.testing.assert_allclose(stream.curve.values[:, : grid.n_frames], want, rtol=1e-6)
+
+
+def test_a_processed_stem_carries_its_curve_and_the_writer_does_not(tmp_path):
+    from kmidi_ingest.batch.compute import _without_curve
+
+    s = stem(tmp_path / "a.wav", harmonic_render(melody(1), seconds=3.0))
+    assert s.feature.curve is not None and s.feature.curve.values.dtype == np.float32
+    assert _without_curve(s).feature.curve is None
+    assert _without_curve(s).feature.values is s.feature.values

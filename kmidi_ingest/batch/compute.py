@@ -295,8 +295,9 @@ def _assemble(
         content_fingerprint=content_fp,
         sample_rate_hz=spec.sample_rate_hz,
         midi=tuple(midi),
-        stems=tuple(stems),
-        mixes=tuple(mixes),
+        # the pooled curves served the matching; the writer stores the values alone
+        stems=tuple(_without_curve(s) for s in stems),
+        mixes=tuple(_without_curve(s) for s in mixes),
         track_categories=matching.track_categories,
         stem_categories=matching.stem_categories,
         matches=matching.matches,
@@ -320,6 +321,12 @@ def hand_off(result: CueResult | Unchanged, spec: CueSpec) -> CueResult | Unchan
     if limit is not None and spill.midi_nbytes(result) > limit:
         return spill.spill(result)  # the writer reads it back file by file, then removes it
     return result
+
+
+def _without_curve(stem: StemData) -> StemData:
+    if stem.feature.curve is None:
+        return stem
+    return dataclasses.replace(stem, feature=dataclasses.replace(stem.feature, curve=None))
 
 
 def _encode_feature(stem: StemData) -> StemData:

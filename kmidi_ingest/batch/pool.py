@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from .. import allocator
 from ..claims import CueClaims
 from ..discover import CueSource
 from ..errors import WorkerDied
@@ -529,6 +530,7 @@ def _init_worker(parent_pid: int, progress: ProgressQueue | None, slots: Any) ->
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+    allocator.keep_freed_memory()  # numpy's large temporaries without a page fault each
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _worker_progress = progress
     _worker_slots = slots
