@@ -29,8 +29,13 @@ one stem). With several tracks, the content's picks are made jointly (:func:`con
   stem its family's picks sit in, when its z there is plausible and near its best; otherwise it
   takes its best stem by z when that is strong (``≥`` :data:`Z_DOUBLED`, :data:`MARGIN` above the
   rest), no other stem credits it a strong share, no member of its family sits elsewhere, and it
-  doubles (:mod:`kmidi_ingest.doubling`) no track of another family: two such tracks have the
-  same z everywhere and the audio cannot tell them apart, so both stay unpaired.
+  doubles (:mod:`kmidi_ingest.doubling`) no track of another family;
+- a track doubling another family's track (a *twin*: the same z everywhere, the audio cannot tell
+  the two apart) waits until every track playing half its notes or more is placed: their stems
+  account for the notes there, and of the other stems one that clearly follows the notes
+  (``Z_VERIFY``, ``MARGIN`` above the rest) holds it; otherwise (no such stem, two of them, or
+  the notes heard only in the twins' stems, which a quiet twin masked by a loud one also gives)
+  it stays unpaired.
 
 Pairs made that way (family or doubling) are never verified: ``verify_reason`` says why.
 
@@ -73,6 +78,7 @@ U_AGREE = 0.0001  # any share beyond the fit's noise picks where the best z (≥
 MARGIN_AGREE = 1.0  # ... and that z is this far above every other stem's
 Z_DOUBLED = 5.0  # a track with no unique share anywhere may take its best stem by z from here
 DOUBLED_SHARE = 0.8  # share of note starts two tracks play both (each way): a doubled part
+SHARED_NOTES = 0.5  # a track playing this share of another's note starts may light its stem too
 KIT_MARGIN = 3.0  # a drum track's kit z this far above every other stem's moves an unverified pick
 
 
@@ -226,25 +232,66 @@ def _fill_in(
             (stem,) = held
             if z[stem] >= Z_PLAUSIBLE and z[stem] >= z.max() - MARGIN:
                 return stem, f"paired with its family ({family[i]}), no unique share of its own"
+    twins = (
+        []
+        if doubled is None
+        else [
+            k
+            for k in range(len(family))
+            if k != i and doubled[i, k] >= DOUBLED_SHARE and doubled[k, i] >= DOUBLED_SHARE
+        ]
+    )
     best = int(np.argmax(z))
+    if any(family[k] != family[i] for k in twins):
+        assert doubled is not None
+        # every track playing at least half of these notes may light a stem with them
+        sharing = [k for k in range(len(family)) if k != i and doubled[i, k] >= SHARED_NOTES]
+        best, note = _beside_twins(z, sharing, anchors)
+        if best is None:
+            return None, None
+    else:
+        note = None
     if family[i] is not None and any(
         family[k] == family[i] and stem != best for k, stem in anchors.items() if k != i
     ):
         return None, None  # its family sits elsewhere: the z may be another family's doubling
+    if note is not None:
+        return best, note
     others = np.delete(z, best)
     if z[best] < Z_DOUBLED or (len(others) and z[best] - others.max() < MARGIN):
         return None, None
     if len(others) and (np.delete(u, best) >= U_STRONG).any():
         return None, None  # another stem credits the track a share: the z may be a doubling's
-    if doubled is not None:
-        twins = [
-            k
-            for k in range(len(family))
-            if k != i and doubled[i, k] >= DOUBLED_SHARE and doubled[k, i] >= DOUBLED_SHARE
-        ]
-        if any(family[k] != family[i] for k in twins):
-            return None, None  # the same notes in another family: the audio cannot tell which
     return best, "doubled: another track explains the same part of the stem"
+
+
+def _beside_twins(
+    z: np.ndarray, sharing: Sequence[int], anchors: dict[int, int]
+) -> tuple[int | None, str | None]:
+    """The stem of a track whose notes another family's track plays too (its *twin*).
+
+    Twins have the same z at every stem: by itself the audio cannot tell which stem holds which.
+    Once every track ``sharing`` at least half of these notes is placed, their stems account for
+    the notes there; of the other stems, one that clearly follows the notes (``Z_VERIFY``,
+    ``MARGIN`` above the rest) holds this track. Anything less (a track sharing the notes not
+    placed yet, no stem or two standing out, or the notes heard only where the twins are, which
+    a quiet instrument masked by its twin also gives): no stem.
+    """
+    if any(k not in anchors for k in sharing):
+        return None, None
+    covered = sorted({anchors[k] for k in sharing})
+    free = [s for s in range(len(z)) if s not in covered]
+    if not free:
+        return None, None
+    zf = z[free]
+    best = int(np.argmax(zf))
+    runner = float(np.delete(zf, best).max()) if len(free) > 1 else -np.inf
+    if zf[best] < Z_VERIFY or zf[best] - runner < MARGIN:
+        return None, None
+    placed = ", ".join(str(s + 1) for s in covered)
+    return free[
+        best
+    ], f"doubled by another family's track (in stem {placed}); the notes sound here too"
 
 
 def decide(
