@@ -246,9 +246,10 @@ def _fill_in(
         assert doubled is not None
         # every track playing at least half of these notes may light a stem with them
         sharing = [k for k in range(len(family)) if k != i and doubled[i, k] >= SHARED_NOTES]
-        best, note = _beside_twins(z, sharing, anchors)
-        if best is None:
+        placed, note = _beside_twins(z, sharing, anchors)
+        if placed is None:
             return None, None
+        best = placed
     else:
         note = None
     if family[i] is not None and any(
