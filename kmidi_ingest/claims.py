@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from .db import is_dsql
 log = logging.getLogger(__name__)
 
 _NAMESPACE = b"kmidi-cue\0"
+RELEASE_BATCH = 32  # claims released together (cues written or skipped), one round trip
 
 
 def claim_key(rel_path: str) -> int:
@@ -38,6 +40,7 @@ class CueClaims:
         if engine.dialect.name == "postgresql" and not is_dsql(engine):
             self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._held: set[int] = set()
+        self._releasing: list[int] = []  # released by the run, not yet unlocked on the server
 
     def claim(self, rel_path: str) -> bool:
         """Claim the cue at ``rel_path``; false when another run holds it."""
@@ -53,14 +56,58 @@ class CueClaims:
             self._held.add(key)
         return granted
 
+    def claim_many(self, rel_paths: Sequence[str]) -> list[bool]:
+        """:meth:`claim` each of ``rel_paths`` in one round trip; whether each was granted."""
+        if self._conn is None:
+            return [True] * len(rel_paths)
+        keys = [claim_key(p) for p in rel_paths]
+        wanted = sorted({k for k in keys if k not in self._held})
+        if wanted:
+            rows = self._conn.execute(
+                text("SELECT k, pg_try_advisory_lock(k) FROM unnest(CAST(:keys AS bigint[])) k"),
+                {"keys": wanted},
+            ).all()
+            self._held.update(int(k) for k, granted in rows if granted)
+        return [k in self._held for k in keys]
+
     def release(self, rel_path: str) -> None:
+        """Release the claim on ``rel_path`` now."""
         key = claim_key(rel_path)
         if self._conn is not None and key in self._held:
             self._held.discard(key)
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            except SQLAlchemyError as exc:  # the session is gone, and its claims with it
-                log.warning("could not release the claim on %s: %s", rel_path, exc)
+            self._unlock([key], rel_path)
+
+    def release_later(self, rel_path: str) -> None:
+        """Release the claim on ``rel_path`` with the next ones, in one round trip per
+        :data:`RELEASE_BATCH` (a cue already written or skipped: holding its claim a little
+        longer only makes another run skip it a little longer)."""
+        key = claim_key(rel_path)
+        if self._conn is not None and key in self._held:
+            self._held.discard(key)
+            self._releasing.append(key)
+            if len(self._releasing) >= RELEASE_BATCH:
+                self._flush_releases()
+
+    def _flush_releases(self) -> None:
+        keys, self._releasing = self._releasing, []
+        if keys:
+            self._unlock(keys, f"{len(keys)} cues")
+
+    def _unlock(self, keys: list[int], what: str) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.execute(
+                text("SELECT pg_advisory_unlock(k) FROM unnest(CAST(:keys AS bigint[])) k"),
+                {"keys": keys},
+            )
+        except SQLAlchemyError as exc:  # the session is gone, and its claims with it
+            log.warning("could not release the claim on %s: %s", what, exc)
+
+    @property
+    def connection(self) -> Connection | None:
+        """The claims' own connection (autocommit), for reads next to a claim; None without
+        claims."""
+        return self._conn
 
     @property
     def shared(self) -> bool:
@@ -71,12 +118,13 @@ class CueClaims:
         """Release every claim (closing the session would too) and the connection."""
         if self._conn is not None:
             try:
-                if self._held:
+                if self._held or self._releasing:
                     self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
             except SQLAlchemyError as exc:
                 log.warning("could not release claims: %s", exc)
             finally:
                 self._held.clear()
+                self._releasing.clear()
                 self._conn.close()
                 self._conn = None
 

@@ -11,7 +11,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,6 +169,15 @@ def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
     with engine.connect() as conn:
         row = conn.execute(_STORED_CUE.where(m.Cue.rel_path == rel_path)).one_or_none()
     return None if row is None else _stored(row)
+
+
+def stored_cues_at(conn: Connection, rel_paths: Sequence[str]) -> dict[str, StoredCue]:
+    """The cues stored now at ``rel_paths`` (those that are), by relative path, read on
+    ``conn`` in one query."""
+    if not rel_paths:
+        return {}
+    rows = conn.execute(_STORED_CUE.where(m.Cue.rel_path.in_(list(rel_paths))))
+    return {row.rel_path: _stored(row) for row in rows}
 
 
 def stored_cues_if_any(engine: Engine) -> dict[str, StoredCue]:

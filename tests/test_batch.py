@@ -395,6 +395,52 @@ def test_claims_hold_across_sessions_and_vanish_with_them(pg_url, tmp_path):
         assert not c.shared and c.claim("x") and d.claim("x")
 
 
+def test_claims_in_batches_and_released_in_batches(pg_url):
+    from kmidi_ingest import claims as claims_module
+    from kmidi_ingest.claims import CueClaims
+    from kmidi_ingest.db import make_engine
+
+    first, second = make_engine(pg_url), make_engine(pg_url)
+    paths = [f"Reel 9/9M{k:02d}" for k in range(40)]
+    with CueClaims(first) as a, CueClaims(second) as b:
+        assert b.claim(paths[3])
+        granted = a.claim_many(paths + [paths[0]])  # a path twice: one lock, granted both times
+        assert granted == [k != 3 for k in range(40)] + [True]
+        assert b.claim_many(paths[:5]) == [False, False, False, True, False]
+        batch = paths[5 : 5 + claims_module.RELEASE_BATCH]  # all of them a's
+        for path in batch[:-1]:
+            a.release_later(path)
+        assert not b.claim(batch[0])  # released by the run, not yet on the server
+        a.release_later(batch[-1])  # the 32nd: one round trip unlocks all of them
+        assert b.claim_many(batch) == [True] * len(batch)
+        assert not b.claim(paths[4]) and not b.claim(paths[-1])  # still a's
+    with CueClaims(first) as a:  # both closed: every claim, released or pending, is gone
+        assert all(a.claim_many(paths))
+
+
+def test_claim_jobs_reads_what_is_stored_for_a_whole_batch(corpus, pg_url):
+    from kmidi_ingest import discover
+    from kmidi_ingest.batch.accounting import claim_jobs
+    from kmidi_ingest.batch.compute import CueSpec
+    from kmidi_ingest.claims import CueClaims
+    from kmidi_ingest.db import make_engine
+
+    summary = run(corpus, pg_url)
+    assert summary.ok and summary.cues_ingested == 6
+    engine = make_engine(pg_url)
+    cues = discover.scan(corpus).cues
+    spec = CueSpec(sample_rate_hz=SR)
+    jobs = [(cue, "stale", None) for cue in cues]
+    with CueClaims(engine) as claims:
+        got = claim_jobs(claims, engine, jobs, spec, force=False)
+        # every cue is stored: each job comes back with its stored row, for a stale fingerprint
+        assert [j is not None and j[2] is not None for j in got] == [True] * len(cues)
+        assert {j[2].status for j in got if j is not None} == {"complete"}
+        # with the fingerprints as stored, every cue is up to date: none is claimed
+        fresh = [(cue, j[2].stat_fingerprint, None) for cue, j in zip(cues, got, strict=True)]
+        assert claim_jobs(claims, engine, fresh, spec, force=False) == [None] * len(cues)
+
+
 def test_dask_local_cluster_gives_the_same_database(corpus, clean, pg_url):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
@@ -483,3 +529,37 @@ def test_every_ingest_option_is_documented_in_the_readme():
     ]
     assert {"--dry-run", "--executor", "--scheduler", "--workers"} <= set(options)
     assert [o for o in options if o not in readme] == []
+
+
+def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
+    from kmidi_ingest.batch import pool
+    from kmidi_ingest.batch.reports import CueOutcome
+
+    class _Cue:
+        def __init__(self, rel_path: str) -> None:
+            self.rel_path = rel_path
+
+    released: list[str] = []
+
+    class _Claims:
+        def release_later(self, rel_path: str) -> None:
+            released.append(rel_path)
+
+    gate = threading.Event()
+    order: list[str] = []
+
+    def write(engine, cue, known, computed, *, run_id):
+        if cue.rel_path == "a":
+            gate.wait(5)  # the first cue's write finishes after the second's
+        else:
+            gate.set()
+        order.append(cue.rel_path)
+        return CueOutcome(rel_path=cue.rel_path, status="ingested")
+
+    monkeypatch.setattr(pool, "write_outcome", write)
+    jobs = [((_Cue(p), "fp", None), object()) for p in "abc"]
+    jobs.insert(2, ((_Cue("x"), "fp", None), pool.Elsewhere()))
+    got = list(pool._write_in_threads(None, iter(jobs), _Claims(), run_id=1))  # type: ignore[arg-type]
+    assert [o.rel_path for o in got] == ["a", "b", "x", "c"]
+    assert [o.status for o in got] == ["ingested", "ingested", "elsewhere", "ingested"]
+    assert order[:2] == ["b", "a"] and released == ["a", "b", "x", "c"]

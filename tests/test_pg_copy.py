@@ -15,6 +15,7 @@ from sqlalchemy import insert, text
 
 from kmidi_ingest import ingest, migrate, store, store_midi, store_pg
 from kmidi_ingest import models as m
+from kmidi_ingest.batch import pool
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.errors import StoreError
 from kmidi_ingest.midi import BEND_DTYPE, CC_DTYPE, NOTE_DTYPE, PROGRAM_DTYPE, TOUCH_DTYPE, Track
@@ -242,14 +243,20 @@ def test_a_collection_on_postgresql_gives_the_rows_of_sqlite_and_of_the_csv_path
 ):
     root = _collection(tmp_path)
     urls = {name: pg_server.create_database(f"t_copy_{name}_{tmp_path.name[-8:]}".lower())
-            for name in ("binary", "csv")}  # fmt: skip
+            for name in ("binary", "csv", "threads")}  # fmt: skip
     sqlite = f"sqlite:///{tmp_path}/db.sqlite"
     try:
+        threaded = ingest(root, 16000, database_url=urls["threads"], workers=1)
+        # one writer thread: the ids come out in cue order, as on SQLite, for the comparison
+        # below, ids included (two threads interleave the cues' ids)
+        monkeypatch.setattr(pool, "WRITER_THREADS", 1)
         binary = ingest(root, 16000, database_url=urls["binary"], workers=1)
         ingest(root, 16000, database_url=sqlite, workers=1)
         with monkeypatch.context() as patch:
             _previous_path(patch)
             ingest(root, 16000, database_url=urls["csv"], workers=1)
+        assert threaded.cues_ingested == binary.cues_ingested and threaded.notes == binary.notes
+        assert content(urls["threads"], MIDI_TABLES) == content(urls["binary"], MIDI_TABLES)
         assert binary.cues_ingested >= 5 and binary.notes > 10_000
         new, old = _all_rows(urls["binary"]), _all_rows(urls["csv"])
         for table in MIDI_TABLES:  # ids included: the same rows in the same order
@@ -316,6 +323,7 @@ def test_file_level_tables_and_parents_store_the_text_of_the_previous_path(
     urls = {name: pg_server.create_database(f"t_text_{name}_{tmp_path.name[-8:]}".lower())
             for name in ("new", "old")}  # fmt: skip
     sqlite = f"sqlite:///{tmp_path}/db.sqlite"
+    monkeypatch.setattr(pool, "WRITER_THREADS", 1)  # ids in cue order: compared below
     try:
         assert ingest(root, 16000, database_url=urls["new"], workers=1).cues_ingested == 3
         ingest(root, 16000, database_url=sqlite, workers=1)

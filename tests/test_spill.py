@@ -95,8 +95,8 @@ def test_spilled_cues_are_written_like_kept_ones(tmp_path, monkeypatch):
 
 
 def test_spill_threshold_shares_the_writer_budget_among_the_waiting_results():
-    # 2 workers: up to 4 results wait and 1 is being written.
-    assert spill_threshold(250, 2) == 250 * 2**20 // 5
+    # 2 workers: up to 4 results wait and 2 are being written (PostgreSQL's two writer threads)
+    assert spill_threshold(250, 2) == 250 * 2**20 // 6
     with pytest.raises(ConfigError, match="KMIDI_WRITER_MEMORY_MB"):
         Settings(writer_memory_mb=0).validate()
     with pytest.raises(ConfigError) as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Engine
 
 from .. import discover, store
@@ -30,6 +32,38 @@ def claim_job(
         claims.release(cue.rel_path)
         return None
     return (cue, stat_fp, known)
+
+
+def claim_jobs(
+    claims: CueClaims, engine: Engine, jobs: Sequence[Job], spec: CueSpec, force: bool
+) -> list[Job | None]:
+    """:func:`claim_job` of each of ``jobs``, in two round trips for all of them (the claims,
+    then what is stored now, read on the claims' own connection)."""
+    granted = claims.claim_many([cue.rel_path for cue, _fp, _known in jobs])
+    if not claims.shared:
+        return [job if ok else None for job, ok in zip(jobs, granted, strict=True)]
+    mine = [job for job, ok in zip(jobs, granted, strict=True) if ok]
+    try:
+        conn = claims.connection
+        assert conn is not None
+        now = store.stored_cues_at(conn, [discover.safe_text(cue.rel_path) for cue, *_ in mine])
+    except Exception:
+        for cue, *_ in mine:
+            claims.release(cue.rel_path)
+        raise
+    out: list[Job | None] = []
+    for job, ok in zip(jobs, granted, strict=True):
+        if not ok:
+            out.append(None)
+            continue
+        cue, stat_fp, _known = job
+        known = now.get(discover.safe_text(cue.rel_path))
+        if up_to_date(known, stat_fp, spec.sample_rate_hz, force):
+            claims.release_later(cue.rel_path)
+            out.append(None)
+        else:
+            out.append((cue, stat_fp, known))
+    return out
 
 
 def account(summary: IngestSummary, outcome: CueOutcome) -> None:

@@ -28,12 +28,13 @@ from sqlalchemy import Engine
 
 from .. import allocator
 from ..claims import CueClaims
+from ..db import is_dsql
 from ..discover import CueSource
 from ..errors import WorkerDied
 from ..match import Matcher
 from ..results import CueResult
 from . import compute
-from .accounting import claim_job
+from .accounting import claim_job, claim_jobs
 from .compute import CueSpec, StemOutcome
 from .planning import Computed, Job, reusable_fingerprint
 from .reports import CueOutcome, Elsewhere, Unchanged
@@ -67,20 +68,104 @@ def local_outcomes(
     the caller closes it. Without one, a pool is started here when needed.
     """
     with CueClaims(engine) as claims:
+        claim = _ClaimAhead(claims, engine, jobs, spec, force)
+        computed_jobs = _compute(jobs, spec, force, workers, stop, audio_progress, claim, pool)
+        if writer_threads(engine, llm) <= 1:
+            for (cue, _fp, known), computed in computed_jobs:
+                try:
+                    if isinstance(computed, Elsewhere):
+                        yield CueOutcome(rel_path=cue.rel_path, status="elsewhere")
+                    else:
+                        yield write_outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
+                finally:
+                    claims.release_later(cue.rel_path)
+            return
+        yield from _write_in_threads(engine, computed_jobs, claims, run_id=run_id)
 
-        def claim(job: Job) -> Job | None:
-            return claim_job(claims, engine, job, spec, force)
 
-        for (cue, _fp, known), computed in _compute(
-            jobs, spec, force, workers, stop, audio_progress, claim, pool
-        ):
-            try:
+WRITER_THREADS = 2  # cues written at once on PostgreSQL (one transaction and connection each)
+
+
+def writer_threads(engine: Engine, llm: Matcher | None) -> int:
+    """How many cues this process writes at once: two on PostgreSQL (while the server works
+    through one cue's rows, the other's are built and sent), one on SQLite (a single writer),
+    on Aurora DSQL (its optimistic transactions would conflict) and with the LLM matcher."""
+    if engine.dialect.name != "postgresql" or is_dsql(engine) or llm is not None:
+        return 1
+    return WRITER_THREADS
+
+
+def _write_in_threads(
+    engine: Engine,
+    computed_jobs: Iterator[tuple[Job, Computed]],
+    claims: CueClaims,
+    *,
+    run_id: int,
+) -> Iterator[CueOutcome]:
+    """Write the cues :data:`WRITER_THREADS` at a time, each in its own transaction, and yield
+    their outcomes in job order. A cue's rows never depend on another cue's, so their order of
+    commit does not matter; the claims stay on this thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writing: deque[tuple[str, Future[CueOutcome]]] = deque()
+
+    def done(head: tuple[str, Future[CueOutcome]]) -> CueOutcome:
+        rel_path, future = head
+        try:
+            return future.result()
+        finally:
+            claims.release_later(rel_path)
+
+    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="kmidi-writer") as threads:
+        try:
+            for (cue, _fp, known), computed in computed_jobs:
+                future: Future[CueOutcome]
                 if isinstance(computed, Elsewhere):
-                    yield CueOutcome(rel_path=cue.rel_path, status="elsewhere")
+                    future = Future()
+                    future.set_result(CueOutcome(rel_path=cue.rel_path, status="elsewhere"))
                 else:
-                    yield write_outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
-            finally:
-                claims.release(cue.rel_path)
+                    future = threads.submit(
+                        write_outcome, engine, cue, known, computed, run_id=run_id
+                    )
+                writing.append((cue.rel_path, future))
+                while writing and (len(writing) >= WRITER_THREADS or writing[0][1].done()):
+                    yield done(writing.popleft())
+            while writing:
+                yield done(writing.popleft())
+        finally:
+            for _rel, future in writing:  # a consumer that stops early: finish what was sent
+                future.result()
+
+
+CLAIM_AHEAD = 32  # jobs claimed (and their stored rows read) in one round trip
+
+
+class _ClaimAhead:
+    """:func:`~.accounting.claim_job` for jobs asked for in their order, claimed
+    :data:`CLAIM_AHEAD` at a time (:func:`~.accounting.claim_jobs`): with claims (a shared
+    PostgreSQL database) two round trips per batch instead of four per cue. A run that stops
+    early releases the claims it did not use when it closes its claims."""
+
+    def __init__(
+        self, claims: CueClaims, engine: Engine, jobs: list[Job], spec: CueSpec, force: bool
+    ) -> None:
+        self._claims, self._engine, self._jobs = claims, engine, jobs
+        self._spec, self._force = spec, force
+        self._next = 0
+        self._ready: deque[Job | None] = deque()
+
+    def __call__(self, job: Job) -> Job | None:
+        if self._next >= len(self._jobs) or self._jobs[self._next] is not job:
+            self._ready.clear()  # asked out of order: claim this one alone
+            return claim_job(self._claims, self._engine, job, self._spec, self._force)
+        self._next += 1
+        if not self._ready:
+            batch = self._jobs[self._next - 1 : self._next - 1 + CLAIM_AHEAD]
+            # a failure fails this job (the caller records it); the next batch starts after it
+            self._ready.extend(
+                claim_jobs(self._claims, self._engine, batch, self._spec, self._force)
+            )
+        return self._ready.popleft()
 
 
 def _compute(

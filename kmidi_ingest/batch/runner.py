@@ -98,7 +98,7 @@ def ingest(
         Dask scheduler address; only with ``executor="dask"``.
     writer_memory_mb : int
         MIDI data, in MB, the writing process holds at most with a process pool: a cue whose
-        MIDI arrays exceed ``writer_memory_mb / (2 × workers + 1)`` comes from its worker
+        MIDI arrays exceed ``writer_memory_mb / (2 × workers + 2)`` comes from its worker
         through a temporary file (:mod:`kmidi_ingest.spill`) and is written file by file. On
         SQLite (local executor, no LLM) the workers stage a cue's MIDI rows in a SQLite file
         instead (:mod:`kmidi_ingest.staging`) and the writer holds none.
@@ -264,8 +264,11 @@ def _upgrade(engine: Engine) -> None:
 
 def spill_threshold(writer_memory_mb: int, workers: int) -> int:
     """The MIDI bytes above which a worker spills a cue, so that the results the writer holds
-    (up to ``2 × workers`` waiting, plus the one being written) stay within ``writer_memory_mb``."""
-    return writer_memory_mb * 2**20 // (2 * workers + 1)
+    (up to ``2 × workers`` waiting, plus the ones being written: two on PostgreSQL, see
+    :func:`~.pool.writer_threads`) stay within ``writer_memory_mb``."""
+    from .pool import WRITER_THREADS
+
+    return writer_memory_mb * 2**20 // (2 * workers + WRITER_THREADS)
 
 
 def _worker_count(workers: int | None) -> int:
