@@ -532,8 +532,8 @@ def test_every_ingest_option_is_documented_in_the_readme():
 
 
 def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
-    from kmidi_ingest.batch import pool
-    from kmidi_ingest.batch.reports import CueOutcome
+    from kmidi_ingest.batch import writer
+    from kmidi_ingest.batch.reports import CueOutcome, Elsewhere
 
     class _Cue:
         def __init__(self, rel_path: str) -> None:
@@ -556,10 +556,10 @@ def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
         order.append(cue.rel_path)
         return CueOutcome(rel_path=cue.rel_path, status="ingested")
 
-    monkeypatch.setattr(pool, "write_outcome", write)
+    monkeypatch.setattr(writer, "write_outcome", write)
     jobs = [((_Cue(p), "fp", None), object()) for p in "abc"]
-    jobs.insert(2, ((_Cue("x"), "fp", None), pool.Elsewhere()))
-    got = list(pool._write_in_threads(None, iter(jobs), _Claims(), run_id=1))  # type: ignore[arg-type]
+    jobs.insert(2, ((_Cue("x"), "fp", None), Elsewhere()))
+    got = list(writer.write_in_threads(None, iter(jobs), _Claims(), run_id=1))  # type: ignore[arg-type]
     assert [o.rel_path for o in got] == ["a", "b", "x", "c"]
     assert [o.status for o in got] == ["ingested", "ingested", "elsewhere", "ingested"]
     assert order[:2] == ["b", "a"] and released == ["a", "b", "x", "c"]

@@ -15,7 +15,7 @@ from sqlalchemy import insert, text
 
 from kmidi_ingest import ingest, migrate, store, store_midi, store_pg
 from kmidi_ingest import models as m
-from kmidi_ingest.batch import pool
+from kmidi_ingest.batch import writer
 from kmidi_ingest.db import make_engine
 from kmidi_ingest.errors import StoreError
 from kmidi_ingest.midi import BEND_DTYPE, CC_DTYPE, NOTE_DTYPE, PROGRAM_DTYPE, TOUCH_DTYPE, Track
@@ -249,7 +249,7 @@ def test_a_collection_on_postgresql_gives_the_rows_of_sqlite_and_of_the_csv_path
         threaded = ingest(root, 16000, database_url=urls["threads"], workers=1)
         # one writer thread: the ids come out in cue order, as on SQLite, for the comparison
         # below, ids included (two threads interleave the cues' ids)
-        monkeypatch.setattr(pool, "WRITER_THREADS", 1)
+        monkeypatch.setattr(writer, "WRITER_THREADS", 1)
         binary = ingest(root, 16000, database_url=urls["binary"], workers=1)
         ingest(root, 16000, database_url=sqlite, workers=1)
         with monkeypatch.context() as patch:
@@ -323,7 +323,7 @@ def test_file_level_tables_and_parents_store_the_text_of_the_previous_path(
     urls = {name: pg_server.create_database(f"t_text_{name}_{tmp_path.name[-8:]}".lower())
             for name in ("new", "old")}  # fmt: skip
     sqlite = f"sqlite:///{tmp_path}/db.sqlite"
-    monkeypatch.setattr(pool, "WRITER_THREADS", 1)  # ids in cue order: compared below
+    monkeypatch.setattr(writer, "WRITER_THREADS", 1)  # ids in cue order: compared below
     try:
         assert ingest(root, 16000, database_url=urls["new"], workers=1).cues_ingested == 3
         ingest(root, 16000, database_url=sqlite, workers=1)

@@ -28,7 +28,6 @@ from sqlalchemy import Engine
 
 from .. import allocator
 from ..claims import CueClaims
-from ..db import is_dsql
 from ..discover import CueSource
 from ..errors import WorkerDied
 from ..match import Matcher
@@ -38,7 +37,7 @@ from .accounting import claim_job, claim_jobs
 from .compute import CueSpec, StemOutcome
 from .planning import Computed, Job, reusable_fingerprint
 from .reports import CueOutcome, Elsewhere, Unchanged
-from .writer import write_outcome
+from .writer import write_in_threads, write_outcome, writer_threads
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -80,61 +79,7 @@ def local_outcomes(
                 finally:
                     claims.release_later(cue.rel_path)
             return
-        yield from _write_in_threads(engine, computed_jobs, claims, run_id=run_id)
-
-
-WRITER_THREADS = 2  # cues written at once on PostgreSQL (one transaction and connection each)
-
-
-def writer_threads(engine: Engine, llm: Matcher | None) -> int:
-    """How many cues this process writes at once: two on PostgreSQL (while the server works
-    through one cue's rows, the other's are built and sent), one on SQLite (a single writer),
-    on Aurora DSQL (its optimistic transactions would conflict) and with the LLM matcher."""
-    if engine.dialect.name != "postgresql" or is_dsql(engine) or llm is not None:
-        return 1
-    return WRITER_THREADS
-
-
-def _write_in_threads(
-    engine: Engine,
-    computed_jobs: Iterator[tuple[Job, Computed]],
-    claims: CueClaims,
-    *,
-    run_id: int,
-) -> Iterator[CueOutcome]:
-    """Write the cues :data:`WRITER_THREADS` at a time, each in its own transaction, and yield
-    their outcomes in job order. A cue's rows never depend on another cue's, so their order of
-    commit does not matter; the claims stay on this thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    writing: deque[tuple[str, Future[CueOutcome]]] = deque()
-
-    def done(head: tuple[str, Future[CueOutcome]]) -> CueOutcome:
-        rel_path, future = head
-        try:
-            return future.result()
-        finally:
-            claims.release_later(rel_path)
-
-    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="kmidi-writer") as threads:
-        try:
-            for (cue, _fp, known), computed in computed_jobs:
-                future: Future[CueOutcome]
-                if isinstance(computed, Elsewhere):
-                    future = Future()
-                    future.set_result(CueOutcome(rel_path=cue.rel_path, status="elsewhere"))
-                else:
-                    future = threads.submit(
-                        write_outcome, engine, cue, known, computed, run_id=run_id
-                    )
-                writing.append((cue.rel_path, future))
-                while writing and (len(writing) >= WRITER_THREADS or writing[0][1].done()):
-                    yield done(writing.popleft())
-            while writing:
-                yield done(writing.popleft())
-        finally:
-            for _rel, future in writing:  # a consumer that stops early: finish what was sent
-                future.result()
+        yield from write_in_threads(engine, computed_jobs, claims, run_id=run_id)
 
 
 CLAIM_AHEAD = 32  # jobs claimed (and their stored rows read) in one round trip

@@ -265,8 +265,8 @@ def _upgrade(engine: Engine) -> None:
 def spill_threshold(writer_memory_mb: int, workers: int) -> int:
     """The MIDI bytes above which a worker spills a cue, so that the results the writer holds
     (up to ``2 × workers`` waiting, plus the ones being written: two on PostgreSQL, see
-    :func:`~.pool.writer_threads`) stay within ``writer_memory_mb``."""
-    from .pool import WRITER_THREADS
+    :func:`~.writer.writer_threads`) stay within ``writer_memory_mb``."""
+    from .writer import WRITER_THREADS
 
     return writer_memory_mb * 2**20 // (2 * workers + WRITER_THREADS)
 

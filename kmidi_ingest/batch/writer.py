@@ -1,19 +1,26 @@
-"""The write step: the LLM match step, then one transaction per cue (see :mod:`..store`)."""
+"""The write step: the LLM match step, then one transaction per cue (see :mod:`..store`); on
+PostgreSQL two cues are written at once (:func:`write_in_threads`)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
 
 from sqlalchemy import Engine
 
 from .. import discover, spill, store
+from ..claims import CueClaims
+from ..db import is_dsql
 from ..discover import CueSource
 from ..match import FuzzyMatcher, LlmMatcher, Matcher
 from ..options import LlmConfig
 from ..pairing import apply_matcher
 from ..results import CueResult, Problem
 from .compute import CueSpec
-from .reports import CueOutcome, LlmUse, Unchanged, in_cue
+from .planning import Job
+from .reports import CueOutcome, Elsewhere, LlmUse, Unchanged, in_cue
 
 
 def write_outcome(
@@ -131,3 +138,57 @@ def fail_cue(
     with contextlib.suppress(Exception):
         store.record_problems(engine, run_id, [problem], cue_path=rel)
     return CueOutcome(rel_path=cue.rel_path, status="failed", problems=(in_cue(problem, rel),))
+
+
+WRITER_THREADS = 2  # cues written at once on PostgreSQL (one transaction and connection each)
+
+
+def writer_threads(engine: Engine, llm: Matcher | None) -> int:
+    """How many cues this process writes at once: two on PostgreSQL (while the server works
+    through one cue's rows, the other's are built and sent), one on SQLite (a single writer),
+    on Aurora DSQL (its optimistic transactions would conflict) and with the LLM matcher."""
+    if engine.dialect.name != "postgresql" or is_dsql(engine) or llm is not None:
+        return 1
+    return WRITER_THREADS
+
+
+def write_in_threads(
+    engine: Engine,
+    computed_jobs: Iterator[tuple[Job, CueResult | Unchanged | Elsewhere | BaseException]],
+    claims: CueClaims,
+    *,
+    run_id: int,
+) -> Iterator[CueOutcome]:
+    """Write the cues :data:`WRITER_THREADS` at a time, each in its own transaction, and yield
+    their outcomes in job order. A cue's rows never depend on another cue's, so their order of
+    commit does not matter; the claims stay on this thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writing: deque[tuple[str, Future[CueOutcome]]] = deque()
+
+    def done(head: tuple[str, Future[CueOutcome]]) -> CueOutcome:
+        rel_path, future = head
+        try:
+            return future.result()
+        finally:
+            claims.release_later(rel_path)
+
+    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="kmidi-writer") as threads:
+        try:
+            for (cue, _fp, known), computed in computed_jobs:
+                future: Future[CueOutcome]
+                if isinstance(computed, Elsewhere):
+                    future = Future()
+                    future.set_result(CueOutcome(rel_path=cue.rel_path, status="elsewhere"))
+                else:
+                    future = threads.submit(
+                        write_outcome, engine, cue, known, computed, run_id=run_id
+                    )
+                writing.append((cue.rel_path, future))
+                while writing and (len(writing) >= WRITER_THREADS or writing[0][1].done()):
+                    yield done(writing.popleft())
+            while writing:
+                yield done(writing.popleft())
+        finally:
+            for _rel, future in writing:  # a consumer that stops early: finish what was sent
+                future.result()
