@@ -26,29 +26,28 @@ from collections.abc import Sequence
 import numpy as np
 
 from .audio import FeatureData
-from .content import MAX_LAG_S, MIN_NOTES, MIN_NULL_S, NULL_GUARD_S, SILENT_DB, _grid
-from .mel import band_centres_hz, widen
+from .content import MAX_LAG_S, MIN_NOTES, MIN_NULL_S, NULL_GUARD_S, _Grid, _grid, _observations
+from .mel import band_centres_hz
 
 HIGH_HZ = 7000.0  # hats and cymbals: the bands from here up
 LOW_WEIGHT = 0.5  # share of the rise below HIGH_HZ taken off the rise above it
-DYNAMIC_RANGE_DB = 80.0
 
 
-def _high_rise(feature: FeatureData, pool: int, n_frames: int) -> np.ndarray | None:
-    """Standardised (high-band rise − ``LOW_WEIGHT`` × low-band rise) per pooled frame, or ``None``."""
+def _high_rise(feature: FeatureData, grid: _Grid) -> np.ndarray | None:
+    """Standardised (high-band rise − ``LOW_WEIGHT`` × low-band rise) per pooled frame, or ``None``.
+
+    The rise is the content evidence's own (:func:`~kmidi_ingest.content._observations`: the
+    same pooled frames, floor and silence rule)."""
     centres = band_centres_hz(
         n_mels=feature.n_mels, fmin_hz=feature.fmin_hz, fmax_hz=feature.fmax_hz
     )
     high = centres >= HIGH_HZ
     if high.sum() < 2 or (~high).sum() < 2:
         return None
-    stored = widen(feature.values[:, : n_frames * pool])
-    peak = float(stored.max())
-    if peak < SILENT_DB:
+    observed = _observations(feature, grid)
+    if isinstance(observed, str):  # silent or too short
         return None
-    pooled = stored.reshape(stored.shape[0], n_frames, pool).mean(axis=2)
-    np.maximum(pooled, peak - DYNAMIC_RANGE_DB, out=pooled)
-    rise = np.maximum(np.diff(pooled, axis=1, prepend=pooled[:, :1]), 0.0)
+    _pooled, rise = observed
     curve = rise[high].mean(axis=0) - LOW_WEIGHT * rise[~high].mean(axis=0)
     centred = curve - curve.mean()
     std = float(centred.std())
@@ -81,14 +80,14 @@ def kit_evidence(
         return out
     for j, feature in enumerate(features):
         grid = _grid(feature)  # the content evidence's pooled frames
-        pool, n, grid_hz = grid.pool, grid.n_frames, grid.rate_hz
+        n, grid_hz = grid.n_frames, grid.rate_hz
         lags = np.arange(n)
         signed = np.where(lags > n // 2, lags - n, lags) / grid_hz
         window = np.abs(signed) <= MAX_LAG_S
         null = np.abs(signed) >= NULL_GUARD_S
         if n < 4 or null.sum() / grid_hz < MIN_NULL_S:
             continue
-        observed = _high_rise(feature, pool, n)
+        observed = _high_rise(feature, grid)
         if observed is None:
             continue
         spectrum = np.fft.rfft(observed)
