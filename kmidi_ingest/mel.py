@@ -213,7 +213,8 @@ class MelStream:
         # The stored frames pooled by ``curve_pool`` (see CurveFrames), set by finish.
         self._curve_pool = curve_pool
         self._pooled = np.empty(
-            (params.n_mels, self._out.shape[1] // (curve_pool or 1)), dtype=np.float32
+            (params.n_mels, self._out.shape[1] // curve_pool if curve_pool else 0),
+            dtype=np.float32,
         )
         self._pooled_n = 0
         self._carry = np.empty((params.n_mels, 0), dtype=np.float32)

@@ -548,7 +548,7 @@ def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
     gate = threading.Event()
     order: list[str] = []
 
-    def write(engine, cue, known, computed, *, run_id):
+    def write(engine, cue, known, computed, *, run_id, llm=None):
         if cue.rel_path == "a":
             gate.wait(5)  # the first cue's write finishes after the second's
         else:
@@ -559,7 +559,8 @@ def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
     monkeypatch.setattr(writer, "write_outcome", write)
     jobs = [((_Cue(p), "fp", None), object()) for p in "abc"]
     jobs.insert(2, ((_Cue("x"), "fp", None), Elsewhere()))
-    got = list(writer.write_in_threads(None, iter(jobs), _Claims(), run_id=1))  # type: ignore[arg-type]
+    monkeypatch.setattr(writer, "writer_threads", lambda engine, llm: 2)
+    got = list(writer.write_all(None, iter(jobs), _Claims(), run_id=1))  # type: ignore[arg-type]
     assert [o.rel_path for o in got] == ["a", "b", "x", "c"]
     assert [o.status for o in got] == ["ingested", "ingested", "elsewhere", "ingested"]
     assert order[:2] == ["b", "a"] and released == ["a", "b", "x", "c"]

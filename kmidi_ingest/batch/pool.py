@@ -37,7 +37,7 @@ from .accounting import claim_job, claim_jobs
 from .compute import CueSpec, StemOutcome
 from .planning import Computed, Job, reusable_fingerprint
 from .reports import CueOutcome, Elsewhere, Unchanged
-from .writer import write_in_threads, write_outcome, writer_threads
+from .writer import write_all
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -69,17 +69,7 @@ def local_outcomes(
     with CueClaims(engine) as claims:
         claim = _ClaimAhead(claims, engine, jobs, spec, force)
         computed_jobs = _compute(jobs, spec, force, workers, stop, audio_progress, claim, pool)
-        if writer_threads(engine, llm) <= 1:
-            for (cue, _fp, known), computed in computed_jobs:
-                try:
-                    if isinstance(computed, Elsewhere):
-                        yield CueOutcome(rel_path=cue.rel_path, status="elsewhere")
-                    else:
-                        yield write_outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
-                finally:
-                    claims.release_later(cue.rel_path)
-            return
-        yield from write_in_threads(engine, computed_jobs, claims, run_id=run_id)
+        yield from write_all(engine, computed_jobs, claims, run_id=run_id, llm=llm)
 
 
 CLAIM_AHEAD = 32  # jobs claimed (and their stored rows read) in one round trip

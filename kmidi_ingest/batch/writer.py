@@ -1,5 +1,5 @@
 """The write step: the LLM match step, then one transaction per cue (see :mod:`..store`); on
-PostgreSQL two cues are written at once (:func:`write_in_threads`)."""
+PostgreSQL two cues are written at once (:func:`write_all`)."""
 
 from __future__ import annotations
 
@@ -152,16 +152,27 @@ def writer_threads(engine: Engine, llm: Matcher | None) -> int:
     return WRITER_THREADS
 
 
-def write_in_threads(
+def write_all(
     engine: Engine,
     computed_jobs: Iterator[tuple[Job, CueResult | Unchanged | Elsewhere | BaseException]],
     claims: CueClaims,
     *,
     run_id: int,
+    llm: Matcher | None = None,
 ) -> Iterator[CueOutcome]:
-    """Write the cues :data:`WRITER_THREADS` at a time, each in its own transaction, and yield
-    their outcomes in job order. A cue's rows never depend on another cue's, so their order of
-    commit does not matter; the claims stay on this thread."""
+    """Write each computed job's cue in its own transaction and yield the outcomes in job order,
+    releasing each cue's claim once it is written (claims stay on this thread).
+
+    :func:`writer_threads` cues are written at once: a cue's rows never depend on another
+    cue's, so their order of commit does not matter. With one, in this thread."""
+    threads = writer_threads(engine, llm)
+    if threads <= 1:
+        for (cue, _fp, known), computed in computed_jobs:
+            try:
+                yield _outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
+            finally:
+                claims.release_later(cue.rel_path)
+        return
     from concurrent.futures import ThreadPoolExecutor
 
     writing: deque[tuple[str, Future[CueOutcome]]] = deque()
@@ -173,22 +184,33 @@ def write_in_threads(
         finally:
             claims.release_later(rel_path)
 
-    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="kmidi-writer") as threads:
+    with ThreadPoolExecutor(threads, thread_name_prefix="kmidi-writer") as pool:
         try:
             for (cue, _fp, known), computed in computed_jobs:
-                future: Future[CueOutcome]
-                if isinstance(computed, Elsewhere):
-                    future = Future()
-                    future.set_result(CueOutcome(rel_path=cue.rel_path, status="elsewhere"))
-                else:
-                    future = threads.submit(
-                        write_outcome, engine, cue, known, computed, run_id=run_id
+                writing.append(
+                    (
+                        cue.rel_path,
+                        pool.submit(_outcome, engine, cue, known, computed, run_id=run_id),
                     )
-                writing.append((cue.rel_path, future))
-                while writing and (len(writing) >= WRITER_THREADS or writing[0][1].done()):
+                )
+                while writing and (len(writing) >= threads or writing[0][1].done()):
                     yield done(writing.popleft())
             while writing:
                 yield done(writing.popleft())
         finally:
             for _rel, future in writing:  # a consumer that stops early: finish what was sent
                 future.result()
+
+
+def _outcome(
+    engine: Engine,
+    cue: CueSource,
+    known: store.StoredCue | None,
+    computed: CueResult | Unchanged | Elsewhere | BaseException,
+    *,
+    run_id: int,
+    llm: Matcher | None = None,
+) -> CueOutcome:
+    if isinstance(computed, Elsewhere):
+        return CueOutcome(rel_path=cue.rel_path, status="elsewhere")
+    return write_outcome(engine, cue, known, computed, run_id=run_id, llm=llm)
