@@ -241,29 +241,32 @@ def _fill_in(
             if k != i and doubled[i, k] >= DOUBLED_SHARE and doubled[k, i] >= DOUBLED_SHARE
         ]
     )
-    best = int(np.argmax(z))
     if any(family[k] != family[i] for k in twins):
         assert doubled is not None
         # every track playing at least half of these notes may light a stem with them
         sharing = [k for k in range(len(family)) if k != i and doubled[i, k] >= SHARED_NOTES]
         placed, note = _beside_twins(z, sharing, anchors)
-        if placed is None:
+        if placed is None or _family_elsewhere(i, placed, family, anchors):
             return None, None
-        best = placed
-    else:
-        note = None
-    if family[i] is not None and any(
-        family[k] == family[i] and stem != best for k, stem in anchors.items() if k != i
-    ):
-        return None, None  # its family sits elsewhere: the z may be another family's doubling
-    if note is not None:
-        return best, note
+        return placed, note
+    best = int(np.argmax(z))
+    if _family_elsewhere(i, best, family, anchors):
+        return None, None  # the z may be another family's doubling
     others = np.delete(z, best)
     if z[best] < Z_DOUBLED or (len(others) and z[best] - others.max() < MARGIN):
         return None, None
     if len(others) and (np.delete(u, best) >= U_STRONG).any():
         return None, None  # another stem credits the track a share: the z may be a doubling's
     return best, "doubled: another track explains the same part of the stem"
+
+
+def _family_elsewhere(
+    i: int, stem: int, family: Sequence[str | None], anchors: dict[int, int]
+) -> bool:
+    """Whether a member of track ``i``'s family is placed in another stem than ``stem``."""
+    return family[i] is not None and any(
+        family[k] == family[i] and placed != stem for k, placed in anchors.items() if k != i
+    )
 
 
 def _beside_twins(
