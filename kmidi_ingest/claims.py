@@ -44,17 +44,7 @@ class CueClaims:
 
     def claim(self, rel_path: str) -> bool:
         """Claim the cue at ``rel_path``; false when another run holds it."""
-        if self._conn is None:
-            return True
-        key = claim_key(rel_path)
-        if key in self._held:
-            return True
-        granted = bool(
-            self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-        )
-        if granted:
-            self._held.add(key)
-        return granted
+        return self.claim_many([rel_path])[0]
 
     def claim_many(self, rel_paths: Sequence[str]) -> list[bool]:
         """:meth:`claim` each of ``rel_paths`` in one round trip; whether each was granted."""

@@ -164,13 +164,6 @@ def stored_cues(engine: Engine) -> dict[str, StoredCue]:
         return {row.rel_path: _stored(row) for row in conn.execute(_STORED_CUE)}
 
 
-def stored_cue(engine: Engine, rel_path: str) -> StoredCue | None:
-    """The cue stored at ``rel_path`` now, if any."""
-    with engine.connect() as conn:
-        row = conn.execute(_STORED_CUE.where(m.Cue.rel_path == rel_path)).one_or_none()
-    return None if row is None else _stored(row)
-
-
 def stored_cues_at(conn: Connection, rel_paths: Sequence[str]) -> dict[str, StoredCue]:
     """The cues stored now at ``rel_paths`` (those that are), by relative path, read on
     ``conn`` in one query."""

@@ -432,13 +432,13 @@ def test_claim_jobs_reads_what_is_stored_for_a_whole_batch(corpus, pg_url):
     spec = CueSpec(sample_rate_hz=SR)
     jobs = [(cue, "stale", None) for cue in cues]
     with CueClaims(engine) as claims:
-        got = claim_jobs(claims, engine, jobs, spec, force=False)
+        got = claim_jobs(claims, jobs, spec, force=False)
         # every cue is stored: each job comes back with its stored row, for a stale fingerprint
         assert [j is not None and j[2] is not None for j in got] == [True] * len(cues)
         assert {j[2].status for j in got if j is not None} == {"complete"}
         # with the fingerprints as stored, every cue is up to date: none is claimed
         fresh = [(cue, j[2].stat_fingerprint, None) for cue, j in zip(cues, got, strict=True)]
-        assert claim_jobs(claims, engine, fresh, spec, force=False) == [None] * len(cues)
+        assert claim_jobs(claims, fresh, spec, force=False) == [None] * len(cues)
 
 
 def test_dask_local_cluster_gives_the_same_database(corpus, clean, pg_url):

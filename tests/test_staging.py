@@ -133,11 +133,25 @@ def test_a_staged_cue_is_a_file_the_writer_removes(tmp_path):
     assert not Path(midi.path).exists()
 
 
-def test_no_staging_file_outlives_a_run(tmp_path):
+def test_no_staging_file_outlives_a_run(tmp_path, monkeypatch):
     root = _corpus(tmp_path / "in")
-    before = set(Path(tempfile.gettempdir()).glob("kmidi-stage-*"))
-    _run(root / "lmd", tmp_path / "db.sqlite", workers=2)
-    assert set(Path(tempfile.gettempdir()).glob("kmidi-stage-*")) == before
+    # a temporary folder of this test's own: other tests' runs stage beside it in parallel
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _run(root / "lmd", tmp_path / "db2.sqlite", workers=2)  # staged by the pool's workers
+    assert list(scratch.iterdir()) == []
+    staged: list[Path] = []
+    stage = staging.stage
+
+    def stage_and_record(result, *, directory):
+        staged.append(Path(directory))
+        return stage(result, directory=directory)
+
+    monkeypatch.setattr(staging, "stage", stage_and_record)
+    _run(root / "lmd", tmp_path / "db.sqlite", workers=1)
+    assert staged and {p.parent for p in staged} == {scratch}  # the run staged, in there
+    assert list(scratch.iterdir()) == []
 
 
 def test_staging_is_for_sqlite_and_the_local_executor_without_the_llm(tmp_path):

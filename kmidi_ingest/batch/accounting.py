@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
-
 from .. import discover, store
 from ..claims import CueClaims
 from .compute import CueSpec
@@ -13,29 +11,14 @@ from .planning import Job, up_to_date
 from .reports import CueOutcome, CueStatus, IngestSummary, ProgressOutcome
 
 
-def claim_job(
-    claims: CueClaims, engine: Engine, job: Job, spec: CueSpec, force: bool
-) -> Job | None:
+def claim_job(claims: CueClaims, job: Job, spec: CueSpec, force: bool) -> Job | None:
     """Claim a job's cue before computing it: the job with what is stored now, or None when
     another run holds the cue or has stored it since this run looked (its claim is released)."""
-    cue, stat_fp, known = job
-    if not claims.claim(cue.rel_path):
-        return None
-    if not claims.shared:
-        return job
-    try:
-        known = store.stored_cue(engine, discover.safe_text(cue.rel_path))
-    except Exception:
-        claims.release(cue.rel_path)
-        raise
-    if up_to_date(known, stat_fp, spec.sample_rate_hz, force):
-        claims.release(cue.rel_path)
-        return None
-    return (cue, stat_fp, known)
+    return claim_jobs(claims, [job], spec, force)[0]
 
 
 def claim_jobs(
-    claims: CueClaims, engine: Engine, jobs: Sequence[Job], spec: CueSpec, force: bool
+    claims: CueClaims, jobs: Sequence[Job], spec: CueSpec, force: bool
 ) -> list[Job | None]:
     """:func:`claim_job` of each of ``jobs``, in two round trips for all of them (the claims,
     then what is stored now, read on the claims' own connection)."""

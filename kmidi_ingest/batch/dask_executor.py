@@ -59,7 +59,7 @@ def run_cue_task(
     matcher = None if llm is None else llm_matcher(llm, engine, spec)
     with CueClaims(engine) as claims:
         try:
-            claimed = claim_job(claims, engine, (cue, stat_fingerprint, known), spec, force)
+            claimed = claim_job(claims, (cue, stat_fingerprint, known), spec, force)
         except Exception as exc:
             return fail_cue(engine, cue, exc, run_id=run_id, stage="ingest")
         if claimed is None:

@@ -67,7 +67,7 @@ def local_outcomes(
     the caller closes it. Without one, a pool is started here when needed.
     """
     with CueClaims(engine) as claims:
-        claim = _ClaimAhead(claims, engine, jobs, spec, force)
+        claim = _ClaimAhead(claims, jobs, spec, force)
         computed_jobs = _compute(jobs, spec, force, workers, stop, audio_progress, claim, pool)
         yield from write_all(engine, computed_jobs, claims, run_id=run_id, llm=llm)
 
@@ -81,10 +81,8 @@ class _ClaimAhead:
     PostgreSQL database) two round trips per batch instead of four per cue. A run that stops
     early releases the claims it did not use when it closes its claims."""
 
-    def __init__(
-        self, claims: CueClaims, engine: Engine, jobs: list[Job], spec: CueSpec, force: bool
-    ) -> None:
-        self._claims, self._engine, self._jobs = claims, engine, jobs
+    def __init__(self, claims: CueClaims, jobs: list[Job], spec: CueSpec, force: bool) -> None:
+        self._claims, self._jobs = claims, jobs
         self._spec, self._force = spec, force
         self._next = 0
         self._ready: deque[Job | None] = deque()
@@ -92,14 +90,12 @@ class _ClaimAhead:
     def __call__(self, job: Job) -> Job | None:
         if self._next >= len(self._jobs) or self._jobs[self._next] is not job:
             self._ready.clear()  # asked out of order: claim this one alone
-            return claim_job(self._claims, self._engine, job, self._spec, self._force)
+            return claim_job(self._claims, job, self._spec, self._force)
         self._next += 1
         if not self._ready:
             batch = self._jobs[self._next - 1 : self._next - 1 + CLAIM_AHEAD]
             # a failure fails this job (the caller records it); the next batch starts after it
-            self._ready.extend(
-                claim_jobs(self._claims, self._engine, batch, self._spec, self._force)
-            )
+            self._ready.extend(claim_jobs(self._claims, batch, self._spec, self._force))
         return self._ready.popleft()
 
 
