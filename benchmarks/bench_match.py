@@ -296,7 +296,6 @@ COST_REPEATS = 5  # whole-cue ingests per allocator setting (one cue, interleave
 def _cost_samples(cue_root: str, warm_root: str, repeats: int, tuned: bool) -> list[dict]:
     """In a fresh process: ingest the cue ``repeats`` times as the batch benchmark does (one
     worker, a new SQLite database each time) and time its evidence (runs via ``-c``)."""
-
     from benchmarks.bench_batch import SR
     from kmidi_ingest import allocator, ingest, pairing
     from kmidi_ingest.db import make_engine
