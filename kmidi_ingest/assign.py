@@ -35,9 +35,17 @@ one stem). With several tracks, the content's picks are made jointly (:func:`con
   account for the notes there, and of the other stems one that clearly follows the notes
   (``Z_VERIFY``, ``MARGIN`` above the rest) holds it; otherwise (no such stem, two of them, or
   the notes heard only in the twins' stems, which a quiet twin masked by a loud one also gives)
-  it stays unpaired.
+  it stays unpaired;
+- once the evidence has placed all it can, twins none of whom it placed go together where
+  their notes are heard (one stem ``Z_VERIFY`` and ``MARGIN`` above the rest, no other reaching
+  ``Z_VERIFY``), except a twin whose family sits in one stem, which goes with it; at least one
+  of them must land in that stem, or none is paired;
+- last, the *category prior*: a track the content cannot place joins the one stem its family
+  sits in when every stem with audio already holds a placed track (so a cue with a stem per
+  track leaves it unpaired) and no other stem clearly holds its notes.
 
-Pairs made that way (family or doubling) are never verified: ``verify_reason`` says why.
+Pairs made that way (family, doubling or category) are never verified: ``verify_reason`` says
+why.
 
 A drum track's content evidence also follows the kick and bass of pitched stems. Its *kit*
 evidence (:mod:`kmidi_ingest.kit`: its hits against each stem's rise in the hat and cymbal
@@ -204,17 +212,92 @@ def content_picks(
                 f"moved to the stem of its family ({family[i]})" if picks[i] is not None else None
             )
     anchors = {k: p for k, p in enumerate(picks) if p is not None}
-    changed = True
-    while changed:  # a track placed by its family or by z may in turn place its family
-        changed = False
-        for i in range(n):
-            if picks[i] is not None or not np.isfinite(z[i]).any():
-                continue
-            stem, note = _fill_in(i, z[i], u[i], family, anchors, doubled)
-            if stem is not None:
-                picks[i], notes[i], anchors[i] = stem, note, stem
-                changed = True
+    live = {j for j in range(z.shape[1]) if np.isfinite(z[:, j]).any()}
+
+    def settle(fill) -> None:  # a track placed may in turn place its family: until none moves
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n):
+                if picks[i] is not None or not np.isfinite(z[i]).any():
+                    continue
+                stem, note = fill(i, z[i], u[i], family, anchors, doubled, live)
+                if stem is not None:
+                    picks[i], notes[i], anchors[i] = stem, note, stem
+                    changed = True
+
+    settle(_fill_in)
+    # once the evidence has placed all it can: twins none of whom it placed, then the category
+    if doubled is not None:
+        for members in _twin_clusters(doubled, family):
+            if not any(k in anchors for k in members):
+                for k, (stem, note) in _place_twins(members, z, family, anchors, doubled).items():
+                    picks[k], notes[k], anchors[k] = stem, note, stem
+    settle(_by_category)
     return list(zip(picks, notes, strict=True))
+
+
+def _twin_clusters(doubled: np.ndarray, family: Sequence[str | None]) -> list[list[int]]:
+    """Groups of tracks linked by doubling each other (each way), of more than one family."""
+    linked = (doubled >= DOUBLED_SHARE) & (doubled.T >= DOUBLED_SHARE)
+    root = list(range(len(family)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for i, k in zip(*np.nonzero(np.triu(linked, 1)), strict=True):
+        root[find(int(i))] = find(int(k))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(family)):
+        groups.setdefault(find(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1 and len({family[k] for k in g}) > 1]
+
+
+def _place_twins(
+    members: Sequence[int],
+    z: np.ndarray,
+    family: Sequence[str | None],
+    anchors: dict[int, int],
+    doubled: np.ndarray,
+) -> dict[int, tuple[int, str]]:
+    """Stems for twins none of whom the evidence placed (their z is the same at every stem).
+
+    Leaving out the stems of placed tracks that play half these notes or more, a stem that
+    clearly follows them for every twin (``Z_VERIFY``, ``MARGIN`` above the rest, no other stem
+    reaching ``Z_VERIFY``: the notes are heard there only) holds one twin at least. A twin
+    whose family sits in one stem goes with it; the others go to that stem. If the twins
+    disagree on the stem, or none of them would be in it: no stem for any.
+    """
+    outside = [k for k in range(len(family)) if k not in members]
+    sharing = {k for i in members for k in outside if doubled[i, k] >= SHARED_NOTES}
+    covered = {anchors[k] for k in sharing if k in anchors}
+    free = [s for s in range(z.shape[1]) if s not in covered]
+    heard = set()
+    for i in members:
+        zf = z[i, free]
+        if not len(zf):
+            return {}
+        best = int(np.argmax(zf))
+        runner = float(np.delete(zf, best).max()) if len(free) > 1 else -np.inf
+        if zf[best] < Z_VERIFY or zf[best] - runner < MARGIN or runner >= Z_VERIFY:
+            return {}
+        heard.add(free[best])
+    if len(heard) != 1:
+        return {}
+    (stem,) = heard
+    placed = {}
+    for i in members:
+        held = _family_stem(i, family, anchors)
+        if held is not None and np.isfinite(z[i, held]):
+            placed[i] = (
+                held,
+                f"doubled by another family's track; paired with its family ({family[i]})",
+            )
+        else:
+            placed[i] = stem, "doubled by another family's track; the one stem these notes sound in"
+    return placed if any(s == stem for s, _ in placed.values()) else {}
 
 
 def _fill_in(
@@ -224,14 +307,12 @@ def _fill_in(
     family: Sequence[str | None],
     anchors: dict[int, int],
     doubled: np.ndarray | None,
+    live: set[int],
 ) -> tuple[int | None, str | None]:
     """A stem for a track without a pick of its own: its family's, or its best by a strong z."""
-    if family[i] is not None:
-        held = {stem for k, stem in anchors.items() if k != i and family[k] == family[i]}
-        if len(held) == 1:
-            (stem,) = held
-            if z[stem] >= Z_PLAUSIBLE and z[stem] >= z.max() - MARGIN:
-                return stem, f"paired with its family ({family[i]}), no unique share of its own"
+    held = _family_stem(i, family, anchors)
+    if held is not None and z[held] >= Z_PLAUSIBLE and z[held] >= z.max() - MARGIN:
+        return held, f"paired with its family ({family[i]}), no unique share of its own"
     twins = (
         []
         if doubled is None
@@ -258,6 +339,43 @@ def _fill_in(
     if len(others) and (np.delete(u, best) >= U_STRONG).any():
         return None, None  # another stem credits the track a share: the z may be a doubling's
     return best, "doubled: another track explains the same part of the stem"
+
+
+def _family_stem(i: int, family: Sequence[str | None], anchors: dict[int, int]) -> int | None:
+    """The one stem the placed members of track ``i``'s family sit in, or ``None``."""
+    if family[i] is None:
+        return None
+    held = {stem for k, stem in anchors.items() if k != i and family[k] == family[i]}
+    return held.pop() if len(held) == 1 else None
+
+
+def _by_category(
+    i: int,
+    z: np.ndarray,
+    u: np.ndarray,
+    family: Sequence[str | None],
+    anchors: dict[int, int],
+    doubled: np.ndarray | None,
+    live: set[int],
+) -> tuple[int | None, str | None]:
+    """The category prior, for a track the evidence left unplaced: its family's stem.
+
+    Studios print an instrument family into one stem, so a track too quiet or too short for
+    the content to place (a few notes under a loud band) joins the one stem its family's other
+    tracks were placed in. Only when every stem with audio already holds a placed track (a cue
+    with a stem per track, as Slakh's, leaves this track's own stem free) and no other stem
+    clearly holds the notes (``Z_VERIFY`` and ``MARGIN`` above the family's stem).
+    """
+    held = _family_stem(i, family, anchors)
+    if held is None or not np.isfinite(z[held]) or not live <= set(anchors.values()):
+        return None, None
+    others = np.delete(z, held)
+    if len(others) and others.max() >= Z_VERIFY and others.max() - z[held] >= MARGIN:
+        return None, None
+    return held, (
+        f"paired with its family ({family[i]}) by category: the content cannot place it, "
+        "and every stem holds placed tracks"
+    )
 
 
 def _family_elsewhere(

@@ -123,6 +123,71 @@ def test_the_same_notes_in_two_families_stay_unpaired():
     )
 
 
+def test_twins_none_placed_go_where_their_notes_are_heard_and_with_their_family():
+    # a piano (track 0) and a bass (track 1) play the same notes, heard in Strings only; track 2,
+    # another bass, holds Brass by its own share: the bass twin goes with its family, the piano
+    # to the one stem the notes sound in; neither is verified
+    z = [[8.5, 3.6, 1.0], [8.5, 3.6, 1.0], [1.0, 9.0, 1.0]]
+    u = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.03, 0.0]]
+    doubled = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    got = assign.decide(
+        [None] * 3, evidence(z, u), stem_names=STEMS, families=[PIANO, BASS, BASS], doubled=doubled
+    )
+    assert [(d.stem_index, d.verified) for d in got] == [(0, None), (1, None), (1, True)]
+    assert got[0].reason == (
+        "doubled by another family's track; the one stem these notes sound in"
+        " (z 8.5, unique share 0.0000)"
+    )
+    assert got[1].reason.startswith("doubled by another family's track; paired with its family")
+    # heard in two stems (Brass reaches 4 too): which twin is where cannot be told
+    z2 = [[8.5, 4.2, 1.0], [8.5, 4.2, 1.0], [1.0, 1.0, 9.0]]
+    u2 = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.03]]
+    got = assign.decide(
+        [None] * 3, evidence(z2, u2), stem_names=STEMS, families=[PIANO, BASS, "Drums"],
+        doubled=doubled,
+    )  # fmt: skip
+    assert [d.stem_index for d in got] == [None, None, 2]
+    # both twins' families sit in Brass: nothing would be in Strings, so neither is paired
+    z3 = [[8.5, 3.6, 1.0], [8.5, 3.6, 1.0], [1.0, 9.0, 1.0], [1.0, 9.0, 1.0]]
+    u3 = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.03, 0.0], [0.0, 0.03, 0.0]]
+    doubled4 = np.zeros((4, 4))
+    doubled4[0, 1] = doubled4[1, 0] = 1.0
+    got = assign.decide(
+        [None] * 4, evidence(z3, u3), stem_names=STEMS, families=[PIANO, BASS, PIANO, BASS],
+        doubled=doubled4,
+    )  # fmt: skip
+    assert [d.stem_index for d in got] == [None, None, 1, 1]
+
+
+def test_the_category_prior_places_a_track_the_content_cannot_only_when_every_stem_is_held():
+    # track 2, a piano with a few notes, has no usable evidence anywhere; its family's other
+    # track is in Strings and every stem holds a placed track: it joins its family, unverified
+    z = [[8.0, 1.0, 1.0], [1.0, 8.0, 1.0], [1.0, 1.0, 9.0], [1.4, 2.2, 1.1]]
+    u = [[0.03, 0.0, 0.0], [0.0, 0.03, 0.0], [0.0, 0.0, 0.03], [0.0, 0.001, 0.0]]
+    families = [PIANO, BASS, "Drums", PIANO]
+    got = assign.decide([None] * 4, evidence(z, u), stem_names=STEMS, families=families)
+    assert [(d.stem_index, d.verified) for d in got] == [(0, True), (1, True), (2, True), (0, None)]
+    assert got[3].reason == (
+        "paired with its family (Piano) by category: the content cannot place it, and every"
+        " stem holds placed tracks (z 1.4, unique share 0.0000)"
+    )
+    # a stem per track (as Slakh prints them): Drums holds nothing placed, so the piano's own
+    # stem may be the free one, and the prior stays out
+    free = [row[:] for row in z[:2]] + [[1.0, 1.0, 2.0], z[3]]
+    ufree = [row[:] for row in u[:2]] + [[0.0, 0.0, 0.0], u[3]]
+    got = assign.decide([None] * 4, evidence(free, ufree), stem_names=STEMS, families=families)
+    assert [d.stem_index for d in got] == [0, 1, None, None]
+    # another stem clearly holds the notes (z 4.6, 3.2 above the family's stem): no prior
+    clear = z[:3] + [[1.4, 4.6, 1.1]]
+    unone = u[:3] + [[0.0, 0.0, 0.0]]
+    got = assign.decide([None] * 4, evidence(clear, unone), stem_names=STEMS, families=families)
+    assert got[3].stem_index is None
+    # ... while at 3.6 (2.2 above) it does not clearly hold them: the prior places the piano
+    near = z[:3] + [[1.4, 3.6, 1.1]]
+    got = assign.decide([None] * 4, evidence(near, unone), stem_names=STEMS, families=families)
+    assert got[3].stem_index == 0
+
+
 def test_a_strong_unique_share_picks_below_a_higher_z_but_is_not_verified():
     # Strings holds the track (unique share 0.008, nothing elsewhere) although Brass, where
     # another family doubles its chords, follows the notes better by z
