@@ -170,9 +170,10 @@ def test_a_killed_pool_worker_fails_only_its_cue_and_the_batch_goes_on(
 
     def hang_on_victim(real):
         def hang(cue, *args, **kwargs):  # runs in the forked pool workers
-            if cue.rel_path == victim:
-                (tmp_path / "pid.tmp").write_text(str(os.getpid()))
-                (tmp_path / "pid.tmp").rename(pid_file)
+            if cue.rel_path == victim:  # its stems may start on both workers at once
+                written = tmp_path / f"pid.{os.getpid()}.tmp"
+                written.write_text(str(os.getpid()))
+                written.rename(pid_file)
                 time.sleep(300)
             return real(cue, *args, **kwargs)
 
@@ -564,3 +565,33 @@ def test_two_writer_threads_yield_the_outcomes_in_job_order(monkeypatch):
     assert [o.rel_path for o in got] == ["a", "b", "x", "c"]
     assert [o.status for o in got] == ["ingested", "ingested", "elsewhere", "ingested"]
     assert order[:2] == ["b", "a"] and released == ["a", "b", "x", "c"]
+
+
+_WARM_PROBE = """
+import sys
+from kmidi_ingest.batch import pool
+
+def loaded():
+    return sorted(name for name in pool._WARM_MODULES if name in sys.modules)
+
+if __name__ == "__main__":
+    p = pool.start_pool(1, audio={audio})
+    try:
+        print(",".join(p._executor.submit(loaded).result(timeout=120)))
+    finally:
+        p.close()
+"""
+
+
+@pytest.mark.parametrize("audio", [True, False])
+def test_a_midi_only_pool_does_not_load_the_audio_libraries(tmp_path, audio):
+    # in a fresh interpreter (a forked worker would inherit what this test process loaded):
+    # the warm-up loads scipy, soxr and blosc2 in each worker only when there is audio to compute
+    script = tmp_path / "probe.py"
+    script.write_text(_WARM_PROBE.format(audio=audio))
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, check=True
+    ).stdout.strip()
+    from kmidi_ingest.batch.pool import _WARM_MODULES
+
+    assert out == (",".join(sorted(_WARM_MODULES)) if audio else "")

@@ -143,7 +143,11 @@ def _compute(
     if pool is not None:
         yield from _compute_in_pool(jobs, spec, force, workers, stop, pool, claim)
         return
-    own = start_pool(min(workers, most_tasks(cue for cue, *_ in jobs)), audio_progress)
+    own = start_pool(
+        min(workers, most_tasks(cue for cue, *_ in jobs)),
+        audio_progress,
+        audio=any(cue.groups for cue, *_ in jobs),
+    )
     try:
         yield from _compute_in_pool(jobs, spec, force, workers, stop, own, claim)
     finally:
@@ -400,12 +404,15 @@ def _collect(window: deque[_Cue], pool: WorkerPool, *, dead: dict[int, int | Non
     return broken
 
 
-def start_pool(size: int, audio_progress: Callable[[float], None] | None = None) -> WorkerPool:
-    """A pool of ``size`` worker processes, started now: its workers load the libraries the
-    compute needs (scipy's FFT, sparse, optimize; soxr, blosc2) while this process goes on, e.g. with
-    the database's migrations. ``audio_progress`` receives the seconds of audio the workers
-    decode (through a queue; see :meth:`WorkerPool.close`)."""
-    return WorkerPool(size, audio_progress)
+def start_pool(
+    size: int, audio_progress: Callable[[float], None] | None = None, *, audio: bool = True
+) -> WorkerPool:
+    """A pool of ``size`` worker processes, started now. With ``audio`` (cues with stems to
+    compute) its workers load the libraries the audio compute needs (scipy's FFT, sparse,
+    optimize; soxr, blosc2) while this process goes on, e.g. with the database's migrations;
+    a MIDI-only collection never needs them. ``audio_progress`` receives the seconds of audio
+    the workers decode (through a queue; see :meth:`WorkerPool.close`)."""
+    return WorkerPool(size, audio_progress, warm_up=audio)
 
 
 class WorkerPool:
@@ -416,7 +423,9 @@ class WorkerPool:
     lost with it), and tells which task a dead worker held.
     """
 
-    def __init__(self, size: int, audio_progress: Callable[[float], None] | None) -> None:
+    def __init__(
+        self, size: int, audio_progress: Callable[[float], None] | None, *, warm_up: bool = True
+    ) -> None:
         self.size = size
         self._audio_progress = audio_progress
         self._relays: list[threading.Thread] = []
@@ -427,7 +436,7 @@ class WorkerPool:
         self._retired: list[tuple[int, Future[Any]]] = []
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._executor = self._start()
-        for _ in range(size):
+        for _ in range(size if warm_up else 0):
             self._executor.submit(_warm_up)
 
     def _start(self) -> ProcessPoolExecutor:

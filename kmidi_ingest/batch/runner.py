@@ -147,7 +147,11 @@ def ingest(
     # The pool starts before the migrations: its workers load their libraries meanwhile. It
     # has no more workers than the tree has tasks (see pool.most_tasks).
     pool_size = min(worker_count, most_tasks(cues))
-    pool = start_pool(pool_size, audio_progress) if executor == "local" and pool_size > 1 else None
+    pool = (
+        start_pool(pool_size, audio_progress, audio=any(cue.groups for cue in cues))
+        if executor == "local" and pool_size > 1
+        else None
+    )
     engine: Engine | None = None
     lock: RunLock | None = None
     stack = contextlib.ExitStack()
