@@ -595,3 +595,33 @@ def test_a_midi_only_pool_does_not_load_the_audio_libraries(tmp_path, audio):
     from kmidi_ingest.batch.pool import _WARM_MODULES
 
     assert out == (",".join(sorted(_WARM_MODULES)) if audio else "")
+
+
+def test_staged_midi_only_cues_go_on_computing_behind_a_long_one(tmp_path, monkeypatch):
+    # Results are written in job order; a long first cue used to leave both workers idle once
+    # the three cues after it were done. Staged MIDI-only cues hold only a path while they wait,
+    # so up to pool.STAGED_WINDOW per worker are computed meanwhile.
+    from kmidi_ingest.batch import pool
+
+    root = tmp_path / "lmd"
+    for k in range(14):
+        notes = [(i * 120, i * 120 + 100, 60 + (i + k) % 12) for i in range(20)]
+        write_midi(root / "a" / f"{k:02d}.mid", [note_track(f"Piano {k}", notes)])
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    real = compute.process_cue
+
+    def slow_first(cue, *args, **kwargs):  # runs in the forked pool workers
+        if cue.rel_path.endswith("00.mid"):
+            time.sleep(4)
+        result = real(cue, *args, **kwargs)
+        (finished / Path(cue.rel_path).name).write_text(repr(time.monotonic()))
+        return result
+
+    monkeypatch.setattr(compute, "process_cue", slow_first)
+    summary = ingest(root, SR, database_url=f"sqlite:///{tmp_path / 'w.sqlite'}", workers=2)
+    assert summary.ok and summary.cues_ingested == 14, summary.problems
+    done = {p.name: float(p.read_text()) for p in finished.iterdir()}
+    before_first = sorted(name for name, t in done.items() if t < done["00.mid"])
+    assert len(before_first) == 13  # all the others: 13 ≤ 2 workers × STAGED_WINDOW - 1
+    assert 2 * pool.STAGED_WINDOW - 1 >= 13

@@ -195,13 +195,25 @@ def _compute_in_pool(
     pending: Iterator[Job] = iter(jobs)
     window: deque[_Cue] = deque()
     limit = 2 * min(workers, pool.size)
+    # Cues come back in job order, so one long cue holds the finished ones behind it. A cue
+    # without stems whose rows reach the writer as a staging file holds no data here: more of
+    # them may wait, and the workers go on with the next ones meanwhile.
+    wide = STAGED_WINDOW * min(workers, pool.size) if spec.stage_dir is not None else limit
+    upcoming: list[Job] = []
     stopped = False
 
     def add_cues() -> None:
-        while sum(c.started for c in window) < limit:
-            job = next(pending, None)
-            if job is None:
+        while True:
+            if not upcoming:
+                job = next(pending, None)
+                if job is None:
+                    return
+                upcoming.append(job)
+            started = [c for c in window if c.started]
+            heavy = wide == limit or bool(upcoming[0][0].groups)
+            if len(started) >= wide or heavy and sum(c.heavy for c in started) >= limit:
                 return
+            job = upcoming.pop()
             try:
                 claimed = claim(job)
             except Exception as exc:
@@ -213,7 +225,7 @@ def _compute_in_pool(
             cue, _stat_fp, known = claimed
             stored = reusable_fingerprint(known, spec.sample_rate_hz, force)
             split = compute.splits_into_stems(cue, stored)
-            window.append(_Cue(claimed, pool, stems=len(cue.groups) if split else 0))
+            window.append(_Cue(claimed, pool, stems=len(cue.groups) if split else 0, heavy=heavy))
 
     try:
         add_cues()
@@ -269,9 +281,16 @@ class _Cue:
     """
 
     def __init__(
-        self, job: Job, pool: WorkerPool, *, stems: int = 0, result: Any = _PENDING
+        self,
+        job: Job,
+        pool: WorkerPool,
+        *,
+        stems: int = 0,
+        result: Any = _PENDING,
+        heavy: bool = True,
     ) -> None:
         self.job = job
+        self.heavy = heavy  # holds its data in this process once computed (see STAGED_WINDOW)
         self._pool = pool
         self.split = stems > 0
         self.result: Computed | _Pending = result
@@ -332,6 +351,11 @@ class _Cue:
 
     def keep_after_restart(self) -> bool:
         return self.result is not _PENDING or any(s is not None for s in self.stems)
+
+
+# Cues waiting for their turn to be written, per worker, when they are MIDI-only cues handed
+# over as staging files (a path each; cues that hold their data keep 2 per worker).
+STAGED_WINDOW = 8
 
 
 def _submit_tasks(
