@@ -65,7 +65,7 @@ as well, as a band playing in unison with the guitar does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -211,30 +211,52 @@ def content_picks(
             notes[i] = (
                 f"moved to the stem of its family ({family[i]})" if picks[i] is not None else None
             )
-    anchors = {k: p for k, p in enumerate(picks) if p is not None}
-    live = {j for j in range(z.shape[1]) if np.isfinite(z[:, j]).any()}
+    placing = _Placing(
+        z=z,
+        u=u,
+        family=family,
+        doubled=doubled,
+        anchors={k: p for k, p in enumerate(picks) if p is not None},
+        live={j for j in range(z.shape[1]) if np.isfinite(z[:, j]).any()},
+    )
 
-    def settle(fill) -> None:  # a track placed may in turn place its family: until none moves
-        changed = True
+    def place(i: int, stem: int, note: str | None) -> None:
+        picks[i], notes[i], placing.anchors[i] = stem, note, stem
+
+    def settle(fill: Callable[[int, _Placing], tuple[int | None, str | None]]) -> None:
+        changed = True  # a track placed may in turn place its family: until none moves
         while changed:
             changed = False
             for i in range(n):
-                if picks[i] is not None or not np.isfinite(z[i]).any():
-                    continue
-                stem, note = fill(i, z[i], u[i], family, anchors, doubled, live)
-                if stem is not None:
-                    picks[i], notes[i], anchors[i] = stem, note, stem
-                    changed = True
+                if picks[i] is None and np.isfinite(z[i]).any():
+                    stem, note = fill(i, placing)
+                    if stem is not None:
+                        place(i, stem, note)
+                        changed = True
 
     settle(_fill_in)
     # once the evidence has placed all it can: twins none of whom it placed, then the category
     if doubled is not None:
         for members in _twin_clusters(doubled, family):
-            if not any(k in anchors for k in members):
-                for k, (stem, note) in _place_twins(members, z, family, anchors, doubled).items():
-                    picks[k], notes[k], anchors[k] = stem, note, stem
+            if not any(k in placing.anchors for k in members):
+                for k, (stem, note) in _place_twins(members, placing).items():
+                    place(k, stem, note)
     settle(_by_category)
     return list(zip(picks, notes, strict=True))
+
+
+@dataclass(frozen=True)
+class _Placing:
+    """What the placing of tracks without a pick reads: every track's z and unique share (``-inf``
+    where there is no evidence), families, doubled shares, the tracks placed so far (track →
+    stem, filled in as they are placed) and the stems with audio."""
+
+    z: np.ndarray
+    u: np.ndarray
+    family: Sequence[str | None]
+    doubled: np.ndarray | None
+    anchors: dict[int, int]
+    live: set[int]
 
 
 def _twin_clusters(doubled: np.ndarray, family: Sequence[str | None]) -> list[list[int]]:
@@ -255,13 +277,7 @@ def _twin_clusters(doubled: np.ndarray, family: Sequence[str | None]) -> list[li
     return [g for g in groups.values() if len(g) > 1 and len({family[k] for k in g}) > 1]
 
 
-def _place_twins(
-    members: Sequence[int],
-    z: np.ndarray,
-    family: Sequence[str | None],
-    anchors: dict[int, int],
-    doubled: np.ndarray,
-) -> dict[int, tuple[int, str]]:
+def _place_twins(members: Sequence[int], placing: _Placing) -> dict[int, tuple[int, str]]:
     """Stems for twins none of whom the evidence placed (their z is the same at every stem).
 
     Leaving out the stems of placed tracks that play half these notes or more, a stem that
@@ -270,6 +286,8 @@ def _place_twins(
     whose family sits in one stem goes with it; the others go to that stem. If the twins
     disagree on the stem, or none of them would be in it: no stem for any.
     """
+    z, family, anchors, doubled = placing.z, placing.family, placing.anchors, placing.doubled
+    assert doubled is not None
     outside = [k for k in range(len(family)) if k not in members]
     sharing = {k for i in members for k in outside if doubled[i, k] >= SHARED_NOTES}
     covered = {anchors[k] for k in sharing if k in anchors}
@@ -300,16 +318,11 @@ def _place_twins(
     return placed if any(s == stem for s, _ in placed.values()) else {}
 
 
-def _fill_in(
-    i: int,
-    z: np.ndarray,
-    u: np.ndarray,
-    family: Sequence[str | None],
-    anchors: dict[int, int],
-    doubled: np.ndarray | None,
-    live: set[int],
-) -> tuple[int | None, str | None]:
+def _fill_in(i: int, placing: _Placing) -> tuple[int | None, str | None]:
     """A stem for a track without a pick of its own: its family's, or its best by a strong z."""
+    z, u, family, anchors, doubled = (
+        placing.z[i], placing.u[i], placing.family, placing.anchors, placing.doubled
+    )  # fmt: skip
     held = _family_stem(i, family, anchors)
     if held is not None and z[held] >= Z_PLAUSIBLE and z[held] >= z.max() - MARGIN:
         return held, f"paired with its family ({family[i]}), no unique share of its own"
@@ -349,15 +362,7 @@ def _family_stem(i: int, family: Sequence[str | None], anchors: dict[int, int]) 
     return held.pop() if len(held) == 1 else None
 
 
-def _by_category(
-    i: int,
-    z: np.ndarray,
-    u: np.ndarray,
-    family: Sequence[str | None],
-    anchors: dict[int, int],
-    doubled: np.ndarray | None,
-    live: set[int],
-) -> tuple[int | None, str | None]:
+def _by_category(i: int, placing: _Placing) -> tuple[int | None, str | None]:
     """The category prior, for a track the evidence left unplaced: its family's stem.
 
     Studios print an instrument family into one stem, so a track too quiet or too short for
@@ -366,8 +371,9 @@ def _by_category(
     with a stem per track, as Slakh's, leaves this track's own stem free) and no other stem
     clearly holds the notes (``Z_VERIFY`` and ``MARGIN`` above the family's stem).
     """
+    z, family, anchors = placing.z[i], placing.family, placing.anchors
     held = _family_stem(i, family, anchors)
-    if held is None or not np.isfinite(z[held]) or not live <= set(anchors.values()):
+    if held is None or not np.isfinite(z[held]) or not placing.live <= set(anchors.values()):
         return None, None
     others = np.delete(z, held)
     if len(others) and others.max() >= Z_VERIFY and others.max() - z[held] >= MARGIN:
