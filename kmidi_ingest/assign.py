@@ -259,9 +259,14 @@ class _Placing:
     live: set[int]
 
 
+def _twinned(doubled: np.ndarray) -> np.ndarray:
+    """Which tracks double each other, each way (``[i, k]``; the diagonal is not read)."""
+    return (doubled >= DOUBLED_SHARE) & (doubled.T >= DOUBLED_SHARE)
+
+
 def _twin_clusters(doubled: np.ndarray, family: Sequence[str | None]) -> list[list[int]]:
     """Groups of tracks linked by doubling each other (each way), of more than one family."""
-    linked = (doubled >= DOUBLED_SHARE) & (doubled.T >= DOUBLED_SHARE)
+    linked = _twinned(doubled)
     root = list(range(len(family)))
 
     def find(i: int) -> int:
@@ -327,13 +332,7 @@ def _fill_in(i: int, placing: _Placing) -> tuple[int | None, str | None]:
     if held is not None and z[held] >= Z_PLAUSIBLE and z[held] >= z.max() - MARGIN:
         return held, f"paired with its family ({family[i]}), no unique share of its own"
     twins = (
-        []
-        if doubled is None
-        else [
-            k
-            for k in range(len(family))
-            if k != i and doubled[i, k] >= DOUBLED_SHARE and doubled[k, i] >= DOUBLED_SHARE
-        ]
+        [] if doubled is None else [int(k) for k in np.flatnonzero(_twinned(doubled)[i]) if k != i]
     )
     if any(family[k] != family[i] for k in twins):
         assert doubled is not None

@@ -20,12 +20,13 @@ of unknown type are skipped; status bytes 0xF1–0xF6 and 0xF8–0xFE are not al
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from . import kernels
 
 Event = tuple[int, int, int, int, bytes | None]
 
@@ -109,16 +110,6 @@ def _as_rows(flat: list[int]) -> np.ndarray:
     return np.array(flat, dtype=np.int64).reshape(-1, 4)
 
 
-# Loading numba and the cached kernel costs a process about 1 s of CPU, what the Python scan
-# takes for some 400 typical files: a process scans in Python until its scans have cost that
-# much CPU time (process time: wall time on a loaded machine would switch too early), then loads
-# the kernel (rent, then buy: never more than about twice the better choice, and a short run or
-# a test process never pays the load).
-COMPILE_AFTER_S = 1.0
-_python_scan_s = 0.0
-_kernel_loaded = False
-
-
 def parse_smf(raw: bytes, *, compiled: bool | None = None) -> SmfFile:
     """Decode an SMF.
 
@@ -134,16 +125,12 @@ def parse_smf(raw: bytes, *, compiled: bool | None = None) -> SmfFile:
 
     ``compiled`` chooses the track scan: ``True`` the numba kernel of :mod:`kmidi_ingest.smf_scan`,
     ``False`` the pure-Python reference (same result, same errors; the tests compare them),
-    ``None`` the reference until this process has spent :data:`COMPILE_AFTER_S` seconds in it,
-    then the kernel.
+    ``None`` the reference until the process has spent enough CPU time in its references to
+    pay for numba (:mod:`kmidi_ingest.kernels`), then the kernel.
     """
-    global _python_scan_s
-    if compiled is None and _python_scan_s < COMPILE_AFTER_S and not _kernel_loaded:
-        started = time.process_time()
-        try:
+    if compiled is None and not kernels.use_compiled():
+        with kernels.renting():
             return _parse(raw, _parse_track_py)
-        finally:
-            _python_scan_s += time.process_time() - started
     return _parse(raw, _parse_track_py if compiled is False else _compiled_parser(raw))
 
 
@@ -200,10 +187,9 @@ def _parse(raw: bytes, parse_track: Callable[[bytes, int, int, int], SmfTrack]) 
 
 
 def _compiled_parser(raw: bytes) -> Callable[[bytes, int, int, int], SmfTrack]:
-    global _kernel_loaded
     from . import smf_scan  # imported on first use: numba costs ~0.5 s to import
 
-    _kernel_loaded = True
+    kernels.loaded()
     data = np.frombuffer(raw, dtype=np.uint8)
 
     def parse_track(raw: bytes, pos: int, end: int, index: int) -> SmfTrack:

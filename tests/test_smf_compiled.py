@@ -120,19 +120,23 @@ def test_compiled_scan_returns_plain_python_values(tmp_path: Path) -> None:
 def test_auto_mode_rents_the_python_scan_then_buys_the_kernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import kmidi_ingest.smf as smf
+    import kmidi_ingest.kernels as kernels
 
     raw = _real_bytes()[0]
     reference = _outcome(raw, compiled=False)
-    monkeypatch.setattr(smf, "_python_scan_s", 0.0)
-    monkeypatch.setattr(smf, "_kernel_loaded", False)
-    monkeypatch.setattr(smf, "COMPILE_AFTER_S", 1e9)
+    monkeypatch.setattr(kernels, "_python_s", 0.0)
+    monkeypatch.setattr(kernels, "_loaded", False)
+    monkeypatch.setattr(kernels, "COMPILE_AFTER_S", 1e9)
     assert _auto(raw) == reference
-    assert smf._python_scan_s > 0.0  # the Python scan ran and was charged
-    monkeypatch.setattr(smf, "COMPILE_AFTER_S", 0.0)
-    charged = smf._python_scan_s
+    assert kernels._python_s > 0.0  # the Python scan ran and was charged
+    assert not kernels._loaded
+    monkeypatch.setattr(kernels, "COMPILE_AFTER_S", 0.0)
+    charged = kernels._python_s
     assert _auto(raw) == reference
-    assert smf._python_scan_s == charged  # the kernel ran: nothing more charged
+    assert kernels._python_s == charged  # the kernel ran: nothing more charged
+    assert kernels._loaded
+    monkeypatch.setattr(kernels, "COMPILE_AFTER_S", 1e9)  # a kernel has run: it stays bought
+    assert _auto(raw) == reference and kernels._python_s == charged
 
 
 def _auto(raw: bytes) -> Outcome:

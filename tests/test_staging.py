@@ -11,11 +11,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kmidi_ingest import discover, ingest, spill, staging
+from kmidi_ingest import discover, ingest, kernels, spill, staging
 from kmidi_ingest.batch import runner
 from kmidi_ingest.batch.compute import CueSpec, hand_off, process_cue
+from kmidi_ingest.midi import NO_BAR
 from tests.conftest import SHARED_MIDI
 from tests.dbutil import CUE_TABLES
 from tests.test_batch import make_corpus
@@ -75,8 +77,11 @@ def _run(root: Path, db: Path, **kwargs) -> None:
     assert [e.error_type for e in summary.errors] in ([], ["MidiError"]), summary.errors
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_staged_rows_are_the_direct_rows_id_for_id(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize(("workers", "kernels_now"), [(1, False), (1, True), (2, False)])
+def test_staged_rows_are_the_direct_rows_id_for_id(tmp_path, monkeypatch, workers, kernels_now):
+    monkeypatch.setattr(kernels, "_loaded", False)
+    if kernels_now:  # the compiled scan and binding from the first cue (else Python first)
+        monkeypatch.setattr(kernels, "COMPILE_AFTER_S", 0.0)
     pristine = _corpus(tmp_path / "pristine")
     root = tmp_path / "in"
 
@@ -104,6 +109,7 @@ def test_staged_rows_are_the_direct_rows_id_for_id(tmp_path, monkeypatch, worker
             change()
             _run(root, db, workers=workers)
     assert not any(handed["direct"]) and handed["staged"] and all(handed["staged"])
+    assert kernels._loaded or not kernels_now
     direct, staged = _rows(databases["direct"]), _rows(databases["staged"])
     assert direct["midi_notes"] and direct["midi_cc"] and direct["track_matches"]
     assert direct["markers"] and direct["midi_pitch_bends"] and direct["audio_files"]
@@ -169,3 +175,75 @@ def test_staging_is_for_sqlite_and_the_local_executor_without_the_llm(tmp_path):
         assert folder is None
     with runner.staging_folder(sqlite_engine, "local", LlmConfig(api_key="k")) as folder:
         assert folder is None
+
+
+def _staged_tables(path: str) -> dict[str, list[tuple]]:
+    """Every row of a staging file, each value beside its SQLite storage class."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        out = {}
+        for table in staging.TABLES:
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            both = ", ".join(f"{c}, typeof({c})" for c in cols)
+            out[table] = conn.execute(f"SELECT {both} FROM {table} ORDER BY id").fetchall()
+    return out
+
+
+def test_compiled_binding_stages_what_executemany_stages(tmp_path):
+    """The notes and events bound in compiled code (:mod:`kmidi_ingest.sqlite_bulk`) are the
+    rows ``executemany`` gives, value for value and storage class for class: NaN beats as
+    NULL, sentinels, booleans as 0/1, microseconds as integers."""
+    from kmidi_ingest import sqlite_bulk
+
+    assert sqlite_bulk.load() is not None  # this machine's Python links libsqlite3
+    root = _corpus(tmp_path / "in")
+    spec = CueSpec(sample_rate_hz=SR)
+    tables_seen: set[str] = set()
+    nulls = injected = 0
+    for cue in discover.scan(root / "lmd").cues:
+        result = process_cue(cue, spec, stat_fingerprint="x")
+        for track in (t for d in result.midi for t in d.tracks if len(t.notes) > 1):
+            # the beat an SMPTE file's notes have (NaN) and bar (the sentinel) on one note
+            track.notes[["start_bar", "start_beat"]][1] = (NO_BAR, np.nan)
+            injected += 1
+            break
+        bulk = staging.stage(result, directory=str(tmp_path), bulk=True).midi
+        plain = staging.stage(result, directory=str(tmp_path), bulk=False).midi
+        assert isinstance(bulk, staging.StagedMidi) and isinstance(plain, staging.StagedMidi)
+        assert bulk.rows == plain.rows and bulk.part_keys == plain.part_keys
+        got, want = _staged_tables(bulk.path), _staged_tables(plain.path)
+        assert got == want, cue
+        tables_seen |= {t for t, rows in got.items() if rows}
+        nulls += sum(row.count("null") for row in got["midi_notes"])
+        bulk.remove()
+        plain.remove()
+    assert {"midi_notes", "midi_cc", "midi_pitch_bends", "midi_program_changes"} <= tables_seen
+    assert nulls == injected >= 5  # the NaN beats, NULL both ways (sentinels stay values)
+
+
+def test_compiled_binding_reports_sqlites_error_with_the_file(tmp_path):
+    from kmidi_ingest import sqlite_bulk
+
+    path = tmp_path / "t.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, x FLOAT)")
+    library = sqlite_bulk.load()
+    assert library is not None
+    with sqlite_bulk.BulkFile(library, str(path)) as f:
+        f.execute("BEGIN")
+        f.insert("INSERT INTO t (id, a, x) VALUES (?, ?, ?)",
+                 [np.array([1, 2, 3]), np.array([-5, 0, 2**40], dtype=np.int64)],
+                 [np.array([0.5, np.nan, -1e300])])  # fmt: skip
+        f.execute("COMMIT")
+        with pytest.raises(sqlite_bulk.BulkError, match=r"t\.sqlite: UNIQUE constraint failed"):
+            f.insert(
+                "INSERT INTO t (id, a) VALUES (?, ?)", [np.array([4, 2]), np.array([1, 1])], []
+            )
+        with pytest.raises(sqlite_bulk.BulkError, match="no such table: u"):
+            f.insert("INSERT INTO u VALUES (?)", [np.array([1])], [])
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT id, a, x, typeof(x) FROM t ORDER BY id").fetchall()
+    # the failed statement's first row (id 4) stays in: no transaction was open around it
+    assert rows == [(1, -5, 0.5, "real"), (2, 0, None, "null"), (3, 2**40, -1e300, "real"),
+                    (4, 1, None, "null")]  # fmt: skip
+    with pytest.raises(sqlite_bulk.BulkError, match="unable to open"):
+        sqlite_bulk.BulkFile(library, str(tmp_path / "missing" / "x.sqlite"))
