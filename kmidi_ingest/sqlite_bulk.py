@@ -13,7 +13,7 @@ NaN as NULL, as ``sqlite3`` does for a Python ``nan``. Where no such library can
 (a Python with SQLite linked in statically), :func:`load` returns ``None`` and callers keep
 ``executemany``.
 
-The compiled loop calls the C functions through addresses it is given (:func:`_call`), not
+The compiled loop calls the C functions through addresses it is given (:func:`_c_call`), not
 through ctypes objects, so numba can cache it on disk like the MIDI scan.
 """
 
@@ -38,55 +38,38 @@ _OPEN_READWRITE = 0x02
 _P = ctypes.c_void_p
 
 
-def _typing_call_p(typingctx, fn, a):  # pragma: no cover - compiled
-    """``int fn(void *a)`` at address ``fn``."""
+def _c_call(last: str) -> Any:
+    """An intrinsic calling ``int f(void *stmt[, int index, <last> value])`` at the address it
+    is given (``last``: ``""`` for no index and value, ``"int64"`` or ``"double"``); a numba
+    cached function may call it, as it holds no ctypes object."""
+    pointer = ir.IntType(8).as_pointer()
+    value = {"int64": (ir.IntType(64), types.int64), "double": (ir.DoubleType(), types.float64)}
+    arg_types = [pointer] + ([ir.IntType(32), value[last][0]] if last else [])
+    fnty = ir.FunctionType(ir.IntType(32), arg_types)
 
-    def codegen(context, builder, signature, args):
-        address, pointer = args
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(8).as_pointer()])
-        f = builder.inttoptr(address, fnty.as_pointer())
-        return builder.call(f, [builder.inttoptr(pointer, ir.IntType(8).as_pointer())])
+    def codegen(context, builder, signature, args):  # pragma: no cover - compiled
+        address, handle, *index_value = args
+        call_args = [builder.inttoptr(handle, pointer)]
+        if last:
+            call_args += [builder.trunc(index_value[0], ir.IntType(32)), index_value[1]]
+        return builder.call(builder.inttoptr(address, fnty.as_pointer()), call_args)
 
-    return types.int32(types.int64, types.int64), codegen
+    if not last:
 
+        def typing_stmt(typingctx, fn, stmt):  # pragma: no cover - compiled
+            return types.int32(types.int64, types.int64), codegen
 
-_call_p: Any = intrinsic(_typing_call_p)
+        return intrinsic(typing_stmt)
 
+    def typing_bind(typingctx, fn, stmt, index, v):  # pragma: no cover - compiled
+        return types.int32(types.int64, types.int64, types.int64, value[last][1]), codegen
 
-def _typing_call_pii(typingctx, fn, a, i, v):  # pragma: no cover
-    """``int fn(void *a, int i, int64 v)`` at address ``fn``."""
-
-    def codegen(context, builder, signature, args):
-        address, pointer, index, value = args
-        fnty = ir.FunctionType(
-            ir.IntType(32), [ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)]
-        )
-        f = builder.inttoptr(address, fnty.as_pointer())
-        p = builder.inttoptr(pointer, ir.IntType(8).as_pointer())
-        return builder.call(f, [p, builder.trunc(index, ir.IntType(32)), value])
-
-    return types.int32(types.int64, types.int64, types.int64, types.int64), codegen
-
-
-_call_pii: Any = intrinsic(_typing_call_pii)
+    return intrinsic(typing_bind)
 
 
-def _typing_call_pid(typingctx, fn, a, i, v):  # pragma: no cover
-    """``int fn(void *a, int i, double v)`` at address ``fn``."""
-
-    def codegen(context, builder, signature, args):
-        address, pointer, index, value = args
-        fnty = ir.FunctionType(
-            ir.IntType(32), [ir.IntType(8).as_pointer(), ir.IntType(32), ir.DoubleType()]
-        )
-        f = builder.inttoptr(address, fnty.as_pointer())
-        p = builder.inttoptr(pointer, ir.IntType(8).as_pointer())
-        return builder.call(f, [p, builder.trunc(index, ir.IntType(32)), value])
-
-    return types.int32(types.int64, types.int64, types.int64, types.float64), codegen
-
-
-_call_pid: Any = intrinsic(_typing_call_pid)
+_call_p = _c_call("")  # step, reset
+_call_pii = _c_call("int64")  # bind_int64
+_call_pid = _c_call("double")  # bind_double
 
 
 @njit(cache=True, nogil=True)
@@ -100,20 +83,20 @@ def _insert_rows(api, stmt, ints, floats):  # pragma: no cover - compiled
     for row in range(n):
         for k in range(n_int):
             rc = _call_pii(api[0], stmt, k + 1, ints[k, row])
-            if rc != 0:
+            if rc != SQLITE_OK:
                 return rc, row
         for k in range(n_float):
             rc = _call_pid(api[1], stmt, n_int + k + 1, floats[k, row])
-            if rc != 0:
+            if rc != SQLITE_OK:
                 return rc, row
         rc = _call_p(api[2], stmt)
-        if rc != 101:
+        if rc != SQLITE_DONE:
             _call_p(api[3], stmt)
             return rc, row
         rc = _call_p(api[3], stmt)
-        if rc != 0:
+        if rc != SQLITE_OK:
             return rc, row
-    return 0, n
+    return SQLITE_OK, n
 
 
 def _library_path() -> str | None:
@@ -137,6 +120,9 @@ class BulkError(sqlite3.DatabaseError):
 
 
 class Library:
+    """The SQLite C library loaded with ctypes: its functions typed, and ``api`` the addresses
+    of the four the compiled loop calls."""
+
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
         sig = {

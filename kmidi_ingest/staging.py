@@ -31,7 +31,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from sqlalchemy import Connection
@@ -53,6 +53,9 @@ from .store_midi import (
     track_row,
 )
 from .text import safe_text
+
+if TYPE_CHECKING:
+    from .sqlite_bulk import Library
 
 SCHEMA = "kmidi_staged"  # the name the writer attaches a staging file under
 
@@ -255,7 +258,7 @@ def stage(result: CueResult, *, directory: str, bulk: bool | None = None) -> Cue
     )
 
 
-def _bulk_library(wanted: bool) -> Any:
+def _bulk_library(wanted: bool) -> Library | None:
     """SQLite's C library for :mod:`kmidi_ingest.sqlite_bulk`, if ``wanted`` and loadable."""
     if not wanted:
         return None
@@ -288,12 +291,12 @@ def _events(result: CueResult) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _write_bulk(library: Any, path: str, events: dict[str, dict[str, np.ndarray]]) -> None:
+def _write_bulk(library: Library, path: str, events: dict[str, dict[str, np.ndarray]]) -> None:
     """Insert ``events`` (:func:`_events`) into the staging file ``path``, in one transaction."""
-    from . import sqlite_bulk
-
     if not events:
         return
+    from . import sqlite_bulk  # loaded already: the library came from it
+
     with sqlite_bulk.BulkFile(library, path) as f:
         f.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN")
         for table, columns in events.items():
