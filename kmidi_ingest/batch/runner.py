@@ -257,9 +257,11 @@ def staging_folder(engine: Engine, executor: str, llm: LlmConfig | None) -> Iter
 
 
 def _upgrade(engine: Engine) -> None:
-    from ..schema_head import at_head
+    from ..schema_head import at_head, create_sqlite_head
 
-    if at_head(engine):  # one query; Alembic is loaded only when there is something to do
+    # One query; Alembic is loaded only when there is something to do, and not for a new
+    # SQLite database either (its schema comes from the snapshot of the head).
+    if at_head(engine) or create_sqlite_head(engine):
         return
     from ..migrate import upgrade
 
