@@ -341,6 +341,20 @@ def test_mel_stream_is_independent_of_how_samples_are_pushed():
     assert a.shape == (128, 1 + 50_000 // 512) and np.array_equal(a, b)
 
 
+def test_streams_of_one_analysis_share_one_read_only_filter_bank():
+    first, second = MelStream(48000, MelParams()), MelStream(48000, MelParams())
+    assert first._basis32 is second._basis32 and first._basis64 is second._basis64
+    assert MelStream(44100, MelParams())._basis32 is not first._basis32
+    with pytest.raises(ValueError, match="read-only"):
+        first._basis32.data[0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        first._inv_weight_sum[0, 0] = 1.0
+    dense = mel_filter_bank(
+        sample_rate_hz=48000, n_fft=2048, n_mels=128, fmin_hz=0.0, fmax_hz=24000.0
+    )
+    assert np.array_equal(first._basis64.toarray(), dense)
+
+
 def test_lfe_is_left_out_of_the_composite_and_levels_are_not_normalised(tmp_path):
     files = []
     for label, amp in (("L", 0.2), ("R", 0.2), ("LFE", 0.9)):
