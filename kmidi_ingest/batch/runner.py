@@ -144,8 +144,7 @@ def ingest(
     tree = discover.scan(root_path, spec.options.rules)
     cues = list(tree.cues)
     stop = stop or threading.Event()
-    # The pool starts before the migrations: its workers load their libraries meanwhile. It
-    # has no more workers than the tree has tasks (see pool.most_tasks).
+    # The pool has no more workers than the tree has tasks (see pool.most_tasks).
     pool_size = min(worker_count, most_tasks(cues))
     pool = (
         start_pool(pool_size, audio_progress, audio=any(cue.groups for cue in cues))
