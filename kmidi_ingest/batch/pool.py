@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
+import shutil
 import signal
 import threading
 import time
@@ -32,11 +33,12 @@ from ..discover import CueSource
 from ..errors import WorkerDied
 from ..match import Matcher
 from ..results import CueResult
-from . import compute
+from . import compute, shipping
 from .accounting import claim_job, claim_jobs
 from .compute import CueSpec, StemOutcome
 from .planning import Computed, Job, reusable_fingerprint
 from .reports import CueOutcome, Elsewhere, Unchanged
+from .shipping import Shipped
 from .writer import write_all
 
 if TYPE_CHECKING:
@@ -265,6 +267,7 @@ def _compute_in_pool(
     finally:
         for c in window:
             c.cancel()
+            c.discard_stems()
 
 
 class _Pending:
@@ -295,7 +298,7 @@ class _Cue:
         self.split = stems > 0
         self.result: Computed | _Pending = result
         self.started = result is _PENDING  # counts against the window's limit
-        self.stems: list[StemOutcome | None] = [None] * stems
+        self.stems: list[StemOutcome | Shipped | None] = [None] * stems
         # Groups of more files first (a 5.1 mix before a mono stem): the cue's last stem to
         # finish, which its finish waits for, is then a short one.
         groups = job[0].groups
@@ -327,10 +330,14 @@ class _Cue:
 
     def done(self, key: int, value: Any) -> None:
         self.forget(key)
-        if key == _WHOLE:
-            self.result = value
-        else:
-            self.stems[key] = value
+        if key != _WHOLE:
+            self.stems[key] = value  # a stem's file stays until the cue is done
+            return
+        try:
+            self.result = shipping.received(value)
+        except OSError as exc:
+            self.result = exc
+        self.discard_stems()
 
     def cancel(self) -> None:
         for key, _slot, future in self.tasks():
@@ -340,6 +347,12 @@ class _Cue:
     def fail(self, exc: BaseException) -> None:
         self.cancel()
         self.result = exc
+        self.discard_stems()
+
+    def discard_stems(self) -> None:
+        """Remove the files of the stems computed (once the cue needs them no more)."""
+        for stem in self.stems:
+            shipping.discard(stem)
 
     def keep_on_stop(self) -> bool:
         """Cancel the tasks no worker has started; whether this cue stays (a worker holds or
@@ -463,6 +476,8 @@ class WorkerPool:
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         if warm_up:
             _warm_up()  # here, once: every worker forked from this process shares it
+        # Where the workers put stems and audio cues for this process (see shipping).
+        self.ship_dir = shipping.ship_folder() if warm_up else None
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -470,7 +485,7 @@ class WorkerPool:
         executor = ProcessPoolExecutor(
             max_workers=self.size,
             initializer=_init_worker,
-            initargs=(os.getpid(), self._new_queue(), self._slots),
+            initargs=(os.getpid(), self._new_queue(), self._slots, self.ship_dir),
         )
         return executor
 
@@ -548,6 +563,8 @@ class WorkerPool:
             self._relays_done.set()  # the workers have exited: they flushed what they put
             for relay in self._relays:
                 relay.join(timeout=5.0)
+            if self.ship_dir is not None:
+                shutil.rmtree(self.ship_dir, ignore_errors=True)
 
 
 def _warm_up() -> None:
@@ -570,10 +587,13 @@ _WARM_MODULES = (
 
 _worker_progress: ProgressQueue | None = None  # in a pool worker: where audio seconds go
 _worker_slots: Any = None  # in a pool worker: the task slots (see _compute_in_pool)
+_worker_ship_dir: str | None = None  # in a pool worker: where large results go (see shipping)
 
 
-def _init_worker(parent_pid: int, progress: ProgressQueue | None, slots: Any) -> None:
-    global _worker_progress, _worker_slots
+def _init_worker(
+    parent_pid: int, progress: ProgressQueue | None, slots: Any, ship_dir: str | None
+) -> None:
+    global _worker_progress, _worker_slots, _worker_ship_dir
     # Ctrl-C reaches the whole process group; the main process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One core per worker: numpy's BLAS (OpenBLAS) would run a thread per core in every worker,
@@ -585,6 +605,7 @@ def _init_worker(parent_pid: int, progress: ProgressQueue | None, slots: Any) ->
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _worker_progress = progress
     _worker_slots = slots
+    _worker_ship_dir = ship_dir
 
 
 @contextmanager
@@ -613,22 +634,39 @@ def _process_cue_in_worker(
             stored_content_fingerprint=stored_content_fingerprint,
             progress=None if _worker_progress is None else _worker_progress.put,
         )
-        return compute.hand_off(result, spec)
+        return _shipped(compute.hand_off(result, spec))
 
 
-def _stem_in_worker(slot: int, cue: CueSource, index: int, spec: CueSpec) -> StemOutcome:
+def _stem_in_worker(slot: int, cue: CueSource, index: int, spec: CueSpec) -> StemOutcome | Shipped:
     with _in_slot(slot):
-        return compute.compute_stem(
+        outcome = compute.compute_stem(
             cue, index, spec, progress=None if _worker_progress is None else _worker_progress.put
         )
+        return _shipped(outcome) if outcome.data is not None else outcome
 
 
 def _finish_cue_in_worker(
-    slot: int, cue: CueSource, spec: CueSpec, stems: list[StemOutcome], stat_fingerprint: str
-) -> CueResult | Unchanged:
+    slot: int,
+    cue: CueSource,
+    spec: CueSpec,
+    stems: list[StemOutcome | Shipped],
+    stat_fingerprint: str,
+) -> CueResult | Unchanged | Shipped:
     with _in_slot(slot):
-        result = compute.finish_cue(cue, spec, stems, stat_fingerprint=stat_fingerprint)
-        return compute.hand_off(result, spec)
+        # The main process owns the stems' files: it removes them once the cue is done.
+        outcomes = [shipping.unship(s) if isinstance(s, Shipped) else s for s in stems]
+        result = compute.finish_cue(cue, spec, outcomes, stat_fingerprint=stat_fingerprint)
+        return _shipped(compute.hand_off(result, spec))
+
+
+def _shipped(value: Any) -> Any:
+    """``value`` through shared memory when it holds audio features (see shipping)."""
+    audio = isinstance(value, StemOutcome) or (
+        isinstance(value, CueResult) and bool(value.stems or value.mixes)
+    )
+    if _worker_ship_dir is None or not audio:
+        return value
+    return shipping.ship(value, _worker_ship_dir)
 
 
 def _relay(queue: ProgressQueue, callback: Callable[[float], None], done: threading.Event) -> None:
