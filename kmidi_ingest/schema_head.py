@@ -89,7 +89,7 @@ def create_sqlite_head(engine: Engine, snapshot_path: Path = SQLITE_SNAPSHOT) ->
     """Give an empty SQLite database the newest schema from the snapshot, in one transaction.
 
     Returns False, having changed nothing, when ``engine`` is not SQLite, the snapshot is
-    missing or of another revision than the scripts' head, or the database holds any schema
+    missing, unreadable or of another revision than the scripts' head, or the database holds any schema
     object already (checked inside the transaction, so two processes creating one file at once
     do it once). Then the caller upgrades through Alembic.
     """
@@ -101,7 +101,8 @@ def create_sqlite_head(engine: Engine, snapshot_path: Path = SQLITE_SNAPSHOT) ->
     except OSError:
         return False
     found = _SNAPSHOT_REVISION.match(text_)
-    if head is None or found is None or found.group(1) != head:
+    statements = _statements(text_)
+    if head is None or found is None or found.group(1) != head or not statements:
         return False
     # Through SQLAlchemy, so that an error is a SQLAlchemy one the command line explains (a
     # folder that does not exist, a read-only file), naming the database.
@@ -117,7 +118,7 @@ def create_sqlite_head(engine: Engine, snapshot_path: Path = SQLITE_SNAPSHOT) ->
                 if run("SELECT COUNT(*) FROM sqlite_master").scalar():
                     run("ROLLBACK")
                     return False
-                for statement in _statements(text_):
+                for statement in statements:
                     run(statement)
                 # The two rows the migrations write: the revision stamp and the database's
                 # identity (a new uuid per database, as migration 0006 writes it).

@@ -140,7 +140,10 @@ def test_a_snapshot_of_another_revision_is_not_used(tmp_path):
     )
     assert not _created(tmp_path / "s.sqlite", old)
     assert not _created(tmp_path / "t.sqlite", tmp_path / "missing.sql")
-    for name in ("s.sqlite", "t.sqlite"):
+    cut = tmp_path / "cut.sql"  # the right revision, its statements cut short
+    cut.write_text(SQLITE_SNAPSHOT.read_text(encoding="utf-8")[:200], encoding="utf-8")
+    assert not _created(tmp_path / "u.sqlite", cut)
+    for name in ("s.sqlite", "t.sqlite", "u.sqlite"):
         assert _master(tmp_path / name) == []
 
 

@@ -451,7 +451,7 @@ def start_pool(
     5 cues of 90 s: 8.4 against 9.2 s of CPU, the same wall clock). A MIDI-only collection
     never loads them. ``audio_progress`` receives the seconds of audio the workers decode
     (through a queue; see :meth:`WorkerPool.close`)."""
-    return WorkerPool(size, audio_progress, warm_up=audio)
+    return WorkerPool(size, audio_progress, audio=audio)
 
 
 class WorkerPool:
@@ -463,7 +463,7 @@ class WorkerPool:
     """
 
     def __init__(
-        self, size: int, audio_progress: Callable[[float], None] | None, *, warm_up: bool = True
+        self, size: int, audio_progress: Callable[[float], None] | None, *, audio: bool = True
     ) -> None:
         self.size = size
         self._audio_progress = audio_progress
@@ -474,10 +474,10 @@ class WorkerPool:
         self._free = list(range(capacity - 1, -1, -1))
         self._retired: list[tuple[int, Future[Any]]] = []
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
-        if warm_up:
+        if audio:
             _warm_up()  # here, once: every worker forked from this process shares it
         # Where the workers put stems and audio cues for this process (see shipping).
-        self.ship_dir = shipping.ship_folder() if warm_up else None
+        self.ship_dir = shipping.ship_folder() if audio else None
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
