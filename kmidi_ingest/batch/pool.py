@@ -64,9 +64,8 @@ def local_outcomes(
 ) -> Iterator[CueOutcome]:
     """Compute the jobs here or in a process pool and write them from this process, in order.
 
-    ``pool``: a pool started beforehand (:func:`start_pool`, whose workers load their libraries
-    while this process prepares the run), used when there are tasks for two workers or more;
-    the caller closes it. Without one, a pool is started here when needed.
+    ``pool``: a pool started beforehand (:func:`start_pool`), used when there are tasks for
+    two workers or more; the caller closes it. Without one, a pool is started here when needed.
     """
     with CueClaims(engine) as claims:
         claim = _ClaimAhead(claims, jobs, spec, force)
