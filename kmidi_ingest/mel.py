@@ -156,12 +156,13 @@ def _sparse_bank(
     inverse = np.divide(
         1.0, weight_sum, out=np.full_like(weight_sum, np.inf), where=weight_sum > 0
     ).astype(np.float32)
-    matrices = scipy.sparse.csr_array(basis), scipy.sparse.csr_array(basis.astype(np.float32))
-    for array in (inverse, *(m.data for m in matrices), *(m.indices for m in matrices)):
+    basis64, basis32 = (
+        scipy.sparse.csr_array(basis),
+        scipy.sparse.csr_array(basis.astype(np.float32)),
+    )
+    for array in (inverse, *(a for m in (basis64, basis32) for a in (m.data, m.indices, m.indptr))):
         array.setflags(write=False)
-    for m in matrices:
-        m.indptr.setflags(write=False)
-    return matrices[0], matrices[1], inverse
+    return basis64, basis32, inverse
 
 
 def hann_window(n: int) -> np.ndarray:

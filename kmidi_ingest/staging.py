@@ -61,7 +61,8 @@ SCHEMA = "kmidi_staged"  # the name the writer attaches a staging file under
 
 _FILE_EVENT_TABLES = ("tempo_changes", "time_signatures", "key_signatures", "markers")
 _TRACK_EVENT_TABLES = ("midi_cc", "midi_program_changes", "midi_pitch_bends", "midi_aftertouch")
-_BULK_TABLES = ("midi_notes", *_TRACK_EVENT_TABLES)  # numeric rows, many per part
+# The tables of numeric rows, many per part, and the attribute of a Track that holds them.
+_BULK_ATTRIBUTES = {"midi_notes": "notes", **{t: EVENT_ATTRIBUTES[t] for t in _TRACK_EVENT_TABLES}}
 # Copy order: parents before children (the foreign keys of a replacing write are checked).
 # track_matches only for a cue without stems (no row then points to an audio file).
 TABLES = (
@@ -270,17 +271,13 @@ def _bulk_library(wanted: bool) -> Library | None:
 def _events(result: CueResult) -> dict[str, dict[str, np.ndarray]]:
     """The staged columns of the per-event tables (notes, CC, program changes, pitch bends,
     aftertouch) of every part of the cue, parts in id order; tables without rows left out."""
-    parts: dict[str, list[tuple[int, np.ndarray]]] = {t: [] for t in _BULK_TABLES}
+    parts: dict[str, list[tuple[int, np.ndarray]]] = {t: [] for t in _BULK_ATTRIBUTES}
     track_id = 0
     for midi in result.midi:
         for track in midi.tracks:
             track_id += 1
-            for table in _BULK_TABLES:
-                array = (
-                    track.notes
-                    if table == "midi_notes"
-                    else getattr(track, EVENT_ATTRIBUTES[table])
-                )
+            for table, attribute in _BULK_ATTRIBUTES.items():
+                array = getattr(track, attribute)
                 if len(array):
                     parts[table].append((track_id, array))
     out = {}

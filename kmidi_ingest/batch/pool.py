@@ -638,10 +638,14 @@ def _process_cue_in_worker(
 
 def _stem_in_worker(slot: int, cue: CueSource, index: int, spec: CueSpec) -> StemOutcome | Shipped:
     with _in_slot(slot):
-        outcome = compute.compute_stem(
-            cue, index, spec, progress=None if _worker_progress is None else _worker_progress.put
+        return _shipped(
+            compute.compute_stem(
+                cue,
+                index,
+                spec,
+                progress=None if _worker_progress is None else _worker_progress.put,
+            )
         )
-        return _shipped(outcome) if outcome.data is not None else outcome
 
 
 def _finish_cue_in_worker(
@@ -660,7 +664,7 @@ def _finish_cue_in_worker(
 
 def _shipped(value: Any) -> Any:
     """``value`` through shared memory when it holds audio features (see shipping)."""
-    audio = isinstance(value, StemOutcome) or (
+    audio = (isinstance(value, StemOutcome) and value.data is not None) or (
         isinstance(value, CueResult) and bool(value.stems or value.mixes)
     )
     if _worker_ship_dir is None or not audio:
