@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     DateTime,
@@ -49,7 +50,7 @@ from . import migrate
 from .config import mask_url
 from .db import DSQL_MAX_BYTES
 from .errors import StoreError
-from .models import Base
+from .models import STORED_LENGTHS, Base
 from .store import retrying
 
 DEFAULT_CHUNK_ROWS = 2000  # well below the 3,000 rows per transaction that Aurora DSQL allows
@@ -325,13 +326,15 @@ def copyable_tables(source: Engine) -> list[Table]:
 def _as_in_source(table: Table, reflected: list[Any]) -> Table:
     """``table`` with the columns the source has: the model's that exist there, and those of an
     older revision the models no longer have (e.g. ``midi_notes.start_s`` before 0009)."""
-    names = {c["name"] for c in reflected}
+    # SQLite's stored note lengths are read as the end times they make (same values, model names).
+    names = {c["name"] for c in reflected} - STORED_LENGTHS.keys()
     if names == set(table.columns.keys()):
         return table
     columns = [
         Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns if c.name in names
     ]
     columns += [Column(c["name"], c["type"]) for c in reflected if c["name"] not in table.columns]
+    columns = [c for c in columns if c.name not in STORED_LENGTHS]
     return Table(table.name, MetaData(), *columns)
 
 
@@ -379,6 +382,7 @@ def _copy_table(
         last = _last_key(dst, table)
     columns = list(table.columns)
     key_names = [c.name for c in _key(table)]
+    written, to_stored = _as_in_target(target, table)
     copied = 0
     with source.connect() as src:
         while True:
@@ -387,12 +391,41 @@ def _copy_table(
             ).all()
             if not rows:
                 return copied
-            for batch in _byte_batches([row._asdict() for row in rows], MAX_CHUNK_BYTES):
-                retrying(target, lambda conn, b=batch: conn.execute(insert(table), b))
+            dicts = [to_stored(row._asdict()) for row in rows]
+            for batch in _byte_batches(dicts, MAX_CHUNK_BYTES):
+                retrying(target, lambda conn, b=batch: conn.execute(insert(written), b))
                 copied += len(batch)
                 if on_chunk is not None:
                     on_chunk(table.name, len(batch))
             last = tuple(getattr(rows[-1], name) for name in key_names)
+
+
+def _as_in_target(
+    target: Engine, table: Table
+) -> tuple[Table, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The table that ``table``'s rows go into on ``target``, and what makes a source row one
+    of its rows: the row itself, but where the target stores note lengths (SQLite from 0012 on)
+    in place of end times, which are computed columns there and take no value."""
+    if table.name != "midi_notes":
+        return table, _same
+    stored = {c["name"] for c in inspect(target).get_columns(table.name)}
+    if not STORED_LENGTHS.keys() <= stored:
+        return table, _same
+    ends = {end for end, _start in STORED_LENGTHS.values()}
+    columns = [Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns]
+    columns = [c for c in columns if c.name not in ends]
+    columns += [Column(length, BigInteger) for length in STORED_LENGTHS]
+    return Table(table.name, MetaData(), *columns), _with_lengths
+
+
+def _same(row: dict[str, Any]) -> dict[str, Any]:
+    return row
+
+
+def _with_lengths(row: dict[str, Any]) -> dict[str, Any]:
+    for length, (end, start) in STORED_LENGTHS.items():
+        row[length] = row.pop(end) - row[start]
+    return row
 
 
 def _byte_batches(rows: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:

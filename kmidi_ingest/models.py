@@ -181,6 +181,15 @@ class MidiTrack(Base):
     end_s: Mapped[float] = mapped_column(Float)
 
 
+# The columns SQLite's midi_notes stores in place of end times (migration 0012), with the end
+# and the start each is the difference of: a length is a smaller integer than an end late in a
+# file, and SQLite stores integers in 1 to 8 bytes by magnitude (about 2.2 of ~42 bytes a note).
+STORED_LENGTHS = {
+    "duration_ticks": ("end_tick", "start_tick"),
+    "duration_us": ("end_us", "start_us"),
+}
+
+
 class MidiNote(Base):
     """A paired note. ``end_inferred`` marks a note never released, closed at the end of its track.
 
@@ -189,6 +198,11 @@ class MidiNote(Base):
     ``end_us``). ``start_s``, ``end_s`` and ``end_sustain_s`` are the same times in seconds, as SQL
     expressions (also columns of ``notes_view``). The table is keyed by ``(track_id, id)``: on SQLite
     it is clustered by part (``WITHOUT ROWID``), so the notes of a part are one range of it.
+
+    The model is the table as it reads on both backends. On SQLite the rows store each note's
+    length (``duration_ticks``, ``duration_us``, not mapped here) and ``end_tick`` and ``end_us``
+    are virtual columns computed from them (migration 0012): they read like stored ones, but a
+    write names the lengths, so the ORM writes no notes there (the ingest writes them in bulk).
     """
 
     __tablename__ = "midi_notes"

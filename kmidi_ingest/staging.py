@@ -352,6 +352,14 @@ def _holds_matches(result: CueResult) -> bool:
     return not result.stems and not result.mixes
 
 
+def _stored_lengths(columns: Sequence[str], values: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The staged note columns and their values with each end time replaced by the length the
+    main table stores in its place (:data:`~kmidi_ingest.models.STORED_LENGTHS`)."""
+    ends = {end: (length, f"{end} - {start}") for length, (end, start) in m.STORED_LENGTHS.items()}
+    pairs = [ends.get(c, (c, v)) for c, v in zip(columns, values, strict=True)]
+    return tuple(c for c, _ in pairs), [v for _, v in pairs]
+
+
 @contextlib.contextmanager
 def attached(conn: Connection, staged: StagedMidi) -> Iterator[None]:
     """The staging file attached to ``conn``'s SQLite connection as :data:`SCHEMA` while the
@@ -407,6 +415,8 @@ def copy_staged(conn: Connection, cue_id: int, staged: StagedMidi) -> dict[tuple
         ]
         if table == "midi_files":
             columns, values = ("cue_id", *columns), [str(int(cue_id)), *values]
+        if table == "midi_notes":
+            columns, values = _stored_lengths(columns, values)
         dbapi.execute(
             f"INSERT INTO main.{table} (id, {', '.join(columns)}) "
             f"SELECT id + {int(shift[table])}, {', '.join(values)} FROM {SCHEMA}.{table} "

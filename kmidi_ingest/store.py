@@ -34,7 +34,7 @@ from .staging import StagedMidi
 
 # The MIDI rows live in a module of their own; their bulk helpers stay reachable from here.
 from .store_midi import NOTE_COLUMNS as NOTE_COLUMNS
-from .store_midi import NOTE_COLUMNS_WITH_ID as NOTE_COLUMNS_WITH_ID
+from .store_midi import SQLITE_NOTE_COLUMNS as SQLITE_NOTE_COLUMNS
 from .store_midi import bulk_insert as bulk_insert
 from .store_midi import match_row, write_midi
 from .store_midi import note_rows as note_rows

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert
 from . import models as m
 from .db import is_dsql
 from .midi import NO_BAR, MidiData, Track
+from .models import STORED_LENGTHS
 from .results import CueResult, TrackMatchRow
 
 
@@ -223,7 +224,10 @@ NOTE_COLUMNS = (
     "start_beat",
     "end_inferred",
 )
-NOTE_COLUMNS_WITH_ID = ("id", *NOTE_COLUMNS)
+# SQLite stores a note's length where PostgreSQL stores its end (see models.STORED_LENGTHS).
+_STORED_AS = {end: length for length, (end, _start) in STORED_LENGTHS.items()}
+# A note row as SQLite stores it: the writer's ids, lengths for end times.
+SQLITE_NOTE_COLUMNS = ("id", *(_STORED_AS.get(c, c) for c in NOTE_COLUMNS))
 
 
 def microseconds(seconds: np.ndarray) -> np.ndarray:
@@ -234,8 +238,9 @@ def microseconds(seconds: np.ndarray) -> np.ndarray:
 def note_rows(
     track_id: int | np.ndarray, notes: np.ndarray, *, first_id: int | None = None
 ) -> list[tuple[Any, ...]]:
-    """Rows for ``midi_notes`` in :data:`NOTE_COLUMNS` order (:data:`NOTE_COLUMNS_WITH_ID` with
-    ``first_id``: ids ``first_id, first_id + 1, ...``).
+    """Rows for ``midi_notes`` in :data:`NOTE_COLUMNS` order; with ``first_id``, SQLite's stored
+    rows in :data:`SQLITE_NOTE_COLUMNS` order (ids ``first_id, first_id + 1, ...``, lengths in
+    place of end times).
 
     ``track_id`` is one part's id, or one id per note. Times become whole microseconds;
     ``end_sustain_us`` is NULL where it equals ``end_us``. Built column by column in numpy: no
@@ -245,8 +250,10 @@ def note_rows(
     if not n:
         return []
     tracks = np.broadcast_to(np.asarray(track_id, dtype=np.int64), (n,))
+    start_us = microseconds(notes["start_s"])
     end_us = microseconds(notes["end_s"])
     sustain_us = microseconds(notes["end_sustain_s"])
+    sqlite = first_id is not None
     columns = [
         tracks.tolist(),
         notes["channel"].tolist(),
@@ -254,9 +261,9 @@ def note_rows(
         notes["velocity"].tolist(),
         _nullable(notes["release_velocity"], -1),
         notes["start_tick"].tolist(),
-        notes["end_tick"].tolist(),
-        microseconds(notes["start_s"]).tolist(),
-        end_us.tolist(),
+        (notes["end_tick"] - notes["start_tick"] if sqlite else notes["end_tick"]).tolist(),
+        start_us.tolist(),
+        (end_us - start_us if sqlite else end_us).tolist(),
         _nullable_where(sustain_us, sustain_us == end_us),
         _nullable(notes["start_bar"], NO_BAR),
         _nullable(notes["start_beat"], np.nan),
@@ -324,7 +331,7 @@ class _EventBatches:
                 first_id = self._next_note_id
             notes = np.concatenate(self._notes)
             rows = note_rows(np.concatenate(self._note_tracks), notes, first_id=first_id)
-            columns = NOTE_COLUMNS_WITH_ID if self._sqlite else NOTE_COLUMNS
+            columns = SQLITE_NOTE_COLUMNS if self._sqlite else NOTE_COLUMNS
             bulk_insert(self._conn, "midi_notes", columns, rows)
             if self._next_note_id is not None:
                 self._next_note_id += len(notes)

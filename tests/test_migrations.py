@@ -154,3 +154,78 @@ def test_compact_notes_migration_converts_stored_notes_both_ways(db_url):
         assert [tuple(r) for r in rows] == [(7, 0.25, 0.5, 0.5, 1.5), (9, 0.333333, 0.75, 0.9, 1.5)]
     migrate.upgrade(engine)  # and up again over the downgraded table
     engine.dispose()
+
+
+def test_note_lengths_migration_keeps_every_end_time_both_ways(db_url):
+    """0012: on SQLite the rows store lengths and ``end_tick``/``end_us`` become virtual columns
+    reading the same values; PostgreSQL keeps its stored end columns. The downgrade stores the
+    ends again."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    sqlite = engine.dialect.name == "sqlite"
+    migrate.upgrade(engine, "0011")
+    notes = [(7, 0, 480, 0, 500_000, None), (9, 480, 2400, 500_000, 2_750_001, 3_000_000)]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
+                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
+                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
+                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
+                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
+                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 1, 2, 2400, 2.75, FALSE)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO midi_tracks (id, midi_file_id, track_index, part_index, name, "
+                "part_name, is_conductor, is_drum, note_count, sysex_count, "
+                "stray_note_off_count, end_tick, end_s) "
+                "VALUES (5, 1, 0, 0, 'Violins', 'Violins', FALSE, FALSE, 2, 0, 0, 2400, 2.75)"
+            )
+        )
+        for note in notes:
+            conn.execute(
+                text(
+                    "INSERT INTO midi_notes (id, track_id, channel, pitch, velocity, start_tick, "
+                    "end_tick, start_us, end_us, end_sustain_us, start_bar, start_beat, "
+                    "end_inferred) VALUES (:id, 5, 0, 60, 100, :st, :et, :su, :eu, :p, 1, 1.5, "
+                    "FALSE)"
+                ),
+                dict(zip(("id", "st", "et", "su", "eu", "p"), note, strict=True)),
+            )
+    read = text(
+        "SELECT id, start_tick, end_tick, start_us, end_us, end_sustain_us FROM midi_notes "
+        "ORDER BY id"
+    )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == notes
+        view = conn.execute(text("SELECT end_tick, end_s, duration_s FROM notes_view ORDER BY 1"))
+        assert [tuple(r) for r in view] == [(480, 0.5, 0.5), (2400, 2.750001, 2.250001)]
+        if sqlite:
+            stored = conn.execute(
+                text("SELECT duration_ticks, duration_us FROM midi_notes ORDER BY id")
+            ).all()
+            assert [tuple(r) for r in stored] == [(480, 500_000), (1920, 2_250_001)]
+            # hidden = 2: a virtual generated column, which the row does not store
+            xinfo = {r[1]: r[6] for r in conn.exec_driver_sql("PRAGMA table_xinfo(midi_notes)")}
+            assert (xinfo["end_tick"], xinfo["end_us"], xinfo["duration_us"]) == (2, 2, 0)
+        else:
+            names = {c["name"] for c in inspect(conn).get_columns("midi_notes")}
+            assert {"end_tick", "end_us"} <= names
+            assert not names & {"duration_ticks", "duration_us"}
+    migrate.check(engine)
+    migrate.downgrade(engine, "0011")
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == notes
+        names = {c["name"] for c in inspect(conn).get_columns("midi_notes")}
+        assert not names & {"duration_ticks", "duration_us"}
+    migrate.upgrade(engine)
+    engine.dispose()

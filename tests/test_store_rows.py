@@ -44,7 +44,7 @@ def test_note_rows_with_ids_and_one_part_per_note():
     notes = np.zeros(3, NOTE_DTYPE)
     notes["start_s"] = [0.0000004, 0.0000005, 2.9999996]  # rounded to the nearest microsecond
     rows = store.note_rows(np.array([4, 4, 5]), notes, first_id=10)
-    columns = dict(zip(store.NOTE_COLUMNS_WITH_ID, zip(*rows, strict=True), strict=True))
+    columns = dict(zip(store.SQLITE_NOTE_COLUMNS, zip(*rows, strict=True), strict=True))
     assert columns["id"] == (10, 11, 12)
     assert columns["track_id"] == (4, 4, 5)
     assert columns["start_us"] == (0, 0, 3_000_000)

@@ -3,12 +3,15 @@ builds one from ``sqlalchemy.url`` / ``DATABASE_URL`` when run through the ``ale
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from alembic import context
 from alembic.ddl.postgresql import PostgresqlImpl
 from sqlalchemy import Connection
 
 from kmidi_ingest.db import is_dsql
-from kmidi_ingest.models import Base
+from kmidi_ingest.models import STORED_LENGTHS, Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,7 +20,9 @@ target_metadata = Base.metadata
 NOT_MODELS = {"kmidi_database"}
 
 
-def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+def _include_name(name: str | None, type_: str, parents: Mapping[Any, str | None]) -> bool:
+    if type_ == "column" and parents.get("table_name") == "midi_notes":
+        return name not in STORED_LENGTHS  # SQLite's storage of end times the model maps
     return not (type_ == "table" and name in NOT_MODELS)
 
 

@@ -1,4 +1,4 @@
--- revision: 0011
+-- revision: 0012
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -365,28 +365,6 @@ CREATE TABLE kmidi_database (
 ;
 CREATE UNIQUE INDEX ix_midi_tracks_midi_file_id_part_index ON midi_tracks (midi_file_id, part_index)
 ;
-CREATE TABLE midi_notes (
-	id INTEGER NOT NULL, 
-	track_id INTEGER NOT NULL, 
-	channel SMALLINT NOT NULL, 
-	pitch SMALLINT NOT NULL, 
-	velocity SMALLINT NOT NULL, 
-	release_velocity SMALLINT, 
-	start_tick BIGINT NOT NULL, 
-	end_tick BIGINT NOT NULL, 
-	start_us BIGINT NOT NULL, 
-	end_us BIGINT NOT NULL, 
-	end_sustain_us BIGINT, 
-	start_bar INTEGER, 
-	start_beat FLOAT, 
-	end_inferred BOOLEAN NOT NULL, 
-	CONSTRAINT pk_midi_notes PRIMARY KEY (track_id, id), 
-	CONSTRAINT fk_midi_notes_track_id_midi_tracks FOREIGN KEY(track_id) REFERENCES midi_tracks (id) ON DELETE CASCADE
-)
- WITHOUT ROWID
-
-
-;
 CREATE INDEX ix_cues_name ON cues (name)
 ;
 CREATE TABLE "track_matches" (
@@ -420,6 +398,48 @@ CREATE TABLE "track_matches" (
 ;
 CREATE INDEX ix_track_matches_audio_file_id ON track_matches (audio_file_id)
 ;
+CREATE VIEW cue_summary AS
+SELECT c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_path, c.ingested_at,
+       (SELECT COUNT(*) FROM midi_files f WHERE f.cue_id = c.id) AS midi_files,
+       (SELECT COUNT(*) FROM midi_tracks t JOIN midi_files f ON f.id = t.midi_file_id
+         WHERE f.cue_id = c.id AND NOT t.is_conductor) AS instrument_tracks,
+       (SELECT COALESCE(SUM(t.note_count), 0) FROM midi_tracks t
+         JOIN midi_files f ON f.id = t.midi_file_id WHERE f.cue_id = c.id) AS notes,
+       (SELECT COUNT(*) FROM audio_files a WHERE a.cue_id = c.id) AS stems,
+       (SELECT COUNT(*) FROM final_mixes x WHERE x.cue_id = c.id) AS final_mixes,
+       (SELECT COUNT(*) FROM track_matches m JOIN midi_tracks t ON t.id = m.track_id
+         JOIN midi_files f ON f.id = t.midi_file_id
+         WHERE f.cue_id = c.id AND m.audio_file_id IS NOT NULL AND m.stem_rank = 0) AS matched_tracks,
+       (SELECT MAX(f.length_s) FROM midi_files f WHERE f.cue_id = c.id) AS midi_length_s,
+       (SELECT MAX(a.duration_s) FROM audio_files a WHERE a.cue_id = c.id) AS audio_length_s,
+       c.error_count AS errors
+FROM cues c
+WHERE c.status = 'complete'
+;
+CREATE TABLE midi_notes (
+	id INTEGER NOT NULL, 
+	track_id INTEGER NOT NULL, 
+	channel SMALLINT NOT NULL, 
+	pitch SMALLINT NOT NULL, 
+	velocity SMALLINT NOT NULL, 
+	release_velocity SMALLINT, 
+	start_tick BIGINT NOT NULL, 
+	end_tick BIGINT NOT NULL GENERATED ALWAYS AS (start_tick + duration_ticks) VIRTUAL, 
+	start_us BIGINT NOT NULL, 
+	end_us BIGINT NOT NULL GENERATED ALWAYS AS (start_us + duration_us) VIRTUAL, 
+	end_sustain_us BIGINT, 
+	start_bar INTEGER, 
+	start_beat FLOAT, 
+	end_inferred BOOLEAN NOT NULL, 
+	duration_ticks BIGINT NOT NULL, 
+	duration_us BIGINT NOT NULL, 
+	CONSTRAINT pk_midi_notes PRIMARY KEY (track_id, id), 
+	CONSTRAINT fk_midi_notes_track_id_midi_tracks FOREIGN KEY(track_id) REFERENCES midi_tracks (id) ON DELETE CASCADE
+)
+ WITHOUT ROWID
+
+
+;
 CREATE VIEW notes_view AS
 SELECT n.id AS note_id, c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_path,
        f.id AS midi_file_id, f.file_name AS midi_file_name,
@@ -437,23 +457,5 @@ JOIN midi_files f ON f.id = t.midi_file_id
 JOIN cues c ON c.id = f.cue_id
 LEFT JOIN track_matches m ON m.track_id = t.id AND m.stem_rank = 0
 LEFT JOIN audio_files a ON a.id = m.audio_file_id
-WHERE c.status = 'complete'
-;
-CREATE VIEW cue_summary AS
-SELECT c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_path, c.ingested_at,
-       (SELECT COUNT(*) FROM midi_files f WHERE f.cue_id = c.id) AS midi_files,
-       (SELECT COUNT(*) FROM midi_tracks t JOIN midi_files f ON f.id = t.midi_file_id
-         WHERE f.cue_id = c.id AND NOT t.is_conductor) AS instrument_tracks,
-       (SELECT COALESCE(SUM(t.note_count), 0) FROM midi_tracks t
-         JOIN midi_files f ON f.id = t.midi_file_id WHERE f.cue_id = c.id) AS notes,
-       (SELECT COUNT(*) FROM audio_files a WHERE a.cue_id = c.id) AS stems,
-       (SELECT COUNT(*) FROM final_mixes x WHERE x.cue_id = c.id) AS final_mixes,
-       (SELECT COUNT(*) FROM track_matches m JOIN midi_tracks t ON t.id = m.track_id
-         JOIN midi_files f ON f.id = t.midi_file_id
-         WHERE f.cue_id = c.id AND m.audio_file_id IS NOT NULL AND m.stem_rank = 0) AS matched_tracks,
-       (SELECT MAX(f.length_s) FROM midi_files f WHERE f.cue_id = c.id) AS midi_length_s,
-       (SELECT MAX(a.duration_s) FROM audio_files a WHERE a.cue_id = c.id) AS audio_length_s,
-       c.error_count AS errors
-FROM cues c
 WHERE c.status = 'complete'
 ;
