@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import queries
 from benchmarks.common import Row
 
 SHARED_MIDI = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi"
@@ -118,6 +119,26 @@ def _bytes_per_note(database: Path) -> tuple[float, int]:
     return (pages - free) * size / max(notes, 1), notes
 
 
+def _query_rows(database: Path, before: Path, rounds: int) -> list[Row]:
+    """One row per question of ``examples/queries.sql``: its best time on ``database`` against
+    the same on ``before`` (the copy at the note layout before issue 16)."""
+    queries.downgraded_copy(database, before, queries.BEFORE_REVISION)
+    cue = queries.busiest_cue(database)
+    return [
+        Row(
+            section=SECTION,
+            figure=f"query {title.split('.')[0]} ({answers:,} rows): {title.split('. ', 1)[1]}",
+            value=new_s,
+            unit="s",
+            baseline=f"the same on the database downgraded to {queries.BEFORE_REVISION}",
+            baseline_value=old_s,
+            higher_is_better=False,
+            target=1.0,
+        )
+        for title, new_s, old_s, answers in queries.compare(database, before, cue, rounds)
+    ]
+
+
 def run(quick: bool) -> list[Row]:
     count = int(os.environ.get("KMIDI_BENCH_COLLECTION_FILES", 320 if quick else 10_000))
     rounds = 1 if quick else 2
@@ -136,6 +157,7 @@ def run(quick: bool) -> list[Row]:
             rss.append(peak)
             workers.append(workers_cpu)
         per_note, notes = _bytes_per_note(database)
+        asked = _query_rows(database, Path(tmp) / "before.sqlite", 1 if quick else 3)
         # The same run with every cue kept in memory (a budget no cue exceeds): what the
         # writer's peak would be without the spill.
         unbounded = _ingest(root, database, {"KMIDI_WRITER_MEMORY_MB": str(1 << 20)})[2]
@@ -187,4 +209,5 @@ def run(quick: bool) -> list[Row]:
             baseline_value=unbounded / 2**20,
             higher_is_better=False,
         ),
+        *asked,
     ]

@@ -10,38 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
+from benchmarks import queries
+from benchmarks.queries import parse_queries
 from kmidi_ingest import dbcopy, ingest
 from kmidi_ingest.db import make_engine
 from tests.conftest import REPO, note_track, write_midi
 
 EXAMPLES = REPO / "examples"
 QUERIES = EXAMPLES / "queries.sql"
-
-
-def parse_queries(sql: str) -> list[tuple[str, str]]:
-    """``(title, statement)`` per statement; the title is the numbered comment before it.
-
-    Comment lines (``--``) are dropped; a statement ends with a line ending in ``;``.
-    """
-    out: list[tuple[str, str]] = []
-    title, lines = "", []
-    for line in sql.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("--"):
-            if re.match(r"--\s*\d+\.", stripped):
-                title = stripped.lstrip("- ")
-            continue
-        if stripped:
-            lines.append(line)
-        if stripped.endswith(";"):
-            out.append((title, "\n".join(lines).rstrip(";")))
-            lines = []
-    assert not lines, f"statement without a closing semicolon: {lines}"
-    return out
-
-
 QUESTIONS = parse_queries(QUERIES.read_text())
 
 
@@ -191,3 +169,43 @@ def test_readme_schema_documents_every_table_and_column():
         assert documented == [c.name for c in table.columns], table.name
         if table.name not in ("llm_cache",):
             assert table.name in schema.split("```")[1], f"{table.name} missing from the ER diagram"
+
+
+def test_every_question_answers_the_same_on_the_schema_before_issue_16(ingested_sqlite, tmp_path):
+    """The collection benchmark times each question on a copy taken down to 0008 (the note layout
+    before issue 16): the copy must hold the same answers, or the timings compare nothing."""
+    head = Path(make_url(ingested_sqlite).database)
+    before = tmp_path / "before.sqlite"
+    queries.downgraded_copy(head, before, queries.BEFORE_REVISION)
+    engine = make_engine(f"sqlite:///{before}")
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
+            )
+            columns = {c["name"] for c in inspect(conn).get_columns("midi_notes")}
+            assert {"start_s", "end_s"} <= columns and "duration_us" not in columns
+            old = [
+                [tuple(r) for r in conn.execute(text(queries.before_stem_rank(sql)))]
+                for _, sql in QUESTIONS
+            ]
+    finally:
+        engine.dispose()
+    for (title, _), new_rows, old_rows in zip(
+        QUESTIONS, answers(ingested_sqlite), old, strict=True
+    ):
+        assert new_rows, title
+        assert len(new_rows) == len(old_rows), title
+        for a, b in zip(new_rows, old_rows, strict=True):
+            assert [_plain(v) for v in a] == pytest.approx([_plain(v) for v in b]), title
+
+
+def test_the_benchmark_asks_about_the_cue_with_the_most_notes(ingested_sqlite):
+    head = Path(make_url(ingested_sqlite).database)
+    assert queries.busiest_cue(head) == _scalar(
+        ingested_sqlite,
+        "SELECT cue_name FROM notes_view GROUP BY cue_name ORDER BY COUNT(*) DESC LIMIT 1",
+    )
+    statement = dict(QUESTIONS)[QUESTIONS[1][0]]
+    assert "'1M01 Opening'" in statement
+    assert "'It''s Late'" in queries.for_cue(statement, "It's Late")
