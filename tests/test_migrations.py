@@ -1,4 +1,4 @@
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from kmidi_ingest import migrate
 from kmidi_ingest.db import make_engine
@@ -21,6 +21,39 @@ REQUIRED = {
 }
 
 
+def _insert_cue_and_file(conn, *, tracks: int, notes: int, length_tick: int, length_s: float):
+    """Cue 1, complete, holding MIDI file 1 (``a.mid``), inserted as any revision stores them."""
+    conn.execute(
+        text(
+            "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
+            "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
+            "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
+            "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
+            "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
+            "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', :t, :n, :lt, :ls, FALSE)"
+        ),
+        {"t": tracks, "n": notes, "lt": length_tick, "ls": length_s},
+    )
+
+
+def _insert_violins_part(conn, *, end_tick: int, end_s: float):
+    """Part 5 of file 1, "Violins" with 2 notes, as revisions 0007 and later store parts."""
+    conn.execute(
+        text(
+            "INSERT INTO midi_tracks (id, midi_file_id, track_index, part_index, name, "
+            "part_name, is_conductor, is_drum, note_count, sysex_count, "
+            "stray_note_off_count, end_tick, end_s) "
+            "VALUES (5, 1, 0, 0, 'Violins', 'Violins', FALSE, FALSE, 2, 0, 0, :et, :es)"
+        ),
+        {"et": end_tick, "es": end_s},
+    )
+
+
 def test_upgrade_creates_schema_and_models_match_migrations(db_url):
     engine = make_engine(db_url)
     migrate.upgrade(engine)
@@ -38,26 +71,10 @@ def test_upgrade_creates_schema_and_models_match_migrations(db_url):
 
 def test_parts_migration_keeps_stored_tracks_and_their_notes(db_url):
     """0007 on a database written before parts: each track row becomes its own single part."""
-    from sqlalchemy import text
-
     engine = make_engine(db_url)
     migrate.upgrade(engine, "0005")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
-                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
-                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
-                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
-                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
-                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 2, 1, 480, 0.5, FALSE)"
-            )
-        )
+        _insert_cue_and_file(conn, tracks=2, notes=1, length_tick=480, length_s=0.5)
         for track_id, index, name in ((1, 0, "Tempo"), (2, 1, "Violins")):
             conn.execute(
                 text(
@@ -95,34 +112,11 @@ def test_parts_migration_keeps_stored_tracks_and_their_notes(db_url):
 def test_compact_notes_migration_converts_stored_notes_both_ways(db_url):
     """0007: seconds become whole microseconds (sustain NULL where it equals the end), ids kept,
     the view still answers in seconds; the downgrade gives the seconds back."""
-    from sqlalchemy import text
-
     engine = make_engine(db_url)
     migrate.upgrade(engine, "0008")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
-                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
-                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
-                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
-                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
-                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 1, 2, 960, 1.0, FALSE)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO midi_tracks (id, midi_file_id, track_index, part_index, name, "
-                "part_name, is_conductor, is_drum, note_count, sysex_count, "
-                "stray_note_off_count, end_tick, end_s) "
-                "VALUES (5, 1, 0, 0, 'Violins', 'Violins', FALSE, FALSE, 2, 0, 0, 960, 1.0)"
-            )
-        )
+        _insert_cue_and_file(conn, tracks=1, notes=2, length_tick=960, length_s=1.0)
+        _insert_violins_part(conn, end_tick=960, end_s=1.0)
         for note_id, start_s, end_s, sustain_s in ((7, 0.25, 0.5, 0.5), (9, 1 / 3, 0.75, 0.9)):
             conn.execute(
                 text(
@@ -160,36 +154,13 @@ def test_note_lengths_migration_keeps_every_end_time_both_ways(db_url):
     """0012: on SQLite the rows store lengths and ``end_tick``/``end_us`` become virtual columns
     reading the same values; PostgreSQL keeps its stored end columns. The downgrade stores the
     ends again."""
-    from sqlalchemy import text
-
     engine = make_engine(db_url)
     sqlite = engine.dialect.name == "sqlite"
     migrate.upgrade(engine, "0011")
     notes = [(7, 0, 480, 0, 500_000, None), (9, 480, 2400, 500_000, 2_750_001, 3_000_000)]
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO cues (id, name, rel_path, abs_path, status, stat_fingerprint, "
-                "content_fingerprint, sample_rate_hz, midi_file_count, stem_count, "
-                "final_mix_count, error_count, ingested_at) VALUES (1, 'c', 'c', '/c', "
-                "'complete', 'x', 'y', 16000, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO midi_files (id, cue_id, rel_path, file_name, size_bytes, sha256, "
-                "midi_format, timing, track_count, note_count, length_tick, length_s, lenient) "
-                "VALUES (1, 1, 'a.mid', 'a.mid', 1, 'h', 1, 'ppq', 1, 2, 2400, 2.75, FALSE)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO midi_tracks (id, midi_file_id, track_index, part_index, name, "
-                "part_name, is_conductor, is_drum, note_count, sysex_count, "
-                "stray_note_off_count, end_tick, end_s) "
-                "VALUES (5, 1, 0, 0, 'Violins', 'Violins', FALSE, FALSE, 2, 0, 0, 2400, 2.75)"
-            )
-        )
+        _insert_cue_and_file(conn, tracks=1, notes=2, length_tick=2400, length_s=2.75)
+        _insert_violins_part(conn, end_tick=2400, end_s=2.75)
         for note in notes:
             conn.execute(
                 text(
