@@ -221,52 +221,30 @@ def _rows(
         base_s = min(base_s, _best(engine, baseline, 1))
         ours_s = min(ours_s, _best(engine, lambda: project_path(engine, notes), 1))
     base_rate = n / base_s
+
+    def rate(figure: str, rows_written: int, seconds: float, target: float | None = None) -> Row:
+        return Row(
+            section=SECTION,
+            figure=f"{backend}: {figure}",
+            value=rows_written / seconds,
+            unit="rows/s",
+            baseline=baseline_name,
+            baseline_value=base_rate,
+            target=target,
+        )
+
     small_rows = rows[:small]
     core_s = _best(engine, lambda: core_dicts(engine, small_rows), 1)
-    extra = []
+    out = [
+        rate(f"note write path ({n:,} notes)", n, ours_s, target=0.7),
+        rate(f"SQLAlchemy Core insert(dicts) ({small:,})", small, core_s),
+    ]
     if engine.dialect.name == "postgresql":
         orm_s = _best(engine, lambda: orm_add_all(engine, small_rows), 1)
-        extra.append(
-            Row(
-                section=SECTION,
-                figure=f"{backend}: ORM add_all ({small:,})",
-                value=small / orm_s,
-                unit="rows/s",
-                baseline=baseline_name,
-                baseline_value=base_rate,
-            )
-        )
+        out.append(rate(f"ORM add_all ({small:,})", small, orm_s))
         csv_s = min(_best(engine, lambda: csv_path(engine, notes), 1) for _ in range(repeats))
-        extra.append(
-            Row(
-                section=SECTION,
-                figure=f"{backend}: former note path, rows + CSV COPY ({n:,} notes)",
-                value=n / csv_s,
-                unit="rows/s",
-                baseline=baseline_name,
-                baseline_value=base_rate,
-            )
-        )
-    return [
-        Row(
-            section=SECTION,
-            figure=f"{backend}: note write path ({n:,} notes)",
-            value=n / ours_s,
-            unit="rows/s",
-            baseline=baseline_name,
-            baseline_value=base_rate,
-            target=0.7,
-        ),
-        Row(
-            section=SECTION,
-            figure=f"{backend}: SQLAlchemy Core insert(dicts) ({small:,})",
-            value=small / core_s,
-            unit="rows/s",
-            baseline=baseline_name,
-            baseline_value=base_rate,
-        ),
-        *extra,
-    ]
+        out.append(rate(f"former note path, rows + CSV COPY ({n:,} notes)", n, csv_s))
+    return out
 
 
 def run(quick: bool) -> list[Row]:
