@@ -200,3 +200,53 @@ def test_note_lengths_migration_keeps_every_end_time_both_ways(db_url):
         assert not names & {"duration_ticks", "duration_us"}
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def test_notes_view_by_track_reads_the_same_rows_and_searches_notes_per_track(db_url):
+    """0013: ``notes_view`` names the tracks first and the notes through ``CROSS JOIN``. It
+    gives the rows it gave at 0012, and on SQLite a question over every note reads each track's
+    notes as one range of the table instead of looking up a track per note."""
+    engine = make_engine(db_url)
+    sqlite = engine.dialect.name == "sqlite"
+    migrate.upgrade(engine)
+    ends = "duration_ticks, duration_us" if sqlite else "end_tick, end_us"
+    with engine.begin() as conn:
+        _insert_cue_and_file(conn, tracks=1, notes=2, length_tick=2400, length_s=2.75)
+        _insert_violins_part(conn, end_tick=2400, end_s=2.75)
+        for note_id, start_tick, start_us in ((7, 0, 0), (9, 480, 500_000)):
+            conn.execute(
+                text(
+                    "INSERT INTO midi_notes (id, track_id, channel, pitch, velocity, "
+                    f"start_tick, start_us, start_bar, start_beat, end_inferred, {ends}) "
+                    "VALUES (:id, 5, 0, 60, 100, :st, :su, 1, 1.5, FALSE, :l1, :l2)"
+                ),
+                {
+                    "id": note_id,
+                    "st": start_tick,
+                    "su": start_us,
+                    "l1": 480 if sqlite else start_tick + 480,
+                    "l2": 500_000 if sqlite else start_us + 500_000,
+                },
+            )
+    read = text("SELECT * FROM notes_view ORDER BY note_id")
+    with engine.connect() as conn:
+        at_head = [tuple(r) for r in conn.execute(read)]
+        if sqlite:
+            plan = [
+                r[3]
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT track_category, COUNT(*) FROM notes_view GROUP BY 1"
+                )
+            ]
+            assert "SEARCH n USING PRIMARY KEY (track_id=?)" in plan
+            assert not [p for p in plan if p.startswith("SCAN n")]
+    assert [(r[0], r[6], r[8], r[23], r[24]) for r in at_head] == [
+        (7, 5, "Violins", 0.0, 0.5),
+        (9, 5, "Violins", 0.5, 1.0),
+    ]
+    migrate.downgrade(engine, "0012")
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == at_head
+    migrate.upgrade(engine)
+    migrate.check(engine)
+    engine.dispose()

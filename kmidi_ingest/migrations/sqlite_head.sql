@@ -1,4 +1,4 @@
--- revision: 0012
+-- revision: 0013
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -389,9 +389,9 @@ CREATE TABLE "track_matches" (
 	verify_reason TEXT, 
 	stem_rank SMALLINT DEFAULT '0' NOT NULL, 
 	CONSTRAINT pk_track_matches PRIMARY KEY (id), 
+	CONSTRAINT fk_track_matches_runner_up_audio_file_id_audio_files FOREIGN KEY(runner_up_audio_file_id) REFERENCES audio_files (id) ON DELETE SET NULL, 
 	CONSTRAINT fk_track_matches_track_id_midi_tracks FOREIGN KEY(track_id) REFERENCES midi_tracks (id) ON DELETE CASCADE, 
 	CONSTRAINT fk_track_matches_audio_file_id_audio_files FOREIGN KEY(audio_file_id) REFERENCES audio_files (id) ON DELETE CASCADE, 
-	CONSTRAINT fk_track_matches_runner_up_audio_file_id_audio_files FOREIGN KEY(runner_up_audio_file_id) REFERENCES audio_files (id) ON DELETE SET NULL, 
 	CONSTRAINT uq_track_matches_track_id_audio_file_id UNIQUE (track_id, audio_file_id), 
 	CONSTRAINT uq_track_matches_track_id_stem_rank UNIQUE (track_id, stem_rank)
 )
@@ -451,11 +451,11 @@ SELECT n.id AS note_id, c.id AS cue_id, c.name AS cue_name, c.rel_path AS cue_pa
        (n.end_us - n.start_us) / CAST(1000000 AS DOUBLE PRECISION) AS duration_s,
        (COALESCE(n.end_sustain_us, n.end_us)) / CAST(1000000 AS DOUBLE PRECISION) AS end_sustain_s,
        n.start_bar, n.start_beat, n.end_inferred
-FROM midi_notes n
-JOIN midi_tracks t ON t.id = n.track_id
+FROM midi_tracks t
 JOIN midi_files f ON f.id = t.midi_file_id
 JOIN cues c ON c.id = f.cue_id
 LEFT JOIN track_matches m ON m.track_id = t.id AND m.stem_rank = 0
 LEFT JOIN audio_files a ON a.id = m.audio_file_id
-WHERE c.status = 'complete'
+CROSS JOIN midi_notes n
+WHERE n.track_id = t.id AND c.status = 'complete'
 ;
