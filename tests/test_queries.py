@@ -176,7 +176,7 @@ def test_every_question_answers_the_same_on_the_schema_before_issue_16(ingested_
     before issue 16): the copy must hold the same answers, or the timings compare nothing."""
     head = Path(make_url(ingested_sqlite).database)
     before = tmp_path / "before.sqlite"
-    queries.downgraded_copy(head, before, queries.BEFORE_REVISION)
+    queries.laid_out_copy(head, before, queries.BEFORE_REVISION)
     engine = make_engine(f"sqlite:///{before}")
     try:
         with engine.connect() as conn:
