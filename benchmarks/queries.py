@@ -92,7 +92,7 @@ def busiest_cue(database: Path) -> str:
     return str(row[0])
 
 
-def _time(conn: sqlite3.Connection, statement: str, budget_s: float = 0.05) -> tuple[float, int]:
+def _time(conn: sqlite3.Connection, statement: str, budget_s: float = 0.3) -> tuple[float, int]:
     """The best of as many runs of ``statement`` as fit in ``budget_s`` (at least one): a
     question answered in a millisecond is otherwise timed by the scheduler's noise."""
     best, spent, rows = float("inf"), 0.0, 0
