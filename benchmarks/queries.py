@@ -61,7 +61,8 @@ def laid_out_copy(database: Path, copy: Path, revision: str | None = None) -> No
 
     Both sides of :func:`compare` are made this way, so the two differ by their schema only: a
     database written cue by cue interleaves its tables' pages, a rebuilt or vacuumed one does
-    not, and on questions over small tables that layout alone moves a timing by 10-20 %.
+    not, and on 2,000 files the vacuumed copy answered questions over small tables 10-20 %
+    faster than the database it was copied from.
     """
     from kmidi_ingest import migrate
     from kmidi_ingest.db import make_engine
@@ -95,13 +96,14 @@ def busiest_cue(database: Path) -> str:
 def _time(conn: sqlite3.Connection, statement: str, budget_s: float = 0.3) -> tuple[float, int]:
     """The best of as many runs of ``statement`` as fit in ``budget_s`` (at least one): a
     question answered in a millisecond is otherwise timed by the scheduler's noise."""
-    best, spent, rows = float("inf"), 0.0, 0
-    while best == float("inf") or spent < budget_s:
+    best, spent = float("inf"), 0.0
+    while True:
         started = time.perf_counter()
         rows = len(conn.execute(statement).fetchall())
         seconds = time.perf_counter() - started
         best, spent = min(best, seconds), spent + seconds
-    return best, rows
+        if spent >= budget_s:
+            return best, rows
 
 
 def compare(head: Path, before: Path, cue: str, rounds: int) -> list[tuple[str, float, float, int]]:
